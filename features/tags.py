@@ -1,0 +1,424 @@
+"""Member tags as of a date, computed with DuckDB.
+
+Input: the typed tables of a shop (pandas frames as read by the ingest step, timestamps
+naive UTC). Output: one row per member known at the as-of instant, with numeric
+behaviour features, RFM scores, lifecycle stage, value tier, rule tags and early-warning
+signals. ``as_of`` is a date; everything up to the end of that day (UTC) is visible.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from features.settings import TagConfig
+
+LIFECYCLE_STAGES = (
+    "new",
+    "active",
+    "growing",
+    "mature",
+    "declining",
+    "dormant",
+    "churned",
+    "reactivated",
+)
+
+# The classic RFM grid on recency and frequency scores: (segment, R range, F range).
+RFM_SEGMENTS: tuple[tuple[str, tuple[int, int], tuple[int, int]], ...] = (
+    ("champions", (5, 5), (4, 5)),
+    ("loyal_customers", (3, 4), (4, 5)),
+    ("potential_loyalists", (4, 5), (2, 3)),
+    ("new_customers", (5, 5), (1, 1)),
+    ("promising", (4, 4), (1, 1)),
+    ("need_attention", (3, 3), (3, 3)),
+    ("about_to_sleep", (3, 3), (1, 2)),
+    ("cant_lose_them", (1, 2), (5, 5)),
+    ("at_risk", (1, 2), (3, 4)),
+    ("hibernating", (1, 2), (1, 2)),
+)
+
+# Numeric features (float) that models may consume; the Feast schema is built from these.
+NUMERIC_FEATURES: tuple[str, ...] = (
+    "recency_days",
+    "frequency",
+    "monetary",
+    "avg_order_value",
+    "max_order_value",
+    "orders_30d",
+    "orders_recent",
+    "orders_previous",
+    "spend_recent",
+    "spend_previous",
+    "tenure_days",
+    "usual_cycle_days",
+    "gap_ratio",
+    "distinct_products",
+    "discount_share",
+    "events_30d",
+    "events_recent",
+    "messages_recent",
+    "opens_recent",
+    "open_rate",
+    "top_category_share",
+    "r_score",
+    "f_score",
+    "m_score",
+)
+BOOL_TAGS: tuple[str, ...] = (
+    "high_order_value",
+    "dormant",
+    "high_frequency",
+    "price_sensitive",
+    "warn_activity_down",
+    "warn_gap_exceeded",
+)
+STRING_FEATURES: tuple[str, ...] = (
+    "rfm_segment",
+    "lifecycle_stage",
+    "value_tier",
+    "top_category",
+    "categories",
+    "preferred_channel",
+    "timezone",
+    "tags",
+)
+INT_FEATURES: tuple[str, ...] = ("active_hour", "active_how")
+
+
+def reference_instant(as_of: date) -> datetime:
+    """The exclusive end of the as-of day (UTC, naive)."""
+    return datetime.combine(as_of, datetime.min.time()) + timedelta(days=1)
+
+
+def _empty(columns: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=t) for c, t in columns.items()})
+
+
+def compute_tags(
+    tables: dict[str, pd.DataFrame], as_of: date, config: TagConfig | None = None
+) -> pd.DataFrame:
+    """Tags of every member known by the end of ``as_of``.
+
+    Returns a frame with ``member_id``, ``event_timestamp`` (the as-of date, UTC) and the
+    columns in NUMERIC_FEATURES, BOOL_TAGS, STRING_FEATURES and INT_FEATURES.
+    """
+    cfg = config or TagConfig()
+    ref = reference_instant(as_of)
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    ol = tables["order_lines"]
+    con.register("order_lines_all", ol)
+    members = tables.get("members")
+    if members is None:
+        members = _empty(
+            {"member_id": "string", "signup_ts": "datetime64[us]", "timezone": "string"}
+        )
+    if "signup_ts" not in members:
+        members = members.assign(
+            signup_ts=pd.Series(pd.NaT, index=members.index, dtype="datetime64[us]")
+        )
+    if "timezone" not in members:
+        members = members.assign(timezone=pd.Series(pd.NA, index=members.index, dtype="string"))
+    con.register("members_all", members[["member_id", "signup_ts", "timezone"]])
+    products = tables.get("products")
+    if products is None or "category" not in products:
+        products = _empty({"product_id": "string", "category": "string"})
+    con.register("products", products[["product_id", "category"]])
+    events = tables.get("events")
+    if events is None:
+        events = _empty({"member_id": "string", "ts": "datetime64[us]"})
+    con.register("events_all", events[["member_id", "ts"]])
+    messages = tables.get("messages")
+    if messages is None:
+        messages = _empty(
+            {
+                "member_id": "string",
+                "channel": "string",
+                "sent_ts": "datetime64[us]",
+                "opened_ts": "datetime64[us]",
+            }
+        )
+    if "opened_ts" not in messages:
+        messages = messages.assign(
+            opened_ts=pd.Series(pd.NaT, index=messages.index, dtype="datetime64[us]")
+        )
+    con.register("messages_all", messages[["member_id", "channel", "sent_ts", "opened_ts"]])
+
+    w = cfg.activity_window_days
+    params = {
+        "ref": ref,
+        "recent_start": ref - timedelta(days=w),
+        "prev_start": ref - timedelta(days=2 * w),
+        "hf_start": ref - timedelta(days=cfg.high_frequency_window_days),
+        "d30": ref - timedelta(days=30),
+    }
+    con.execute(
+        """
+        CREATE TEMP TABLE lines AS
+        SELECT member_id, order_id, ts, product_id, quantity, unit_price,
+               COALESCE(discount, 0.0) AS discount,
+               quantity * unit_price - COALESCE(discount, 0.0) AS net
+        FROM order_lines_all WHERE ts < $ref;
+        CREATE TEMP TABLE orders AS
+        SELECT member_id, order_id, MIN(ts) AS ts, SUM(net) AS value,
+               SUM(CASE WHEN quantity > 0 THEN quantity * unit_price ELSE 0 END) AS gross,
+               SUM(CASE WHEN quantity > 0 THEN discount ELSE 0 END) AS disc,
+               BOOL_OR(quantity > 0) AS is_purchase
+        FROM lines GROUP BY member_id, order_id;
+        """.replace("$ref", "TIMESTAMP '" + ref.isoformat(sep=" ") + "'")
+    )
+    hov = cfg.high_order_value
+    if hov is None:
+        q = con.execute(
+            "SELECT quantile_cont(value, ?) FROM orders WHERE is_purchase",
+            [cfg.high_order_value_quantile],
+        ).fetchone()
+        hov = float(q[0]) if q and q[0] is not None else float("inf")
+    sql = """
+    WITH purchases AS (
+        SELECT *, ts - LAG(ts) OVER (PARTITION BY member_id ORDER BY ts) AS gap
+        FROM orders WHERE is_purchase
+    ),
+    o AS (
+        SELECT member_id,
+               MIN(ts) AS first_ts, MAX(ts) AS last_ts, COUNT(*) AS frequency,
+               AVG(value) AS avg_order_value, MAX(value) AS max_order_value,
+               SUM(gross) AS gross, SUM(disc) AS disc,
+               COUNT(*) FILTER (WHERE ts >= $hf_start) AS orders_30d,
+               COUNT(*) FILTER (WHERE ts >= $recent_start) AS orders_recent,
+               COUNT(*) FILTER (WHERE ts >= $prev_start AND ts < $recent_start) AS orders_previous,
+               COALESCE(SUM(value) FILTER (WHERE ts >= $recent_start), 0) AS spend_recent,
+               COALESCE(SUM(value) FILTER (WHERE ts >= $prev_start AND ts < $recent_start), 0)
+                   AS spend_previous,
+               MEDIAN(epoch(gap) / 86400.0) AS usual_cycle_days,
+               arg_max(epoch(gap) / 86400.0, ts) AS last_gap_days
+        FROM purchases GROUP BY member_id
+    ),
+    money AS (SELECT member_id, SUM(value) AS monetary FROM orders GROUP BY member_id),
+    prod AS (
+        SELECT member_id, COUNT(DISTINCT product_id) AS distinct_products
+        FROM lines WHERE quantity > 0 AND product_id IS NOT NULL GROUP BY member_id
+    ),
+    ev AS (
+        SELECT member_id,
+               COUNT(*) FILTER (WHERE ts >= $d30) AS events_30d,
+               COUNT(*) FILTER (WHERE ts >= $recent_start) AS events_recent
+        FROM events_all WHERE ts < $ref GROUP BY member_id
+    ),
+    msg AS (
+        SELECT member_id,
+               COUNT(*) FILTER (WHERE sent_ts >= $recent_start) AS messages_recent,
+               COUNT(*) FILTER (WHERE sent_ts >= $recent_start AND opened_ts IS NOT NULL)
+                   AS opens_recent,
+               AVG(CASE WHEN opened_ts IS NOT NULL THEN 1.0 ELSE 0.0 END) AS open_rate
+        FROM messages_all WHERE sent_ts < $ref GROUP BY member_id
+    ),
+    chan AS (
+        SELECT member_id, arg_max(channel, rate * 1e6 + opens) AS preferred_channel
+        FROM (
+            SELECT member_id, channel, COUNT(opened_ts) AS opens,
+                   COUNT(opened_ts) * 1.0 / COUNT(*) AS rate
+            FROM messages_all WHERE sent_ts < $ref GROUP BY member_id, channel
+        ) GROUP BY member_id
+    ),
+    ids AS (
+        SELECT member_id FROM members_all WHERE signup_ts IS NULL OR signup_ts < $ref
+        UNION SELECT member_id FROM orders
+    ),
+    base AS (
+        SELECT ids.member_id,
+               COALESCE(m.timezone, 'UTC') AS timezone,
+               COALESCE(LEAST(m.signup_ts, o.first_ts), m.signup_ts, o.first_ts) AS since_ts,
+               o.*  EXCLUDE (member_id),
+               money.monetary, prod.distinct_products,
+               ev.events_30d, ev.events_recent,
+               msg.messages_recent, msg.opens_recent, msg.open_rate,
+               chan.preferred_channel
+        FROM ids
+        LEFT JOIN (SELECT member_id, ANY_VALUE(signup_ts) AS signup_ts,
+                          ANY_VALUE(timezone) AS timezone
+                   FROM members_all GROUP BY member_id) m USING (member_id)
+        LEFT JOIN o USING (member_id)
+        LEFT JOIN money USING (member_id)
+        LEFT JOIN prod USING (member_id)
+        LEFT JOIN ev USING (member_id)
+        LEFT JOIN msg USING (member_id)
+        LEFT JOIN chan USING (member_id)
+    )
+    SELECT member_id, timezone, first_ts, last_ts, last_gap_days,
+           epoch($ref - last_ts) / 86400.0 AS recency_days,
+           COALESCE(frequency, 0) AS frequency,
+           COALESCE(monetary, 0) AS monetary,
+           avg_order_value, max_order_value,
+           COALESCE(orders_30d, 0) AS orders_30d,
+           COALESCE(orders_recent, 0) AS orders_recent,
+           COALESCE(orders_previous, 0) AS orders_previous,
+           COALESCE(spend_recent, 0) AS spend_recent,
+           COALESCE(spend_previous, 0) AS spend_previous,
+           epoch($ref - since_ts) / 86400.0 AS tenure_days,
+           usual_cycle_days,
+           epoch($ref - last_ts) / 86400.0 / NULLIF(usual_cycle_days, 0) AS gap_ratio,
+           COALESCE(distinct_products, 0) AS distinct_products,
+           COALESCE(disc / NULLIF(gross, 0), 0) AS discount_share,
+           COALESCE(events_30d, 0) AS events_30d,
+           COALESCE(events_recent, 0) AS events_recent,
+           COALESCE(messages_recent, 0) AS messages_recent,
+           COALESCE(opens_recent, 0) AS opens_recent,
+           open_rate, preferred_channel
+    FROM base
+    """
+    for k, v in params.items():
+        sql = sql.replace("$" + k, "TIMESTAMP '" + v.isoformat(sep=" ") + "'")
+    df = con.execute(sql).df()
+
+    # categories: spend share per category over purchases
+    cat = con.execute(
+        """
+        SELECT l.member_id, p.category, SUM(l.quantity * l.unit_price) AS spend
+        FROM lines l JOIN products p USING (product_id)
+        WHERE l.quantity > 0 AND p.category IS NOT NULL
+        GROUP BY 1, 2
+        """
+    ).df()
+    hours = con.execute(
+        """
+        WITH t AS (
+            SELECT member_id, ts FROM orders WHERE is_purchase
+            UNION ALL SELECT member_id, ts FROM events_all WHERE ts < $ref
+            UNION ALL SELECT member_id, opened_ts FROM messages_all
+                WHERE opened_ts IS NOT NULL AND opened_ts < $ref
+        ),
+        tz AS (SELECT member_id, ANY_VALUE(timezone) AS timezone FROM members_all GROUP BY 1),
+        loc AS (
+            SELECT t.member_id,
+                   timezone(COALESCE(tz.timezone, 'UTC'), t.ts::TIMESTAMPTZ) AS lt
+            FROM t LEFT JOIN tz USING (member_id)
+        )
+        SELECT member_id,
+               (isodow(lt) - 1) * 24 + hour(lt) AS how, hour(lt) AS hod, COUNT(*) AS n
+        FROM loc GROUP BY ALL
+        """.replace("$ref", "TIMESTAMP '" + ref.isoformat(sep=" ") + "'")
+    ).df()
+    con.close()
+    return _finish(df, cat, hours, as_of, cfg, hov)
+
+
+def _finish(
+    df: pd.DataFrame,
+    cat: pd.DataFrame,
+    hours: pd.DataFrame,
+    as_of: date,
+    cfg: TagConfig,
+    high_order_value: float,
+) -> pd.DataFrame:
+    df = df.sort_values("member_id", kind="stable").reset_index(drop=True)
+    n = len(df)
+    buyers = df["frequency"] > 0
+
+    # RFM quintiles among buyers (ties broken by member_id so the split is deterministic)
+    for col, name, ascending in (
+        ("recency_days", "r_score", False),
+        ("frequency", "f_score", True),
+        ("monetary", "m_score", True),
+    ):
+        score = pd.Series(np.nan, index=df.index)
+        b = df[buyers]
+        if len(b):
+            order = b.sort_values([col, "member_id"], ascending=[ascending, True]).index
+            pos = pd.Series(np.arange(len(order)), index=order)
+            score[b.index] = (pos.loc[b.index].to_numpy() * 5 // len(b)) + 1
+        df[name] = score
+    r, f = df["r_score"], df["f_score"]
+    seg = pd.Series("no_purchase", index=df.index, dtype="object")
+    for name, (r0, r1), (f0, f1) in reversed(RFM_SEGMENTS):
+        seg[(r >= r0) & (r <= r1) & (f >= f0) & (f <= f1)] = name
+    df["rfm_segment"] = seg
+
+    # value tier: a pyramid on monetary value, top tier first
+    shares = np.cumsum(cfg.value_tier_shares)
+    order = df.sort_values(["monetary", "member_id"], ascending=[False, True]).index
+    pct = pd.Series((np.arange(n) + 0.5) / max(n, 1), index=order).reindex(df.index)
+    tier_idx = np.searchsorted(shares, pct.to_numpy(), side="right").clip(0, len(shares) - 1)
+    df["value_tier"] = np.asarray(cfg.value_tier_names, dtype=object)[tier_idx]
+
+    # rule tags
+    rec = df["recency_days"]
+    never_and_old = ~buyers & (df["tenure_days"] > cfg.dormant_days)
+    df["high_order_value"] = (df["max_order_value"] > high_order_value).fillna(False)
+    df["dormant"] = (rec > cfg.dormant_days).fillna(False) | never_and_old
+    df["high_frequency"] = df["orders_30d"] >= cfg.high_frequency_orders
+    df["price_sensitive"] = df["discount_share"] >= cfg.price_sensitive_share
+    df["warn_activity_down"] = (df["orders_previous"] > 0) & (
+        df["orders_recent"] <= cfg.activity_drop_ratio * df["orders_previous"]
+    )
+    df["warn_gap_exceeded"] = (df["gap_ratio"] > cfg.gap_cycle_multiplier).fillna(False)
+
+    # lifecycle stage, first matching rule wins
+    first_age = (pd.Timestamp(reference_instant(as_of)) - df["first_ts"]).dt.total_seconds() / 86400
+    reactivated = (df["last_gap_days"] > cfg.dormant_days) & (rec <= cfg.dormant_days)
+    growing = (df["orders_recent"] >= 2) & (
+        df["orders_recent"] >= cfg.growth_ratio * df["orders_previous"].clip(lower=1)
+    )
+    conditions = [
+        ~buyers & (df["tenure_days"].fillna(0) <= cfg.new_member_days),
+        ~buyers & (df["tenure_days"].fillna(0) > cfg.churned_days),
+        ~buyers,
+        rec > cfg.churned_days,
+        rec > cfg.dormant_days,
+        first_age <= cfg.new_member_days,
+        reactivated.fillna(False),
+        df["warn_activity_down"],
+        growing,
+        df["tenure_days"] >= cfg.mature_tenure_days,
+    ]
+    choices = ["new", "churned", "dormant", "churned", "dormant", "new", "reactivated",
+               "declining", "growing", "mature"]  # fmt: skip
+    df["lifecycle_stage"] = np.select(
+        [c.fillna(False).to_numpy(bool) for c in conditions], choices, default="active"
+    )
+
+    # category preferences
+    if len(cat):
+        cat = cat.sort_values(["member_id", "spend", "category"], ascending=[True, False, True])
+        total = cat.groupby("member_id")["spend"].transform("sum")
+        cat = cat.assign(share=cat["spend"] / total)
+        top = cat.groupby("member_id").head(cfg.top_categories)
+        lists = top.groupby("member_id")["category"].agg(",".join)
+        first = top.groupby("member_id").head(1).set_index("member_id")
+        df["top_category"] = df["member_id"].map(first["category"])
+        df["top_category_share"] = df["member_id"].map(first["share"])
+        df["categories"] = df["member_id"].map(lists)
+    else:
+        df["top_category"] = None
+        df["top_category_share"] = np.nan
+        df["categories"] = None
+
+    # active hours in the member's own timezone (mode of engagement hour-of-week / hour)
+    if len(hours):
+        how = hours.sort_values(["member_id", "n", "how"], ascending=[True, False, True])
+        how = how.groupby("member_id").head(1).set_index("member_id")["how"]
+        hod = hours.groupby(["member_id", "hod"], as_index=False)["n"].sum()
+        hod = hod.sort_values(["member_id", "n", "hod"], ascending=[True, False, True])
+        hod = hod.groupby("member_id").head(1).set_index("member_id")["hod"]
+        df["active_how"] = df["member_id"].map(how).astype("Int64")
+        df["active_hour"] = df["member_id"].map(hod).astype("Int64")
+    else:
+        df["active_how"] = pd.Series(pd.NA, index=df.index, dtype="Int64")
+        df["active_hour"] = pd.Series(pd.NA, index=df.index, dtype="Int64")
+
+    tag_cols = list(BOOL_TAGS)
+    flags = df[tag_cols].to_numpy(bool)
+    names = np.asarray(tag_cols, dtype=object)
+    df["tags"] = [",".join(names[row]) for row in flags]
+    df["event_timestamp"] = pd.Timestamp(as_of, tz="UTC")
+    for c in NUMERIC_FEATURES:
+        df[c] = df[c].astype("float64")
+    for c in STRING_FEATURES:
+        df[c] = df[c].astype("object").where(df[c].notna(), None)
+    cols = ["member_id", "event_timestamp", *NUMERIC_FEATURES, *BOOL_TAGS, *STRING_FEATURES,
+            *INT_FEATURES]  # fmt: skip
+    return df[cols]

@@ -1,0 +1,303 @@
+"""Read a shop directory in the canonical format, check it, quarantine bad rows.
+
+A missing required table or column raises :class:`ContractError` before anything is
+written. Every other problem is per row: the row goes to quarantine with its reason
+(original values kept as text), and the report counts kept / quarantined / after-as-of
+rows per table.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipelines.contract import COUPON_KINDS, TABLES, Table
+
+
+class ContractError(Exception):
+    """The input directory does not have a required table or column."""
+
+
+@dataclass
+class TableReport:
+    read: int = 0
+    kept: int = 0
+    quarantined: int = 0
+    after_as_of: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class ShopData:
+    """The kept rows of every table present, typed, with timestamps as naive UTC."""
+
+    as_of: date
+    tables: dict[str, pd.DataFrame]
+    report: dict[str, TableReport]
+    quarantine: dict[str, pd.DataFrame]
+
+    @property
+    def cutoff(self) -> pd.Timestamp:
+        """Exclusive upper bound of visible time: the end of the as-of day (UTC)."""
+        return as_of_cutoff(self.as_of)
+
+    def get(self, name: str) -> pd.DataFrame | None:
+        return self.tables.get(name)
+
+    def report_dict(self) -> dict[str, dict]:
+        return {k: vars(v) for k, v in self.report.items()}
+
+
+def as_of_cutoff(as_of: date) -> pd.Timestamp:
+    return pd.Timestamp(datetime.combine(as_of, datetime.min.time())) + timedelta(days=1)
+
+
+def _find(data_dir: Path, name: str) -> Path | None:
+    for suffix in (".parquet", ".csv"):
+        p = data_dir / f"{name}{suffix}"
+        if p.exists():
+            return p
+    return None
+
+
+def _read_raw(path: Path) -> pd.DataFrame:
+    if path.suffix == ".csv":
+        # everything as text first: nothing is lost before the checks run
+        return pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+    return pd.read_parquet(path)
+
+
+def check_contract(data_dir: Path) -> dict[str, Path]:
+    """Locate the tables and check required tables and columns; raise ContractError."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise ContractError(f"input directory {data_dir} does not exist")
+    found: dict[str, Path] = {}
+    for name, table in TABLES.items():
+        path = _find(data_dir, name)
+        if path is None:
+            if table.required:
+                raise ContractError(
+                    f"required table '{name}' is missing: expected {data_dir}/{name}.parquet "
+                    f"or {name}.csv (see DATA_CONTRACT.md)"
+                )
+            continue
+        if path.suffix == ".csv":
+            columns = list(pd.read_csv(path, nrows=0).columns)
+        else:
+            import pyarrow.parquet as pq
+
+            columns = pq.read_schema(path).names
+        missing = [c for c in table.required_columns if c not in columns]
+        if missing:
+            raise ContractError(
+                f"table '{name}' ({path.name}) is missing required column(s): " + ", ".join(missing)
+            )
+        found[name] = path
+    return found
+
+
+def _to_str(s: pd.Series) -> pd.Series:
+    out = s.astype("string").str.strip()
+    # ids read from floats ("17850.0") are ids, not numbers
+    out = out.str.replace(r"^(-?\d+)\.0$", r"\1", regex=True)
+    return out.mask(out == "")
+
+
+def _to_ts(s: pd.Series) -> pd.Series:
+    if pd.api.types.is_datetime64_any_dtype(s):
+        ts = s
+        if getattr(ts.dt, "tz", None) is not None:
+            ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
+        return ts.astype("datetime64[us]")
+    ts = pd.to_datetime(s, errors="coerce", utc=True, format="mixed")
+    return ts.dt.tz_localize(None).astype("datetime64[us]")
+
+
+def _to_float(s: pd.Series) -> pd.Series:
+    return pd.to_numeric(s, errors="coerce").astype("float64")
+
+
+def _to_bool(s: pd.Series) -> pd.Series:
+    if pd.api.types.is_bool_dtype(s):
+        return s.astype("boolean")
+    m = s.astype("string").str.strip().str.lower()
+    return m.map({"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False})
+
+
+_CONVERT = {"str": _to_str, "timestamp": _to_ts, "float": _to_float, "bool": _to_bool}
+
+
+def _coerce(raw: pd.DataFrame, table: Table) -> tuple[pd.DataFrame, pd.Series]:
+    """Typed frame with the contract's columns plus a per-row reason ('' = fine)."""
+    reasons = pd.Series("", index=raw.index, dtype="object")
+    out = pd.DataFrame(index=raw.index)
+
+    def flag(mask: pd.Series, reason: str) -> None:
+        mask = mask.fillna(False).astype(bool) & (reasons == "")
+        reasons[mask] = reason
+
+    for col in table.columns:
+        if col.name not in raw.columns:
+            out[col.name] = pd.Series(pd.NA, index=raw.index, dtype="object")
+            continue
+        src = raw[col.name]
+        conv = _CONVERT[col.type](src)
+        was_null = src.isna() | (src.astype("string").str.strip() == "")
+        if not col.nullable:
+            flag(was_null, f"missing {col.name}")
+        flag(conv.isna() & ~was_null, f"unparseable {col.name} ({col.type})")
+        out[col.name] = conv
+    # extra columns a shop may add are carried along untouched
+    for extra in raw.columns:
+        if extra not in out.columns:
+            out[extra] = raw[extra]
+    return out, reasons
+
+
+def _table_rules(name: str, df: pd.DataFrame, reasons: pd.Series) -> None:
+    """Row rules beyond types; writes a reason for the first rule a row breaks."""
+
+    def flag(mask: pd.Series, reason: str) -> None:
+        mask = mask.fillna(False).astype(bool) & (reasons == "")
+        reasons[mask] = reason
+
+    if name == "order_lines":
+        flag(df["unit_price"] < 0, "negative unit_price")
+        flag(df["quantity"] == 0, "zero quantity")
+        if "discount" in df:
+            flag(df["discount"].astype("float64") < 0, "negative discount")
+    elif name == "products":
+        if "margin_rate" in df:
+            mr = df["margin_rate"].astype("float64")
+            flag((mr < 0) | (mr > 1), "margin_rate outside 0..1")
+        if "price" in df:
+            flag(df["price"].astype("float64") < 0, "negative price")
+    elif name == "coupons":
+        flag(~df["kind"].isin(COUPON_KINDS), "unknown coupon kind")
+        flag(df["value"] < 0, "negative coupon value")
+    elif name == "coupon_offers":
+        if "redeemed_ts" in df:
+            red = pd.to_datetime(df["redeemed_ts"])
+            flag(red < df["offered_ts"], "redeemed before offered")
+    elif name == "messages":
+        for col in ("opened_ts", "clicked_ts"):
+            if col in df:
+                flag(pd.to_datetime(df[col]) < df["sent_ts"], f"{col} before sent_ts")
+    elif name == "members" and "timezone" in df:
+        from zoneinfo import available_timezones
+
+        zones = available_timezones() | {"UTC"}
+        tz = df["timezone"]
+        flag(tz.notna() & ~tz.isin(zones), "unknown timezone")
+    table = TABLES[name]
+    if table.key:
+        dup = df.duplicated(list(table.key), keep="first") & (reasons == "")
+        flag(dup, "duplicate " + ",".join(table.key))
+
+
+_TIME_COLUMN = {
+    "order_lines": "ts",
+    "events": "ts",
+    "messages": "sent_ts",
+    "coupon_offers": "offered_ts",
+    "members": "signup_ts",
+}
+# reactions recorded after the as-of instant are the future: hidden, not errors
+_FUTURE_REACTIONS = {
+    "messages": ("opened_ts", "clicked_ts"),
+    "coupon_offers": ("redeemed_ts",),
+}
+
+
+def load_shop(data_dir: Path, as_of: date) -> ShopData:
+    """Read, type and check every table; nothing is written here.
+
+    Raises ContractError for a missing required table or column.
+    """
+    paths = check_contract(data_dir)
+    cutoff = as_of_cutoff(as_of)
+    tables: dict[str, pd.DataFrame] = {}
+    report: dict[str, TableReport] = {}
+    quarantine: dict[str, pd.DataFrame] = {}
+    for name, path in paths.items():
+        table = TABLES[name]
+        raw = _read_raw(path).reset_index(drop=True)
+        typed, reasons = _coerce(raw, table)
+        _table_rules(name, typed, reasons)
+        rep = TableReport(read=len(raw))
+        bad = reasons != ""
+        if bad.any():
+            q = raw[bad].astype("string").copy()
+            q.insert(0, "reason", reasons[bad].values)
+            q.insert(0, "source_row", np.flatnonzero(bad.values))
+            quarantine[name] = q
+            rep.quarantined = int(bad.sum())
+            rep.reasons = {str(k): int(v) for k, v in reasons[bad].value_counts().items()}
+        kept = typed[~bad]
+        tcol = _TIME_COLUMN.get(name)
+        if tcol is not None and tcol in kept:
+            later = pd.to_datetime(kept[tcol]) >= cutoff
+            rep.after_as_of = int(later.sum())
+            kept = kept[~later]
+        for col in _FUTURE_REACTIONS.get(name, ()):
+            if col in kept:
+                c = pd.to_datetime(kept[col])
+                kept = kept.assign(**{col: c.where(c < cutoff)})
+        if "discount" in kept:
+            kept = kept.assign(discount=kept["discount"].astype("float64").fillna(0.0))
+        rep.kept = len(kept)
+        tables[name] = kept.reset_index(drop=True)
+        report[name] = rep
+    _quarantine_orphan_returns(tables, report, quarantine)
+    return ShopData(as_of=as_of, tables=tables, report=report, quarantine=quarantine)
+
+
+def _quarantine_orphan_returns(
+    tables: dict[str, pd.DataFrame],
+    report: dict[str, TableReport],
+    quarantine: dict[str, pd.DataFrame],
+) -> None:
+    """A return line for a product the member never bought before it is quarantined."""
+    ol = tables["order_lines"]
+    neg = ol["quantity"] < 0
+    if not neg.any():
+        return
+    buys = ol.loc[~neg & ol["product_id"].notna(), ["member_id", "product_id", "ts"]]
+    first_buy = buys.groupby(["member_id", "product_id"], as_index=False)["ts"].min()
+    rets = ol.loc[neg & ol["product_id"].notna(), ["member_id", "product_id", "ts"]].reset_index()
+    joined = rets.merge(first_buy, on=["member_id", "product_id"], how="left", suffixes=("", "_b"))
+    orphan_idx = joined.loc[joined["ts_b"].isna() | (joined["ts_b"] > joined["ts"]), "index"]
+    if orphan_idx.empty:
+        return
+    reason = "return of a product the member had not bought before"
+    q = ol.loc[orphan_idx].astype("string").copy()
+    q.insert(0, "reason", reason)
+    q.insert(0, "source_row", -1)
+    quarantine["order_lines"] = pd.concat([quarantine.get("order_lines"), q], ignore_index=True)
+    rep = report["order_lines"]
+    rep.quarantined += len(orphan_idx)
+    rep.kept -= len(orphan_idx)
+    rep.reasons[reason] = rep.reasons.get(reason, 0) + len(orphan_idx)
+    tables["order_lines"] = ol.drop(index=orphan_idx).reset_index(drop=True)
+
+
+def write_quarantine(shop: ShopData, quarantine_dir: Path, reports_dir: Path) -> Path:
+    """Write quarantined rows (with reasons) and the ingest report; returns the report path."""
+    stamp = shop.as_of.isoformat()
+    qdir = quarantine_dir / stamp
+    qdir.mkdir(parents=True, exist_ok=True)
+    for old in qdir.glob("*.parquet"):
+        old.unlink()
+    for name, q in shop.quarantine.items():
+        q.to_parquet(qdir / f"{name}.parquet", index=False)
+    rdir = reports_dir / stamp
+    rdir.mkdir(parents=True, exist_ok=True)
+    path = rdir / "ingest.json"
+    path.write_text(json.dumps(shop.report_dict(), indent=2))
+    return path
