@@ -111,6 +111,8 @@ def compute_tags(
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     ol = tables["order_lines"]
+    if "discount" not in ol:
+        ol = ol.assign(discount=0.0)
     con.register("order_lines_all", ol)
     members = tables.get("members")
     if members is None:

@@ -130,6 +130,12 @@ def _to_bool(s: pd.Series) -> pd.Series:
     return m.map({"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False})
 
 
+_NULL_DTYPE = {
+    "str": "string",
+    "timestamp": "datetime64[us]",
+    "float": "float64",
+    "bool": "boolean",
+}
 _CONVERT = {"str": _to_str, "timestamp": _to_ts, "float": _to_float, "bool": _to_bool}
 
 
@@ -144,7 +150,7 @@ def _coerce(raw: pd.DataFrame, table: Table) -> tuple[pd.DataFrame, pd.Series]:
 
     for col in table.columns:
         if col.name not in raw.columns:
-            out[col.name] = pd.Series(pd.NA, index=raw.index, dtype="object")
+            out[col.name] = pd.Series(None, index=raw.index, dtype=_NULL_DTYPE[col.type])
             continue
         src = raw[col.name]
         conv = _CONVERT[col.type](src)

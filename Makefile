@@ -1,0 +1,62 @@
+# memberwise — `make help` lists the targets.
+SHELL := /bin/bash
+UV ?= $(shell command -v uv 2>/dev/null || echo .venv-tools/bin/uv)
+PY := .venv/bin/python
+DEMO_DATA ?= demo-data
+DEMO_HOME ?= demo-home
+DEMO_MEMBERS ?= 3000
+DEMO_AS_OF ?= 2025-12-31
+PORT ?= 8000
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	python3 -m venv .venv-tools && .venv-tools/bin/pip install -q uv
+
+.venv/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+env: .venv/.synced ## create the environment from the lock file
+
+demo: env ## generate a shop, build tags into Feast, train + register models, serve on :8000
+	@if [ ! -f $(DEMO_DATA)/order_lines.parquet ]; then \
+		.venv/bin/memberwise generate --out $(DEMO_DATA) --members $(DEMO_MEMBERS) --seed 7; fi
+	.venv/bin/memberwise run --data $(DEMO_DATA) --as-of $(DEMO_AS_OF) --home $(DEMO_HOME)
+	.venv/bin/memberwise score --home $(DEMO_HOME) --out $(DEMO_HOME)/scores.parquet
+	@$(PY) -c "import pandas as pd; m=pd.read_parquet('$(DEMO_HOME)/scores.parquet').sort_values('churn_risk').member_id.iloc[len(pd.read_parquet('$(DEMO_HOME)/scores.parquet'))//2]; \
+	print('\nTry, once the server below says it is ready:'); \
+	print(f'  curl -s \"http://127.0.0.1:$(PORT)/v1/members/{m}/recommendations?n=5\" | python3 -m json.tool'); \
+	print('  curl -s \"http://127.0.0.1:$(PORT)/v1/members/someone-new/recommendations\" | python3 -m json.tool'); \
+	print('  curl -s \"http://127.0.0.1:$(PORT)/v1/segments/members?tag=dormant&value_tier=gold&limit=5\" | python3 -m json.tool'); \
+	print('  open http://127.0.0.1:$(PORT)/docs ; MLflow UI: make mlflow-ui\n')"
+	.venv/bin/memberwise serve --home $(DEMO_HOME) --port $(PORT)
+
+test: env ## run the test suite (service-backed tests skip when PostgreSQL/Redis are absent)
+	.venv/bin/pytest -q
+
+test-fast: env ## unit tests only (no end-to-end)
+	.venv/bin/pytest -q -m "not slow"
+
+lint: env ## ruff lint + format check, mypy on models/ and serving/
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy models serving
+
+format: env ## format the code
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+mlflow-ui: env ## MLflow UI for the demo home on :5000
+	.venv/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(DEMO_HOME))/mlflow/mlflow.db --port 5000
+
+feast-ui: env ## Feast UI for the demo home on :8888
+	cd $(DEMO_HOME)/feast && ../../.venv/bin/feast ui --port 8888
+
+clean-demo: ## remove the demo data and home
+	rm -rf $(DEMO_DATA) $(DEMO_HOME)
+
+.PHONY: help env demo test test-fast lint format mlflow-ui feast-ui clean-demo

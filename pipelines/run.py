@@ -1,0 +1,150 @@
+"""`memberwise run`: validate, tag, load Feast, train, evaluate, register, promote."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features import repo
+from features.settings import MemberwiseSettings
+from features.tags import reference_instant
+from pipelines import steps
+from pipelines.ingest import load_shop, write_quarantine
+from training.churn import churn_labels, train_churn
+from training.config import TrainConfig
+from training.coupon import offer_outcomes, train_coupon
+from training.products import train_products
+from training.registry import log_and_register, setup_tracking
+from training.result import TrainResult
+from training.send_time import train_send_time
+
+Progress = Callable[[str], None]
+
+
+def _ts(d: date) -> pd.Timestamp:
+    return pd.Timestamp(d, tz="UTC")
+
+
+def run_pipeline(
+    data_dir: Path,
+    as_of: date,
+    settings: MemberwiseSettings,
+    cfg: TrainConfig | None = None,
+    progress: Progress = print,
+) -> dict[str, Any]:
+    """Run every step into ``settings.home``; returns the run report (also written as JSON).
+
+    Raises pipelines.ingest.ContractError before anything is written when a required
+    table or column is missing.
+    """
+    cfg = cfg or TrainConfig()
+    progress(f"reading {data_dir} as of {as_of}")
+    shop = load_shop(data_dir, as_of)  # raises before any write
+    home = settings.home_dir
+    home.mkdir(parents=True, exist_ok=True)
+    write_quarantine(shop, settings.quarantine_dir, settings.reports_dir)
+    for name, rep in shop.report.items():
+        progress(f"  {name:<14} kept {rep.kept:>9,}  quarantined {rep.quarantined:>7,}  "
+                 f"after as-of {rep.after_as_of:>7,}")  # fmt: skip
+
+    dates = steps.snapshot_dates(shop, cfg)
+    all_dates = [d for ds in dates.values() for d in ds]
+    progress(f"computing member tags at {len(set(all_dates))} snapshot date(s)")
+    frames = steps.write_snapshots(shop, all_dates, settings)
+    tags_now = frames[as_of]
+    progress(f"  {len(tags_now):,} members tagged as of {as_of}")
+
+    progress("applying the Feast repo and materializing to the online store")
+    store = steps.apply_and_materialize(settings, as_of)
+
+    cutoff = pd.Timestamp(reference_instant(as_of))
+    results: list[TrainResult] = []
+
+    progress("training products (ALS + buy-again vs popularity)")
+    results.append(train_products(shop.tables["order_lines"], cutoff, cfg))
+
+    progress(f"training churn (label: no purchase within {cfg.horizon_days} days)")
+    churn_date = dates["churn_cutoff"][0]
+    base = frames[churn_date]
+    base = base[base["frequency"] > 0][["member_id"]].copy()
+    base["event_timestamp"] = _ts(churn_date)
+    feats = steps.historical(store, repo.CHURN_SERVICE, base)
+    feats["churned"] = churn_labels(
+        feats["member_id"], steps.purchases(shop), pd.Timestamp(reference_instant(churn_date)),
+        cfg.horizon_days,
+    ).to_numpy()  # fmt: skip
+    results.append(train_churn(feats, repo.CHURN_FEATURES, cfg))
+
+    progress("training coupon policy (uplift per coupon vs control, net of cost)")
+    results.append(_train_coupon(shop, store, cutoff, cfg))
+
+    progress("training send time (hour of week per member and channel)")
+    segments = dict(zip(tags_now["member_id"], tags_now["rfm_segment"], strict=False))
+    results.append(
+        train_send_time(
+            steps.engagements(shop), steps.member_timezones(shop), segments, cutoff, cfg
+        )
+    )
+
+    progress("logging to MLflow and moving the champion aliases")
+    setup_tracking(settings.tracking_uri, settings.artifact_root)
+    regs = [log_and_register(r, as_of.isoformat(), {"data": str(data_dir)}) for r in results]
+    report = {
+        "as_of": as_of.isoformat(),
+        "data": str(data_dir),
+        "home": str(home),
+        "ingest": shop.report_dict(),
+        "snapshots": {k: [d.isoformat() for d in v] for k, v in dates.items()},
+        "members": len(tags_now),
+        "models": {
+            r.name: {**asdict(r), "notes": res.notes} for r, res in zip(regs, results, strict=True)
+        },
+    }
+    path = settings.reports_dir / as_of.isoformat() / "run.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str))
+    (home / "latest_run.json").write_text(
+        json.dumps({"as_of": as_of.isoformat(), "report": str(path)})
+    )
+    for r, res in zip(regs, results, strict=True):
+        s = r.metrics.get("shipped", {}).get(res.primary)
+        b = r.metrics.get("baseline", {}).get(res.primary)
+        fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+        progress(f"  {r.name:<10} {res.primary:<20} model {fmt(s):>8}  baseline {fmt(b):>8}  "
+                 f"-> champion: {r.champion_role} v{r.champion_version}")  # fmt: skip
+        for note in res.notes:
+            progress(f"    note: {note}")
+    progress(f"report: {path}")
+    return report
+
+
+def _train_coupon(shop, store, cutoff: pd.Timestamp, cfg: TrainConfig) -> TrainResult:
+    offers = shop.get("coupon_offers")
+    features = repo.COUPON_FEATURES
+    if offers is None or offers.empty:
+        frame = pd.DataFrame(columns=["member_id", "arm", "net_margin", *features])
+    else:
+        out = offer_outcomes(
+            offers, shop.tables["order_lines"], steps.margin_rates(shop), cfg, cutoff
+        )
+        if out.empty:
+            frame = pd.DataFrame(columns=["member_id", "arm", "net_margin", *features])
+        else:
+            ent = pd.DataFrame({
+                "member_id": out["member_id"].astype(str),
+                "event_timestamp": (out["offered_ts"] - pd.Timedelta(days=1)).dt.tz_localize("UTC"),
+                "_row": range(len(out)),
+            })  # fmt: skip
+            feats = steps.historical(store, repo.COUPON_SERVICE, ent)
+            feats = feats.sort_values("_row").reset_index(drop=True)
+            frame = pd.concat(
+                [out.reset_index(drop=True)[["member_id", "arm", "net_margin"]],
+                 feats[features].astype(float)], axis=1,
+            )  # fmt: skip
+    return train_coupon(frame, features, cfg)

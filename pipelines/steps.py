@@ -1,0 +1,106 @@
+"""The steps of a run, each with explicit inputs and outputs.
+
+ingest -> tag snapshots -> Feast apply + materialize -> training frames -> train ->
+register. Business logic lives in features/ and training/; this module wires them.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+import pandas as pd
+
+from features import repo
+from features.settings import MemberwiseSettings
+from features.tags import compute_tags, reference_instant
+from pipelines.ingest import ShopData
+from training.config import TrainConfig
+
+
+def snapshot_dates(shop: ShopData, cfg: TrainConfig) -> dict[str, list[date]]:
+    """Dates that get a tag snapshot: the as-of date, the churn label cutoff, and the day
+    before each past coupon offer (bucketed to weeks when there are many)."""
+    churn_cutoff = shop.as_of - timedelta(days=cfg.horizon_days)
+    offer_dates: list[date] = []
+    offers = shop.get("coupon_offers")
+    if offers is not None and len(offers):
+        days = (offers["offered_ts"].dt.normalize() - pd.Timedelta(days=1)).dt.date.unique()
+        days = sorted(d for d in days if d < shop.as_of)
+        if len(days) > cfg.max_coupon_snapshots:
+            days = sorted({d - timedelta(days=d.weekday()) for d in days})
+            days = days[-cfg.max_coupon_snapshots :]
+        offer_dates = list(days)
+    return {"as_of": [shop.as_of], "churn_cutoff": [churn_cutoff], "coupon_offers": offer_dates}
+
+
+def write_snapshots(
+    shop: ShopData, dates: list[date], settings: MemberwiseSettings
+) -> dict[date, pd.DataFrame]:
+    """Compute tags at each date and write one Parquet file per date (overwriting)."""
+    out_dir = repo.tags_source_path(settings)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frames: dict[date, pd.DataFrame] = {}
+    for d in sorted(set(dates)):
+        tags = compute_tags(shop.tables, d, settings.tags)
+        tags.to_parquet(out_dir / f"as_of={d.isoformat()}.parquet", index=False)
+        frames[d] = tags
+    return frames
+
+
+def apply_and_materialize(settings: MemberwiseSettings, as_of: date) -> Any:
+    """Register the feature repo and load the latest snapshot per member online."""
+    store = repo.feature_store(settings)
+    store.apply(repo.definitions(settings))
+    end = pd.Timestamp(reference_instant(as_of), tz="UTC").to_pydatetime()
+    store.materialize(start_date=pd.Timestamp("1970-01-02", tz="UTC").to_pydatetime(), end_date=end)
+    return store
+
+
+def historical(store: Any, service: str, entity_df: pd.DataFrame) -> pd.DataFrame:
+    """Point-in-time features of ``service`` for (member_id, event_timestamp) rows."""
+    fs = store.get_feature_service(service)
+    df = store.get_historical_features(entity_df=entity_df, features=fs).to_df()
+    return df
+
+
+def purchases(shop: ShopData) -> pd.DataFrame:
+    """Purchase orders (member_id, ts) — orders with at least one positive line."""
+    ol = shop.tables["order_lines"]
+    pos = ol[ol["quantity"] > 0]
+    return pos.groupby(["member_id", "order_id"], as_index=False)["ts"].min()
+
+
+def engagements(shop: ShopData) -> pd.DataFrame:
+    """Engagement moments: message opens and clicks (their channel), orders and browsing
+    (channel "web", which shapes the hour profile but not the channel choice)."""
+    parts = [purchases(shop)[["member_id", "ts"]].assign(channel="web")]
+    ev = shop.get("events")
+    if ev is not None and len(ev):
+        parts.append(ev[["member_id", "ts"]].assign(channel="web"))
+    msg = shop.get("messages")
+    if msg is not None and len(msg):
+        for col in ("opened_ts", "clicked_ts"):
+            if col in msg:
+                m = msg[msg[col].notna()]
+                parts.append(pd.DataFrame({"member_id": m["member_id"], "ts": m[col],
+                                           "channel": m["channel"]}))  # fmt: skip
+    out = pd.concat(parts, ignore_index=True)
+    out["ts"] = pd.to_datetime(out["ts"]).astype("datetime64[us]")
+    return out[out["ts"] < shop.cutoff].reset_index(drop=True)
+
+
+def member_timezones(shop: ShopData) -> dict[str, str]:
+    m = shop.get("members")
+    if m is None or "timezone" not in m:
+        return {}
+    m = m[m["timezone"].notna()]
+    return dict(zip(m["member_id"].astype(str), m["timezone"].astype(str), strict=False))
+
+
+def margin_rates(shop: ShopData) -> pd.Series:
+    p = shop.get("products")
+    if p is None or "margin_rate" not in p:
+        return pd.Series(dtype=float)
+    p = p[p["margin_rate"].notna()]
+    return pd.Series(p["margin_rate"].astype(float).to_numpy(), index=p["product_id"].astype(str))

@@ -1,0 +1,56 @@
+"""The FastAPI app: models and the feature store are loaded in the lifespan, never at import."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
+from starlette.responses import Response
+
+from serving.routes import health, members, segments
+from serving.settings import ServingSettings, get_settings
+from serving.state import AppState
+
+LATENCY = Histogram(
+    "memberwise_request_seconds",
+    "Request latency by route",
+    ["route"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+)
+
+
+def create_app(settings: ServingSettings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.memberwise.load()
+        yield
+
+    app = FastAPI(
+        title="memberwise",
+        summary="Per-member products, coupon and send time for a membership programme",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.memberwise = AppState(settings=settings)
+    app.include_router(health.router)
+    app.include_router(members.router)
+    app.include_router(segments.router)
+
+    @app.middleware("http")
+    async def timing(request: Request, call_next):
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        LATENCY.labels(getattr(route, "path", "unmatched")).observe(time.perf_counter() - start)
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

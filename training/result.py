@@ -1,0 +1,38 @@
+"""What a training step hands to the registry: the model, its baseline and their metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class TrainResult:
+    """A fitted candidate and its simple baseline, compared on the same held-out data.
+
+    ``metrics`` maps "shipped" and "baseline" to {metric name: value}; ``primary`` names
+    the metric the promotion gate compares (higher is better unless ``higher_is_better``).
+    ``flavor`` is "sklearn" (native MLflow flavour) or "pyfunc" (a models.pyfunc wrapper).
+    """
+
+    name: str
+    shipped: Any
+    baseline: Any
+    metrics: dict[str, dict[str, float]]
+    primary: str
+    higher_is_better: bool = True
+    flavor: str = "pyfunc"
+    params: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    input_example: Any = None
+
+    @property
+    def shipped_wins(self) -> bool:
+        """True when the shipped model beats its baseline on the primary metric."""
+        s = self.metrics.get("shipped", {}).get(self.primary)
+        b = self.metrics.get("baseline", {}).get(self.primary)
+        if s is None or s != s:  # missing or NaN: the model could not be evaluated
+            return False
+        if b is None or b != b:
+            return True
+        return s > b if self.higher_is_better else s < b
