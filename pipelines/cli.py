@@ -15,6 +15,7 @@ app = typer.Typer(
     help="Personalisation for a membership programme: tags -> models -> one API call per member.",
     no_args_is_help=True,
     add_completion=False,
+    pretty_exceptions_show_locals=False,
 )
 console = Console(stderr=True)
 

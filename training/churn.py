@@ -30,6 +30,9 @@ def churn_labels(
 def train_churn(frame: pd.DataFrame, features: list[str], cfg: TrainConfig) -> TrainResult:
     """``frame``: one row per member at the cutoff, the feature columns plus ``churned``."""
     X = frame[features].astype("float64")
+    # a feature no member has yet (e.g. no messages in this shop) carries no signal; a
+    # constant keeps the column so training and serving see the same feature list
+    X = X.fillna({c: 0.0 for c in X.columns if X[c].isna().all()})
     y = frame["churned"].to_numpy(int)
     metrics: dict[str, dict[str, float]] = {}
     notes: list[str] = []

@@ -24,6 +24,8 @@ from training.result import TrainResult
 EXPERIMENT = "memberwise"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+# what a model needs at load time: this project (models/ holds the classes) and its stack
+PIP_REQUIREMENTS = ["memberwise", "numpy", "pandas", "scikit-learn", "implicit"]
 
 
 def registered_name(model: str) -> str:
@@ -43,8 +45,13 @@ class Registration:
 
 def setup_tracking(tracking_uri: str, artifact_root: str) -> str:
     """Point MLflow at the home's backend; returns the experiment id."""
+    import logging
+    import os
+
     import mlflow
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     exp = mlflow.get_experiment_by_name(EXPERIMENT)
@@ -68,11 +75,13 @@ def _log_one(result: TrainResult, model: Any, role: str) -> str | None:
 
     reg = registered_name(result.name)
     if result.flavor == "sklearn":
+        from models.churn import SKOPS_TRUSTED_TYPES
+
         X = result.input_example
         sig = infer_signature(X, model.predict_proba(X)[:, 1]) if X is not None else None
         info = mlflow.sklearn.log_model(
-            model, name=role, signature=sig, registered_model_name=reg,
-            input_example=X, pip_requirements=["scikit-learn", "pandas", "numpy"],
+            model, name=role, signature=sig, registered_model_name=reg, input_example=X,
+            pip_requirements=PIP_REQUIREMENTS, skops_trusted_types=SKOPS_TRUSTED_TYPES,
         )  # fmt: skip
     else:
         from models import pyfunc as wrappers
@@ -82,21 +91,22 @@ def _log_one(result: TrainResult, model: Any, role: str) -> str | None:
             "coupon": wrappers.CouponPyfunc,
             "send_time": wrappers.SendTimePyfunc,
         }[result.name]
+        example = wrappers.input_example(model)
+        params = wrappers.PRODUCTS_PARAMS if result.name == "products" else None
+        if result.name == "products":
+            out = wrappers.products_frame(model, example, params)
+        elif result.name == "coupon":
+            out = wrappers.coupon_frame(model, example)
+        else:
+            out = wrappers.send_time_frame(model, example)
+        sig = infer_signature(example, out, params=params)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model"
             model.save(path)
-            wrapper = wrapper_cls()
-            example = result.input_example
-            sig = None
-            if example is not None:
-                from mlflow.models import infer_signature
-
-                wrapper.model = model
-                sig = infer_signature(example, wrapper.predict(None, example))
             info = mlflow.pyfunc.log_model(
                 name=role, python_model=wrapper_cls(), artifacts={"model": str(path)},
-                signature=sig, registered_model_name=reg,
-                pip_requirements=["memberwise"],
+                signature=sig, input_example=example, registered_model_name=reg,
+                pip_requirements=PIP_REQUIREMENTS,
             )  # fmt: skip
     return str(info.registered_model_version) if info.registered_model_version else None
 

@@ -1,0 +1,563 @@
+"""Product recommenders with one interface: popularity (the baseline) and the hybrid of
+implicit ALS, the member's own repeat purchases and popularity (the shipped model).
+
+Both models learn from order lines (member, product, timestamp, quantity) as of a date:
+
+- an *interaction* of member x product is the number of distinct purchase days (or orders,
+  when ``order_ids`` are given) with a positive net quantity, minus the number of days/orders
+  with a net return; it is dropped when the member's net quantity of the product is <= 0
+  (everything bought was returned);
+- a product is *repeatable* when at least ``repeat_min_buyers`` members bought it and at
+  least ``repeat_rate_threshold`` of its buyers bought it on two or more days/orders;
+- the *just-bought filter* hides a product the member bought within ``recent_days`` of
+  ``as_of``, unless the product is repeatable or the member bought it two or more times;
+  the hybrid also hides older non-repeatable purchases (``HybridConfig.exclude_owned``).
+
+Everything ``recommend`` needs is precomputed at fit time (member index, the member's own
+history as CSR arrays, the popular list), so one call is a dict lookup, one dot product
+``item_factors @ user_factors[u]`` and a partial sort. ``save`` writes a single ``.npz``
+(ids as unicode arrays, the config as a JSON string) that loads with ``allow_pickle=False``.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+
+Recommendation = tuple[str, float, str]  # (product_id, score, reason), best first
+
+POPULAR = "popular"
+BUY_AGAIN = "buy_again"
+SIMILAR_MEMBERS = "similar_members"
+
+# per-entry flags of a member's history (CSR data alongside the product indices)
+_OWNED = 0  # bought before, not repeatable for this member, not recent (exclude_owned)
+_REPEAT = 1  # repeatable for this member: a buy-again candidate, never filtered
+_JUST_BOUGHT = 2  # bought within recent_days and not repeatable: filtered everywhere
+
+_DAY_US = 86_400_000_000  # microseconds in a day
+
+
+@dataclass
+class PopularityConfig:
+    """Tunable numbers shared by every recommender (days are calendar days before as_of)."""
+
+    recent_days: int = 14  # the "just bought" filter window
+    popular_days: int = 30  # buyers within this window count extra towards popularity
+    popular_recent_weight: float = 1.0  # popularity = buyers + weight * recent buyers
+    repeat_rate_threshold: float = 0.2  # share of a product's buyers who bought it >= 2 times
+    repeat_min_buyers: int = 5  # fewer buyers than this: the repeat rate is not trusted
+
+
+@dataclass
+class HybridConfig(PopularityConfig):
+    """ALS + buy-again + popularity. ALS confidence = ``alpha`` * weight, where weight is
+    ``log1p(purchase count)`` ("log") or BM25 of the counts ("bm25")."""
+
+    factors: int = 64
+    regularization: float = 0.05
+    iterations: int = 15
+    alpha: float = 20.0
+    weighting: str = "log"  # "log" or "bm25"
+    bm25_k1: float = 100.0
+    bm25_b: float = 0.8
+    random_state: int | None = 0
+    num_threads: int = 0  # implicit's threads; 0 = all cores
+    # score = buy_again_weight * buy_again + ALS score / the member's best ALS score
+    buy_again_weight: float = 1.0
+    buy_again_half_life_days: float = 60.0  # recency decay of the buy-again score
+    buy_again_saturation: float = 1.0  # buy-again frequency term = count / (count + this)
+    # hide the member's past products that are not repeatable at any age (not only the
+    # just-bought ones): ALS would otherwise recommend what the member already owns
+    exclude_owned: bool = True
+
+
+@dataclass
+class _History:
+    """Interactions as of a date, indexed. Shapes: M members, P products, E entries."""
+
+    member_ids: np.ndarray  # (M,) unicode
+    product_ids: np.ndarray  # (P,) unicode
+    indptr: np.ndarray  # (M + 1,) int64, CSR rows of members
+    indices: np.ndarray  # (E,) int32, product index of each entry, ascending per member
+    counts: np.ndarray  # (E,) float32, purchase days/orders net of returns (>= 1)
+    days_since: np.ndarray  # (E,) float32, days from the last purchase to as_of
+    popularity: np.ndarray  # (P,) float64, buyers + weight * recent buyers
+    repeatable: np.ndarray  # (P,) bool
+
+
+def _interactions(
+    member_ids: np.ndarray,
+    product_ids: np.ndarray,
+    ts: np.ndarray,
+    quantity: np.ndarray,
+    as_of: np.datetime64,
+    order_ids: np.ndarray | None,
+    cfg: PopularityConfig,
+) -> _History:
+    """Turn order lines into member x product purchase counts (see the module docstring).
+
+    Lines after ``as_of`` and lines without a product id are ignored.
+    """
+    import pandas as pd
+
+    n = len(member_ids)
+    lengths = {len(product_ids), len(ts), len(quantity)} | (
+        {len(order_ids)} if order_ids is not None else set()
+    )
+    if lengths != {n}:
+        raise ValueError(
+            "member_ids, product_ids, ts, quantity (and order_ids) differ in length: "
+            f"{n}, {sorted(lengths)}"
+        )
+    as_of_us = np.asarray(as_of).astype("datetime64[us]")  # 0-d
+    t = np.asarray(ts).astype("datetime64[us]")
+    q = np.asarray(quantity, dtype=np.float64)
+    df = pd.DataFrame({"m": np.asarray(member_ids).astype(str), "p": product_ids, "t": t, "q": q})
+    if order_ids is not None:
+        df["k"] = np.asarray(order_ids).astype(str)
+    else:
+        df["k"] = t.astype("datetime64[D]")
+    keep = (df["t"] <= as_of_us) & df["p"].notna() & np.isfinite(q)
+    df = df[keep.to_numpy()]
+    df = df.assign(p=df["p"].astype(str))
+    df = df[df["p"] != ""]
+    members = np.sort(df["m"].unique()).astype(str)
+
+    per_key = df.groupby(["m", "p", "k"], sort=False).agg(q=("q", "sum"), t=("t", "max"))
+    per_key = per_key.reset_index()
+    pos = per_key["q"] > 0
+    per_key = per_key.assign(
+        buy=pos.astype(np.int64),
+        ret=(per_key["q"] < 0).astype(np.int64),
+        tbuy=per_key["t"].where(pos),
+    )
+    mp = per_key.groupby(["m", "p"], sort=False).agg(
+        q=("q", "sum"), buy=("buy", "sum"), ret=("ret", "sum"), last=("tbuy", "max")
+    )
+    mp = mp.reset_index()
+    mp["count"] = (mp["buy"] - mp["ret"]).clip(lower=0)
+    mp = mp[(mp["q"] > 0) & (mp["count"] > 0) & mp["last"].notna()]
+
+    products = np.sort(mp["p"].unique()).astype(str)
+    m_idx = np.searchsorted(members, mp["m"].to_numpy(str)).astype(np.int64)
+    p_idx = np.searchsorted(products, mp["p"].to_numpy(str)).astype(np.int32)
+    counts = mp["count"].to_numpy(np.float32)
+    last = mp["last"].to_numpy("datetime64[us]")
+    days_since = ((as_of_us - last).astype(np.int64) / _DAY_US).astype(np.float32)
+
+    order = np.lexsort((p_idx, m_idx))
+    m_idx, p_idx, counts, days_since = m_idx[order], p_idx[order], counts[order], days_since[order]
+    indptr = np.zeros(len(members) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(m_idx, minlength=len(members)), out=indptr[1:])
+
+    n_p = len(products)
+    buyers = np.bincount(p_idx, minlength=n_p).astype(np.float64)
+    recent = np.bincount(p_idx[days_since < cfg.popular_days], minlength=n_p)
+    repeaters = np.bincount(p_idx[counts >= 2], minlength=n_p)
+    rate = np.divide(repeaters, buyers, out=np.zeros(n_p), where=buyers > 0)
+    return _History(
+        member_ids=members,
+        product_ids=products,
+        indptr=indptr,
+        indices=p_idx,
+        counts=counts,
+        days_since=days_since,
+        popularity=buyers + cfg.popular_recent_weight * recent,
+        repeatable=(buyers >= cfg.repeat_min_buyers) & (rate >= cfg.repeat_rate_threshold),
+    )
+
+
+class Recommender(ABC):
+    """Fit on order lines as of a date; recommend ``n`` products per member, best first.
+
+    Subclasses set ``kind`` (stored in the artifact) and ``config_cls``.
+    """
+
+    kind: ClassVar[str]
+    config_cls: ClassVar[type[PopularityConfig]] = PopularityConfig
+
+    def __init__(self, config: PopularityConfig | None = None) -> None:
+        self.config = config if config is not None else self.config_cls()
+        self.fitted = False
+        self._index: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ interface
+    @abstractmethod
+    def fit(
+        self,
+        member_ids: np.ndarray,
+        product_ids: np.ndarray,
+        ts: np.ndarray,
+        quantity: np.ndarray,
+        *,
+        as_of: np.datetime64,
+        order_ids: np.ndarray | None = None,
+        in_stock: Mapping[str, bool] | None = None,
+    ) -> Self:
+        """Learn from order lines.
+
+        ``member_ids``, ``product_ids``: (L,) str; ``ts``: (L,) datetime64 (naive UTC);
+        ``quantity``: (L,) float, negative for returns; ``as_of``: lines after it are
+        ignored and recency is measured to it; ``order_ids``: (L,) str, optional, to count
+        distinct orders instead of distinct days; ``in_stock``: product -> bool, products
+        mapped to False are never recommended (absent products count as in stock).
+        """
+
+    @abstractmethod
+    def recommend(self, member_id: str, n: int = 10) -> list[Recommendation]:
+        """Up to ``n`` (product_id, score, reason) for one member, best first, no duplicates."""
+
+    def recommend_many(self, member_ids: Sequence[str], n: int = 10) -> list[list[Recommendation]]:
+        """``recommend`` for each member, in order (the same answers, one member at a time:
+        at ~50 µs per member a batch matrix product would save little and could reorder
+        near-ties through float rounding)."""
+        return [self.recommend(m, n) for m in member_ids]
+
+    def known_member(self, member_id: str) -> bool:
+        """True when the member had order lines before as_of."""
+        return member_id in self._index
+
+    @property
+    def n_members(self) -> int:
+        return len(self._index)
+
+    @property
+    def n_products(self) -> int:
+        return len(self._product_ids)
+
+    # ------------------------------------------------------------------ shared state
+    def _fit_history(
+        self,
+        member_ids: np.ndarray,
+        product_ids: np.ndarray,
+        ts: np.ndarray,
+        quantity: np.ndarray,
+        as_of: np.datetime64,
+        order_ids: np.ndarray | None,
+        in_stock: Mapping[str, bool] | None,
+    ) -> _History:
+        cfg = self.config
+        h = _interactions(member_ids, product_ids, ts, quantity, as_of, order_ids, cfg)
+        self._as_of = np.asarray(as_of).astype("datetime64[us]")  # 0-d
+        self._member_ids = h.member_ids
+        self._product_ids = h.product_ids
+        self._indptr = h.indptr
+        self._indices = h.indices
+        member_repeat = (h.counts >= 2) | h.repeatable[h.indices]
+        flags = np.full(len(h.indices), _OWNED, dtype=np.int8)
+        flags[member_repeat] = _REPEAT
+        flags[~member_repeat & (h.days_since < cfg.recent_days)] = _JUST_BOUGHT
+        self._flags = flags
+        stock = np.ones(len(h.product_ids), dtype=bool)
+        if in_stock:
+            names = h.product_ids.tolist()
+            stock = np.fromiter((bool(in_stock.get(p, True)) for p in names), bool, len(names))
+        self._in_stock = stock
+        self._popularity = h.popularity.astype(np.float32)
+        return h
+
+    def _prepare(self) -> None:
+        """Derived lookups (after fit or load): member index, popular list, stock mask."""
+        self._index = {m: i for i, m in enumerate(self._member_ids.tolist())}
+        pop = self._popularity.astype(np.float64)
+        order = np.lexsort((np.arange(len(pop)), -pop))
+        order = order[self._in_stock[order] & (pop[order] > 0)]
+        top = float(pop[order[0]]) if len(order) else 1.0
+        self._popular_recs: list[Recommendation] = [
+            (p, s / top, POPULAR)
+            for p, s in zip(self._product_ids[order].tolist(), pop[order].tolist(), strict=True)
+        ]
+        self._popular_list: list[int] = order.tolist()
+        self._out_of_stock = np.flatnonzero(~self._in_stock)
+        self._jb_indptr, pos = self._rows(self._flags == _JUST_BOUGHT)
+        self._jb_idx = self._indices[pos]
+        self.fitted = True
+
+    def _rows(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """CSR (indptr (M + 1,), entry positions) of the history entries where ``mask``."""
+        counts = np.diff(self._indptr)
+        rows = np.repeat(np.arange(len(counts)), counts)
+        indptr = np.zeros(len(counts) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows[mask], minlength=len(counts)), out=indptr[1:])
+        return indptr, np.flatnonzero(mask)
+
+    def _fill_popular(
+        self, recs: list[Recommendation], blocked: set[int], n: int, cap: float | None
+    ) -> list[Recommendation]:
+        """Append popular products not yet in ``recs`` nor ``blocked`` until ``n``.
+
+        Scores are popularity / top popularity, scaled by ``cap`` (the last score already in
+        ``recs``) so that scores never increase down the list.
+        """
+        taken = {p for p, _, _ in recs}
+        for i, (p, s, r) in zip(self._popular_list, self._popular_recs, strict=True):
+            if len(recs) >= n:
+                break
+            if i in blocked or p in taken:
+                continue
+            recs.append((p, s if cap is None else s * cap, r))
+        return recs
+
+    # ------------------------------------------------------------------ persistence
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "kind": np.array(self.kind),
+            "config": np.array(json.dumps(asdict(self.config))),
+            "as_of": np.array(str(self._as_of)),
+            "member_ids": self._member_ids.astype(str),
+            "product_ids": self._product_ids.astype(str),
+            "indptr": self._indptr,
+            "indices": self._indices,
+            "flags": self._flags,
+            "in_stock": self._in_stock,
+            "popularity": self._popularity,
+        }
+
+    def _restore(self, z: Mapping[str, np.ndarray]) -> None:
+        self._as_of = np.asarray(str(z["as_of"]), dtype="datetime64[us]")
+        self._member_ids = z["member_ids"]
+        self._product_ids = z["product_ids"]
+        self._indptr = z["indptr"]
+        self._indices = z["indices"]
+        self._flags = z["flags"]
+        self._in_stock = z["in_stock"]
+        self._popularity = z["popularity"]
+
+    def save(self, path: Path) -> None:
+        """Write one ``.npz`` at exactly ``path`` (no suffix is added)."""
+        if not self.fitted:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() before save()")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("wb") as f:
+            arrays: dict[str, Any] = self._arrays()
+            np.savez(f, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        """Load a ``save``d model. ``Recommender.load`` picks the class from the artifact's
+        kind; a subclass's ``load`` refuses an artifact of another kind."""
+        with np.load(Path(path), allow_pickle=False) as npz:
+            z = {k: npz[k] for k in npz.files}
+        kind = str(z["kind"])
+        target = _KINDS.get(kind)
+        if target is None:
+            raise ValueError(f"{path} is not a product recommender artifact (kind {kind!r})")
+        if not issubclass(target, cls):
+            raise ValueError(f"{path} holds a {target.__name__}, not a {cls.__name__}")
+        known = {f.name for f in fields(target.config_cls)}
+        raw: dict[str, Any] = json.loads(str(z["config"]))
+        model = target(target.config_cls(**{k: v for k, v in raw.items() if k in known}))
+        model._restore(z)
+        model._prepare()
+        return model  # type: ignore[return-value]
+
+
+class PopularityRecommender(Recommender):
+    """The baseline: the most-bought products (distinct buyers, recent buyers counted
+    ``1 + popular_recent_weight`` times), the same list for everybody except that the
+    just-bought filter applies. Reason: "popular"; score: popularity / top popularity."""
+
+    kind = "popularity"
+    config_cls = PopularityConfig
+
+    def fit(
+        self,
+        member_ids: np.ndarray,
+        product_ids: np.ndarray,
+        ts: np.ndarray,
+        quantity: np.ndarray,
+        *,
+        as_of: np.datetime64,
+        order_ids: np.ndarray | None = None,
+        in_stock: Mapping[str, bool] | None = None,
+    ) -> Self:
+        self._fit_history(member_ids, product_ids, ts, quantity, as_of, order_ids, in_stock)
+        self._prepare()
+        return self
+
+    def recommend(self, member_id: str, n: int = 10) -> list[Recommendation]:
+        if n <= 0:
+            return []
+        u = self._index.get(member_id)
+        if u is None:
+            return self._popular_recs[:n]
+        a, b = self._jb_indptr[u], self._jb_indptr[u + 1]
+        if a == b:
+            return self._popular_recs[:n]
+        return self._fill_popular([], set(self._jb_idx[a:b].tolist()), n, None)
+
+
+class HybridRecommender(Recommender):
+    """Implicit ALS + the member's repeat purchases + popularity.
+
+    For a known member ``u`` with ALS scores ``s = item_factors @ user_factors[u]``:
+
+    - ``als = max(s, 0) / max(s)`` in [0, 1] ("similar_members");
+    - for the member's repeatable products (repeatable in the population, or bought >= 2
+      times by the member) add ``buy_again_weight * f * r`` with frequency term
+      ``f = count / (count + buy_again_saturation)`` and recency term
+      ``r = 0.5 ** (days since last purchase / buy_again_half_life_days)`` ("buy_again");
+    - drop just-bought products, out-of-stock products and (``exclude_owned``) the member's
+      other past products; products with no positive score are left out;
+    - fill up to ``n`` with popular products ("popular"), scored below the last one.
+
+    An unknown member gets the popular list.
+    """
+
+    kind = "hybrid"
+    config_cls = HybridConfig
+    config: HybridConfig
+
+    def __init__(self, config: HybridConfig | None = None) -> None:
+        super().__init__(config if config is not None else HybridConfig())
+
+    def fit(
+        self,
+        member_ids: np.ndarray,
+        product_ids: np.ndarray,
+        ts: np.ndarray,
+        quantity: np.ndarray,
+        *,
+        as_of: np.datetime64,
+        order_ids: np.ndarray | None = None,
+        in_stock: Mapping[str, bool] | None = None,
+    ) -> Self:
+        cfg = self.config
+        if cfg.weighting not in ("log", "bm25"):
+            raise ValueError(
+                f"HybridConfig.weighting must be 'log' or 'bm25', not {cfg.weighting!r}"
+            )
+        h = self._fit_history(member_ids, product_ids, ts, quantity, as_of, order_ids, in_stock)
+        n_m, n_p = len(h.member_ids), len(h.product_ids)
+        ba = np.zeros(len(h.indices), dtype=np.float32)
+        rep = self._flags == _REPEAT
+        freq = h.counts[rep] / (h.counts[rep] + cfg.buy_again_saturation)
+        rec = np.power(0.5, h.days_since[rep] / cfg.buy_again_half_life_days)
+        ba[rep] = (cfg.buy_again_weight * freq * rec).astype(np.float32)
+        self._buy_again = ba
+        self._user_factors, self._item_factors = self._fit_als(h, n_m, n_p)
+        self._prepare()
+        return self
+
+    def _fit_als(self, h: _History, n_m: int, n_p: int) -> tuple[np.ndarray, np.ndarray]:
+        """(user_factors (M, k) float32, item_factors (P, k) float32) from implicit's ALS."""
+        from scipy.sparse import csr_matrix
+
+        cfg = self.config
+        k = cfg.factors
+        if len(h.indices) == 0:
+            return np.zeros((n_m, k), np.float32), np.zeros((n_p, k), np.float32)
+        weight = np.log1p(h.counts) if cfg.weighting == "log" else h.counts
+        user_items = csr_matrix((weight.astype(np.float32), h.indices, h.indptr), shape=(n_m, n_p))
+        if cfg.weighting == "bm25":
+            from implicit.nearest_neighbours import bm25_weight
+
+            user_items = bm25_weight(user_items.T, K1=cfg.bm25_k1, B=cfg.bm25_b).T.tocsr()
+            user_items = user_items.astype(np.float32)
+        from implicit.als import AlternatingLeastSquares
+
+        als = AlternatingLeastSquares(
+            factors=k,
+            regularization=cfg.regularization,
+            alpha=cfg.alpha,
+            iterations=cfg.iterations,
+            use_gpu=False,
+            num_threads=cfg.num_threads,
+            random_state=cfg.random_state,
+        )
+        als.fit(user_items, show_progress=False)
+        return (
+            np.ascontiguousarray(als.user_factors, dtype=np.float32),
+            np.ascontiguousarray(als.item_factors, dtype=np.float32),
+        )
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        repeat = self._flags == _REPEAT
+        blocked = ~repeat if self.config.exclude_owned else self._flags == _JUST_BOUGHT
+        self._rep_indptr, pos = self._rows(repeat)
+        self._rep_idx, self._rep_ba = self._indices[pos], self._buy_again[pos]
+        self._blk_indptr, pos = self._rows(blocked)
+        self._blk_idx = self._indices[pos]
+        self._oos_any = bool(len(self._out_of_stock))
+        self._product_list: list[str] = self._product_ids.tolist()
+
+    def _rank(self, u: int, s: np.ndarray, n: int) -> list[Recommendation]:
+        """Rank for member ``u`` given its raw ALS scores ``s`` (P,) float32 (overwritten).
+
+        Works on the raw scale (buy-again added as ``ba * top``) and divides only the
+        chosen scores by ``top``, the member's best ALS score: the same ranking and scores
+        as normalising first, for fewer passes over the catalogue.
+        """
+        n_p = len(s)
+        k = min(n, n_p)
+        if k <= 0:
+            return []
+        top = float(s.max())
+        if top <= 0:  # no positive ALS signal: only buy-again items can score above 0
+            top = 1.0
+        a, b = self._rep_indptr[u], self._rep_indptr[u + 1]
+        rep = self._rep_idx[a:b]
+        if a != b:
+            s[rep] = np.maximum(s[rep], 0.0) + self._rep_ba[a:b] * top
+        c, d = self._blk_indptr[u], self._blk_indptr[u + 1]
+        if c != d:
+            s[self._blk_idx[c:d]] = -np.inf
+        if self._oos_any:
+            s[self._out_of_stock] = -np.inf
+        idx = np.argpartition(s, n_p - k)[n_p - k :] if k < n_p else np.arange(n_p)
+        vals = s[idx]
+        order = np.lexsort((idx, -vals))
+        idx_l, vals_l = idx[order].tolist(), (vals[order] / top).tolist()
+        rep_set = set(rep.tolist()) if a != b else ()
+        names = self._product_list
+        recs: list[Recommendation] = [
+            (names[i], v, BUY_AGAIN if i in rep_set else SIMILAR_MEMBERS)
+            for i, v in zip(idx_l, vals_l, strict=True)
+            if v > 0
+        ]
+        if len(recs) < n:
+            cap = recs[-1][1] if recs else None
+            self._fill_popular(recs, set(self._blk_idx[c:d].tolist()), n, cap)
+        return recs
+
+    def recommend(self, member_id: str, n: int = 10) -> list[Recommendation]:
+        if n <= 0:
+            return []
+        u = self._index.get(member_id)
+        if u is None:
+            return self._popular_recs[:n]
+        return self._rank(u, self._item_factors @ self._user_factors[u], n)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {
+            **super()._arrays(),
+            "buy_again": self._buy_again,
+            "user_factors": self._user_factors,
+            "item_factors": self._item_factors,
+        }
+
+    def _restore(self, z: Mapping[str, np.ndarray]) -> None:
+        super()._restore(z)
+        self._buy_again = z["buy_again"]
+        self._user_factors = np.ascontiguousarray(z["user_factors"])
+        self._item_factors = np.ascontiguousarray(z["item_factors"])
+
+
+_KINDS: dict[str, type[Recommender]] = {
+    PopularityRecommender.kind: PopularityRecommender,
+    HybridRecommender.kind: HybridRecommender,
+}
+
+
+def load_recommender(path: Path) -> Recommender:
+    """Load any ``save``d recommender, choosing the class from the artifact's kind."""
+    return Recommender.load(path)

@@ -1,0 +1,149 @@
+"""Coupon policy on a constructed randomized experiment whose right answer is known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.coupon import CouponConfig, CouponPolicy, NoCouponPolicy, load_coupon_policy
+
+FEATURES = ["price_sensitive", "tenure_days"]
+
+
+def experiment(n: int = 3000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Offers randomized over control (""), "A" (cost 4) and "B" (cost 10).
+
+    Loyal members (price_sensitive = 0) earn 20 whatever happens: a redeemed coupon is pure
+    cost. Price-sensitive members earn 2 untreated, 2 + 12 - 4 with A (uplift +8) and
+    2 + 7 - 10 with B (uplift -3: B costs more than it yields). Noise sd 3.
+    """
+    rng = np.random.default_rng(seed)
+    ps = (rng.random(n) < 0.5).astype(float)
+    tenure = rng.uniform(0, 1000, n)
+    arm = rng.choice(np.array(["", "A", "B"]), n)
+    base = np.where(ps == 1, 2.0, 20.0)
+    gain = {"": 0.0, "A": 12.0, "B": 7.0}
+    cost = {"": 0.0, "A": 4.0, "B": 10.0}
+    net = np.array(
+        [b + (gain[a] if p else 0.0) - cost[a] for b, a, p in zip(base, arm, ps, strict=True)]
+    )
+    return np.column_stack([ps, tenure]), arm, net + rng.normal(0, 3, n)
+
+
+@pytest.fixture(scope="module")
+def policy() -> CouponPolicy:
+    X, arm, y = experiment()
+    return CouponPolicy(CouponConfig()).fit(X, arm, y, feature_names=FEATURES)
+
+
+def test_price_sensitive_get_a_loyal_get_none(policy):
+    assert policy.fitted and policy.coupons == ["A", "B"]
+    for tenure in (10.0, 500.0, 990.0):
+        coupon, margin, reason = policy.decide(np.array([1.0, tenure]))
+        assert coupon == "A"
+        assert margin == pytest.approx(8.0, abs=1.0)
+        assert reason.startswith("A: +") and "expected incremental margin net of cost" in reason
+        coupon, margin, reason = policy.decide(np.array([0.0, tenure]))
+        assert coupon is None
+        assert margin == pytest.approx(-4.0, abs=1.0)  # A is the least bad: its cost
+        assert reason.startswith("no coupon: best expected incremental margin -")
+        assert reason.endswith("is below 0.00")
+
+
+def test_expected_uplift_recovers_the_planted_effects(policy):
+    up = policy.expected_uplift(np.array([[1.0, 100.0], [0.0, 100.0]]))
+    assert up.shape == (2, 2)
+    np.testing.assert_allclose(up, [[8.0, -3.0], [-4.0, -10.0]], atol=1.0)
+
+
+def test_decide_many_matches_decide(policy):
+    X, _, _ = experiment(n=50, seed=3)
+    many, one = policy.decide_many(X), [policy.decide(x) for x in X]
+    assert [(c, r) for c, _, r in many] == [(c, r) for c, _, r in one]
+    np.testing.assert_allclose([m for _, m, _ in many], [m for _, m, _ in one], rtol=1e-12)
+
+
+def test_threshold_is_respected():
+    X, arm, y = experiment()
+    strict = CouponPolicy(CouponConfig(min_incremental_margin=50.0)).fit(X, arm, y, FEATURES)
+    coupon, margin, reason = strict.decide(np.array([1.0, 10.0]))
+    assert coupon is None and margin > 0 and reason.endswith("is below 50.00")
+
+
+def test_missing_features_are_imputed(policy):
+    coupon, margin, _ = policy.decide(np.array([1.0, np.nan]))
+    assert coupon == "A" and np.isfinite(margin)
+    assert all(np.isfinite(m) for _, m, _ in policy.decide_many(np.full((3, 2), np.nan)))
+
+
+def test_wrong_feature_count_says_what_was_expected(policy):
+    with pytest.raises(ValueError, match="price_sensitive"):
+        policy.decide(np.array([1.0]))
+
+
+@pytest.mark.parametrize(
+    ("keep", "reason"),
+    [
+        (lambda arm: arm == "nothing", "no randomized coupon history: no past offers"),
+        (lambda arm: arm != "", "no randomized coupon history: no control group in past offers"),
+        (lambda arm: np.arange(len(arm)) < 40, "fewer than min_rows_per_arm=30"),
+        (lambda arm: arm == "", "no coupon arm with at least 30 offers (none offered)"),
+    ],
+)
+def test_without_usable_history_the_policy_says_why(keep, reason):
+    X, arm, y = experiment()
+    rows = keep(arm)
+    policy = CouponPolicy().fit(X[rows], arm[rows], y[rows], feature_names=FEATURES)
+    assert not policy.fitted
+    assert reason in policy.reason_unfitted
+    assert policy.decide(np.array([1.0, 10.0])) == (None, 0.0, policy.reason_unfitted)
+    assert policy.decide_many(X[:2]) == [(None, 0.0, policy.reason_unfitted)] * 2
+    assert policy.expected_uplift(X[:2]).shape == (2, 0)
+
+
+def test_unfitted_before_fit_says_why():
+    coupon, margin, reason = CouponPolicy().decide(np.array([1.0, 2.0]))
+    assert (coupon, margin) == (None, 0.0) and "not fitted" in reason
+
+
+def test_thin_arm_is_dropped_with_a_reason():
+    X, arm, y = experiment()
+    rows = (arm != "B") | (np.cumsum(arm == "B") <= 10)
+    policy = CouponPolicy().fit(X[rows], arm[rows], y[rows], feature_names=FEATURES)
+    assert policy.fitted and policy.coupons == ["A"]
+    assert policy.dropped == {"B": "10 offers, fewer than min_rows_per_arm=30"}
+    assert policy.decide(np.array([1.0, 10.0]))[0] == "A"
+
+
+def test_save_load_round_trip(policy, tmp_path):
+    path = tmp_path / "coupon"
+    policy.save(path)
+    for loaded in (CouponPolicy.load(path), load_coupon_policy(path)):
+        assert isinstance(loaded, CouponPolicy)
+        assert loaded.coupons == policy.coupons and loaded.feature_names == FEATURES
+        X, _, _ = experiment(n=40, seed=5)
+        assert loaded.decide_many(X) == policy.decide_many(X)
+        np.testing.assert_array_equal(loaded.expected_uplift(X), policy.expected_uplift(X))
+
+
+def test_unfitted_policy_round_trips_its_reason(tmp_path):
+    X, arm, y = experiment()
+    policy = CouponPolicy().fit(X[arm != ""], arm[arm != ""], y[arm != ""], FEATURES)
+    policy.save(tmp_path / "coupon")
+    loaded = load_coupon_policy(tmp_path / "coupon")
+    assert not loaded.fitted and loaded.reason_unfitted == policy.reason_unfitted
+    assert loaded.decide(np.array([1.0, 2.0])) == policy.decide(np.array([1.0, 2.0]))
+
+
+def test_no_coupon_baseline(tmp_path):
+    X, arm, y = experiment(n=100)
+    base = NoCouponPolicy().fit(X, arm, y, FEATURES)
+    coupon, margin, reason = base.decide(X[0])
+    assert (coupon, margin) == (None, 0.0) and reason
+    assert base.decide_many(X[:3]) == [(None, 0.0, reason)] * 3
+    assert base.expected_uplift(X).shape == (100, 0) and base.coupons == []
+    base.save(tmp_path / "none")
+    loaded = load_coupon_policy(tmp_path / "none")
+    assert isinstance(loaded, NoCouponPolicy) and loaded.decide(X[0]) == (None, 0.0, reason)
+    with pytest.raises(ValueError, match="NoCouponPolicy"):
+        CouponPolicy.load(tmp_path / "none")

@@ -1,0 +1,74 @@
+"""Generate a small shop, run the whole pipeline into a temporary home, score, serve."""
+
+from datetime import date
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+
+from features.settings import MemberwiseSettings
+from pipelines.run import run_pipeline
+from pipelines.score import score_members
+from pipelines.synthetic import generate
+from serving.app import create_app
+from serving.settings import ServingSettings
+from training.config import TrainConfig
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    data = tmp_path_factory.mktemp("shop")
+    generate(data, members=400, seed=3)
+    home = tmp_path_factory.mktemp("home")
+    report = run_pipeline(
+        data, date(2025, 12, 31), MemberwiseSettings(home=home),
+        TrainConfig(als_iterations=5, als_factors=16), progress=lambda _: None,
+    )  # fmt: skip
+    return home, report
+
+
+def test_run_registers_every_model_and_writes_reports(home):
+    path, report = home
+    assert set(report["models"]) == {"products", "churn", "coupon", "send_time"}
+    for name, reg in report["models"].items():
+        assert reg["champion_version"] is not None, name
+        assert reg["champion_role"] in {"model", "baseline"}
+    assert report["ingest"]["order_lines"]["quarantined"] == 0
+    assert (path / "reports" / "2025-12-31" / "run.json").exists()
+    assert (path / "feast" / "online.db").exists() and (path / "mlflow" / "mlflow.db").exists()
+
+
+def test_score_writes_one_row_per_member(home):
+    path, report = home
+    scores = score_members(MemberwiseSettings(home=path), progress=lambda _: None)
+    assert len(scores) == report["members"] and scores["member_id"].is_unique
+    assert scores["churn_risk"].between(0, 1).all()
+    assert scores["products"].map(len).gt(0).all()
+    assert (scores["send_at"] > pd.Timestamp.now(tz="UTC")).all()
+
+
+def test_api_answers_known_and_unknown_members(home):
+    path, _ = home
+    scores = score_members(MemberwiseSettings(home=path), progress=lambda _: None)
+    member = scores.sort_values("member_id")["member_id"].iloc[0]
+    with TestClient(create_app(ServingSettings(home=path))) as client:
+        assert client.get("/healthz").json()["status"] == "ok"
+        assert client.get("/readyz").status_code == 200
+        body = client.get(f"/v1/members/{member}/recommendations", params={"n": 5}).json()
+        assert body["known_member"] is True
+        assert 1 <= len(body["products"]) <= 5
+        assert body["send_time"]["channel"] in {"email", "sms", "push"}
+        assert set(body["model_versions"]) == {"products", "churn", "coupon", "send_time"}
+        assert body["coupon"] is None or body["coupon"]["coupon_id"]
+        assert body["coupon_reason"]
+        cold = client.get("/v1/members/nobody-here/recommendations").json()
+        assert cold["known_member"] is False and cold["coupon"] is None
+        assert all(p["reason"] == "popular" for p in cold["products"])
+        bad = client.get(f"/v1/members/{member}/recommendations", params={"n": 0})
+        assert bad.status_code == 422
+        seg = client.get("/v1/segments/members", params={"tag": "dormant", "limit": 3}).json()
+        assert seg["count"] >= len(seg["members"])
+        assert client.get("/v1/segments/members", params={"tag": "nope"}).status_code == 422
+        assert client.get("/metrics").status_code == 200
