@@ -113,6 +113,25 @@ def serve(
     uvicorn.run("serving.main:app", host=host, port=port, workers=workers, log_level="info")
 
 
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Option("--data", help="shop directory (DATA_CONTRACT.md)")],
+    as_of: Annotated[str, typer.Option("--as-of", help="YYYY-MM-DD: hide everything after")],
+    out: Annotated[Path, typer.Option("--out", help="directory for evaluation.json/.md/plots")],
+    horizon_days: Annotated[int, typer.Option(help="days after as-of that are scored")] = 90,
+) -> None:
+    """Backtest every model against baselines and peers on what happened after --as-of."""
+    from pipelines.evaluate import evaluate as run_evaluate
+    from pipelines.ingest import ContractError
+
+    try:
+        run_evaluate(data, _parse_date(as_of), out, horizon_days=horizon_days,
+                     progress=_progress)  # fmt: skip
+    except ContractError as exc:
+        console.print(f"[red]input does not meet the data contract:[/red] {exc}")
+        raise typer.Exit(code=2) from exc
+
+
 class Dataset(StrEnum):
     online_retail = "online-retail"
     complete_journey = "complete-journey"

@@ -124,27 +124,34 @@ def run_pipeline(
     return report
 
 
-def _train_coupon(shop, store, cutoff: pd.Timestamp, cfg: TrainConfig) -> TrainResult:
+def coupon_training_frame(shop, store, cutoff: pd.Timestamp, cfg: TrainConfig) -> pd.DataFrame:
+    """One row per past offer whose response window ended before ``cutoff``: member_id,
+    arm ('' = control), net_margin, redeemed (bool) and the member's coupon features the
+    day before the offer (point-in-time, from the Feast offline store)."""
     offers = shop.get("coupon_offers")
     features = repo.COUPON_FEATURES
+    empty = pd.DataFrame(columns=["member_id", "arm", "net_margin", "redeemed", *features])
     if offers is None or offers.empty:
-        frame = pd.DataFrame(columns=["member_id", "arm", "net_margin", *features])
-    else:
-        out = offer_outcomes(
-            offers, shop.tables["order_lines"], steps.margin_rates(shop), cfg, cutoff
-        )
-        if out.empty:
-            frame = pd.DataFrame(columns=["member_id", "arm", "net_margin", *features])
-        else:
-            ent = pd.DataFrame({
-                "member_id": out["member_id"].astype(str),
-                "event_timestamp": (out["offered_ts"] - pd.Timedelta(days=1)).dt.tz_localize("UTC"),
-                "_row": range(len(out)),
-            })  # fmt: skip
-            feats = steps.historical(store, repo.COUPON_SERVICE, ent)
-            feats = feats.sort_values("_row").reset_index(drop=True)
-            frame = pd.concat(
-                [out.reset_index(drop=True)[["member_id", "arm", "net_margin"]],
-                 feats[features].astype(float)], axis=1,
-            )  # fmt: skip
-    return train_coupon(frame, features, cfg)
+        return empty
+    out = offer_outcomes(offers, shop.tables["order_lines"], steps.margin_rates(shop), cfg, cutoff)
+    if out.empty:
+        return empty
+    ent = pd.DataFrame({
+        "member_id": out["member_id"].astype(str),
+        "event_timestamp": (out["offered_ts"] - pd.Timedelta(days=1)).dt.tz_localize("UTC"),
+        "_row": range(len(out)),
+    })  # fmt: skip
+    feats = steps.historical(store, repo.COUPON_SERVICE, ent)
+    feats = feats.sort_values("_row").reset_index(drop=True)
+    out = out.reset_index(drop=True)
+    redeemed = (
+        out["redeemed_ts"].notna() if "redeemed_ts" in out else pd.Series(False, index=out.index)
+    )
+    return pd.concat(
+        [out[["member_id", "arm", "net_margin"]].assign(redeemed=redeemed.to_numpy()),
+         feats[features].astype(float)], axis=1,
+    )  # fmt: skip
+
+
+def _train_coupon(shop, store, cutoff: pd.Timestamp, cfg: TrainConfig) -> TrainResult:
+    return train_coupon(coupon_training_frame(shop, store, cutoff, cfg), repo.COUPON_FEATURES, cfg)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from models.churn import ChurnConfig, build_churn_baseline, build_churn_model
 from sklearn.model_selection import train_test_split
 
+from models.churn import ChurnConfig, build_churn_baseline, build_churn_model
 from training.config import TrainConfig
 from training.metrics import churn_metrics
 from training.result import TrainResult

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from models.coupon import CouponConfig, CouponPolicy, NoCouponPolicy
 from sklearn.model_selection import GroupShuffleSplit
 
+from models.coupon import CouponConfig, CouponPolicy, NoCouponPolicy
 from training.config import TrainConfig
 from training.metrics import policy_value_multi
 from training.result import TrainResult

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import numpy as np
 import pandas as pd
-from models.products import HybridConfig, HybridRecommender, PopularityRecommender, Recommender
 
+from models.products import HybridConfig, HybridRecommender, PopularityRecommender, Recommender
 from training.config import TrainConfig
 from training.metrics import catalogue_coverage, map_at_k, ndcg_at_k, recall_at_k
 from training.result import TrainResult

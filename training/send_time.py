@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import numpy as np
 import pandas as pd
-from models.send_time import GlobalSendTimeModel, SendTimeConfig, SendTimeModel
 
+from models.send_time import GlobalSendTimeModel, SendTimeConfig, SendTimeModel
 from training.config import TrainConfig
 from training.metrics import hour_hit_rate, hour_of_day_hit_rate
 from training.result import TrainResult

@@ -1,0 +1,122 @@
+"""Backtest sections: score predictions made as of a date against what happened after it.
+
+Each function takes explicit frames (history before the as-of instant, the future within
+the horizon) and returns {"shipped": {...}, "baselines": {name: {...}}} with the same
+metric names in every entry, plus any extra detail under other keys.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from training.metrics import (
+    churn_metrics,
+    hour_hit_rate,
+    hour_of_day_hit_rate,
+    policy_value_multi,
+    qini_coefficient,
+)
+from training.send_time import local_hour_of_week
+
+
+# ---------------------------------------------------------------- churn
+def churn_section(
+    members: pd.DataFrame,
+    shipped_p: np.ndarray,
+    peer_p: dict[str, np.ndarray],
+    y_true: np.ndarray,
+) -> dict[str, Any]:
+    """``shipped_p`` and each peer's ``p``: probability of no purchase within the horizon,
+    one per row of ``members``; ``y_true``: 1 where the member made no purchase."""
+    return {
+        "shipped": _churn_metrics(y_true, shipped_p),
+        "baselines": {k: _churn_metrics(y_true, p) for k, p in peer_p.items()},
+        "members": int(len(members)),
+        "base_rate": float(np.mean(y_true)) if len(y_true) else None,
+    }
+
+
+def _churn_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    m = churn_metrics(y, np.clip(p, 1e-6, 1 - 1e-6))
+    return {k: m[k] for k in ("roc_auc", "pr_auc", "brier")}
+
+
+# ---------------------------------------------------------------- send time
+def first_engagements(eng_after: pd.DataFrame, timezones: dict[str, str]) -> pd.DataFrame:
+    """The first engagement of each member in ``eng_after`` with its local hour of week."""
+    first = eng_after.sort_values("ts", kind="stable").groupby("member_id", as_index=False).head(1)
+    tz = first["member_id"].map(timezones).fillna("UTC")
+    return first.assign(how=local_hour_of_week(first["ts"], tz))
+
+
+def send_time_scores(recommended: np.ndarray, actual: np.ndarray) -> dict[str, float]:
+    return {
+        "hit_rate_1h": hour_hit_rate(recommended, actual, tolerance_hours=1),
+        "hour_of_day_hit_rate_1h": hour_of_day_hit_rate(recommended, actual, tolerance_hours=1),
+    }
+
+
+def member_mode_hours(
+    eng_before: pd.DataFrame, timezones: dict[str, str], fallback: int
+) -> dict[str, int]:
+    """Each member's own most frequent local hour of week (no shrinkage)."""
+    tz = eng_before["member_id"].map(timezones).fillna("UTC")
+    how = local_hour_of_week(eng_before["ts"], tz)
+    counts = pd.DataFrame({"member_id": eng_before["member_id"].to_numpy(), "how": how})
+    counts = counts.groupby(["member_id", "how"]).size().rename("n").reset_index()
+    counts = counts.sort_values(["member_id", "n", "how"], ascending=[True, False, True])
+    return dict(counts.groupby("member_id").head(1)[["member_id", "how"]].itertuples(index=False))
+
+
+# ---------------------------------------------------------------- coupons
+def coupon_policy_scores(
+    arm: np.ndarray, outcome: np.ndarray, assigned: np.ndarray, score: np.ndarray | None
+) -> dict[str, float]:
+    """Incremental margin per member over giving none (inverse-propensity value of the
+    policy on randomized offers) and the Qini coefficient of the policy's ranking score."""
+    none = np.full(len(arm), "", dtype=object).astype(str)
+    v = policy_value_multi(arm, outcome, assigned.astype(str))
+    v0 = policy_value_multi(arm, outcome, none)
+    treated = arm != ""
+    qini = float(qini_coefficient(treated, outcome, score)) if score is not None else 0.0
+    return {
+        "incremental_margin": float(v - v0),
+        "qini": qini,
+        "share_offered": float(np.mean(assigned != "")),
+    }
+
+
+def budget_policies(
+    arm: np.ndarray,
+    shipped_assigned: np.ndarray,
+    redeem_prob: np.ndarray | None,
+    arms: list[str],
+    everyone_arm: str,
+    rng: np.random.Generator,
+) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """The comparison policies at the shipped policy's budget: (assignment, ranking score)."""
+    n = len(arm)
+    budget = int((shipped_assigned != "").sum())
+    out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
+        "everyone": (np.full(n, everyone_arm, dtype=object).astype(str), np.ones(n)),
+        "none": (np.full(n, "", dtype=object).astype(str), np.zeros(n)),
+    }
+    chosen = shipped_assigned[shipped_assigned != ""]
+    pool = chosen if len(chosen) else np.array(arms)
+    rand = np.full(n, "", dtype=object)
+    idx = rng.choice(n, size=budget, replace=False) if budget else np.array([], dtype=int)
+    rand[idx] = rng.choice(pool, size=budget) if budget else []
+    out["random"] = (rand.astype(str), rng.random(n))
+    if redeem_prob is not None:
+        prop = np.full(n, "", dtype=object)
+        top = np.argsort(-redeem_prob, kind="stable")[:budget]
+        prop[top] = everyone_arm
+        out["propensity"] = (prop.astype(str), redeem_prob)
+    return out
+
+
+Scorer = Callable[[np.ndarray], np.ndarray]
