@@ -130,7 +130,9 @@ def coupon_training_frame(shop, store, cutoff: pd.Timestamp, cfg: TrainConfig) -
     day before the offer (point-in-time, from the Feast offline store)."""
     offers = shop.get("coupon_offers")
     features = repo.COUPON_FEATURES
-    empty = pd.DataFrame(columns=["member_id", "arm", "net_margin", "redeemed", *features])
+    empty = pd.DataFrame(
+        columns=["member_id", "campaign_id", "arm", "net_margin", "redeemed", *features]
+    )
     if offers is None or offers.empty:
         return empty
     out = offer_outcomes(offers, shop.tables["order_lines"], steps.margin_rates(shop), cfg, cutoff)
@@ -148,7 +150,8 @@ def coupon_training_frame(shop, store, cutoff: pd.Timestamp, cfg: TrainConfig) -
         out["redeemed_ts"].notna() if "redeemed_ts" in out else pd.Series(False, index=out.index)
     )
     return pd.concat(
-        [out[["member_id", "arm", "net_margin"]].assign(redeemed=redeemed.to_numpy()),
+        [out[["member_id", "campaign_id", "arm", "net_margin"]].assign(
+            redeemed=redeemed.to_numpy()),
          feats[features].astype(float)], axis=1,
     )  # fmt: skip
 

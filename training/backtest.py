@@ -7,7 +7,6 @@ metric names in every entry, plus any extra detail under other keys.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,8 +16,6 @@ from training.metrics import (
     churn_metrics,
     hour_hit_rate,
     hour_of_day_hit_rate,
-    policy_value_multi,
-    qini_coefficient,
 )
 from training.send_time import local_hour_of_week
 
@@ -70,53 +67,3 @@ def member_mode_hours(
     counts = counts.groupby(["member_id", "how"]).size().rename("n").reset_index()
     counts = counts.sort_values(["member_id", "n", "how"], ascending=[True, False, True])
     return dict(counts.groupby("member_id").head(1)[["member_id", "how"]].itertuples(index=False))
-
-
-# ---------------------------------------------------------------- coupons
-def coupon_policy_scores(
-    arm: np.ndarray, outcome: np.ndarray, assigned: np.ndarray, score: np.ndarray | None
-) -> dict[str, float]:
-    """Incremental margin per member over giving none (inverse-propensity value of the
-    policy on randomized offers) and the Qini coefficient of the policy's ranking score."""
-    none = np.full(len(arm), "", dtype=object).astype(str)
-    v = policy_value_multi(arm, outcome, assigned.astype(str))
-    v0 = policy_value_multi(arm, outcome, none)
-    treated = arm != ""
-    qini = float(qini_coefficient(treated, outcome, score)) if score is not None else 0.0
-    return {
-        "incremental_margin": float(v - v0),
-        "qini": qini,
-        "share_offered": float(np.mean(assigned != "")),
-    }
-
-
-def budget_policies(
-    arm: np.ndarray,
-    shipped_assigned: np.ndarray,
-    redeem_prob: np.ndarray | None,
-    arms: list[str],
-    everyone_arm: str,
-    rng: np.random.Generator,
-) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
-    """The comparison policies at the shipped policy's budget: (assignment, ranking score)."""
-    n = len(arm)
-    budget = int((shipped_assigned != "").sum())
-    out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
-        "everyone": (np.full(n, everyone_arm, dtype=object).astype(str), np.ones(n)),
-        "none": (np.full(n, "", dtype=object).astype(str), np.zeros(n)),
-    }
-    chosen = shipped_assigned[shipped_assigned != ""]
-    pool = chosen if len(chosen) else np.array(arms)
-    rand = np.full(n, "", dtype=object)
-    idx = rng.choice(n, size=budget, replace=False) if budget else np.array([], dtype=int)
-    rand[idx] = rng.choice(pool, size=budget) if budget else []
-    out["random"] = (rand.astype(str), rng.random(n))
-    if redeem_prob is not None:
-        prop = np.full(n, "", dtype=object)
-        top = np.argsort(-redeem_prob, kind="stable")[:budget]
-        prop[top] = everyone_arm
-        out["propensity"] = (prop.astype(str), redeem_prob)
-    return out
-
-
-Scorer = Callable[[np.ndarray], np.ndarray]

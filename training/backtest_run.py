@@ -22,6 +22,7 @@ from models.bgnbd import BetaGeoModel, rfm_summary
 from models.send_time import GlobalSendTimeModel
 from training import backtest
 from training.config import TrainConfig
+from training.coupon import campaign_decisions, policy_scores
 from training.metrics import calibration_table, qini_curve
 
 Tables = dict[str, pd.DataFrame]
@@ -160,27 +161,36 @@ def coupons(ctx: Context) -> dict[str, Any] | None:
             ctx.notes["coupons"] = "no coupon offers in this dataset"
         return None
     feats = repo.COUPON_FEATURES
-    X = fut[feats].to_numpy(float)
     arm = fut["arm"].to_numpy(str)
     y = fut["net_margin"].to_numpy(float)
+    # each campaign offered one coupon (or held members out): a policy decides, per offer,
+    # whether to give that campaign's coupon, so every policy is valued on arms that were
+    # randomized in the data
     policy = load_candidate(ctx.settings, "coupon")
-    decisions = policy.decide_many(X)
-    assigned = np.array([c or "" for c, _, _ in decisions]).astype(str)
-    up = policy.expected_uplift(X)
-    score = up.max(axis=1) if up.shape[1] else np.zeros(len(X))
-    arms = sorted(set(arm) - {""})
-    # "everyone": the single coupon that does best for everybody (the strongest such policy)
-    everyone = max(arms, key=lambda a: backtest.coupon_policy_scores(
-        arm, y, np.full(len(arm), a).astype(str), None)["incremental_margin"])  # fmt: skip
+    assigned, score, camp = campaign_decisions(policy, fut, feats)
+    cid = fut["campaign_id"].to_numpy(str)
     redeem = _propensity_scores(hist, fut)
-    rng = np.random.default_rng(ctx.cfg.seed)
-    policies = backtest.budget_policies(arm, assigned, redeem, arms, everyone, rng)
-    shipped = backtest.coupon_policy_scores(arm, y, assigned, score)
-    baselines = {k: backtest.coupon_policy_scores(arm, y, a, s) for k, (a, s) in policies.items()}
-    # random targeting: the mean of many draws, not one lucky or unlucky one
-    draws = [backtest.budget_policies(arm, assigned, None, arms, everyone, np.random.default_rng(s))["random"]
-             for s in range(30)]  # fmt: skip
-    rand = [backtest.coupon_policy_scores(arm, y, a, sc) for a, sc in draws]
+    budget = int((assigned != "").sum())
+    n = len(arm)
+    policies: dict[str, tuple[np.ndarray, np.ndarray | None]] = {
+        "everyone": (camp.copy(), np.ones(n)),
+        "none": (np.full(n, "", dtype=object).astype(str), np.zeros(n)),
+    }
+    if redeem is not None:
+        top = np.argsort(-redeem, kind="stable")[:budget]
+        prop = np.full(n, "", dtype=object)
+        prop[top] = camp[top]
+        policies["propensity"] = (prop.astype(str), redeem)
+    shipped = policy_scores(arm, y, assigned, score, cid)
+    baselines = {k: policy_scores(arm, y, a, s, cid) for k, (a, s) in policies.items()}
+    # random targeting at the same budget: the mean of many draws, not one lucky one
+    rand = []
+    for seed in range(30):
+        rng = np.random.default_rng(seed)
+        pick = np.full(n, "", dtype=object)
+        idx = rng.choice(n, size=budget, replace=False)
+        pick[idx] = camp[idx]
+        rand.append(policy_scores(arm, y, pick.astype(str), rng.random(n), cid))
     baselines["random"] = {k: float(np.mean([r[k] for r in rand])) for k in rand[0]}
     treated = arm != ""
     curves = {"shipped": qini_curve(treated, y, score)}
@@ -189,8 +199,8 @@ def coupons(ctx: Context) -> dict[str, Any] | None:
     return {
         "shipped": shipped,
         "baselines": baselines,
-        "offers": int(len(fut)),
-        "everyone_coupon": everyone,
+        "offers": int(n),
+        "campaigns": sorted(set(fut["campaign_id"].astype(str))),
         "qini_curves": {k: [v[0].tolist(), v[1].tolist()] for k, v in curves.items()},
     }
 

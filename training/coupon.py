@@ -8,7 +8,7 @@ from sklearn.model_selection import GroupShuffleSplit
 
 from models.coupon import CouponConfig, CouponPolicy, NoCouponPolicy
 from training.config import TrainConfig
-from training.metrics import policy_value_multi
+from training.metrics import policy_value_multi, qini_coefficient
 from training.result import TrainResult
 
 
@@ -71,19 +71,11 @@ def train_coupon(frame: pd.DataFrame, features: list[str], cfg: TrainConfig) -> 
         if policy.fitted:
             arm = test["arm"].to_numpy(str)
             y = test["net_margin"].to_numpy(float)
-            chosen = np.array(
-                [c or "" for c, _, _ in policy.decide_many(test[features].to_numpy(float))]
-            )
+            assigned, score, _ = campaign_decisions(policy, test, features)
+            camp = test["campaign_id"].to_numpy(str)
+            metrics["shipped"] = policy_scores(arm, y, assigned, score, camp)
             none = np.full(len(test), "", dtype=object).astype(str)
-            v_none = policy_value_multi(arm, y, none)
-            v_ship = policy_value_multi(arm, y, chosen)
-            metrics["shipped"] = {
-                "incremental_margin": float(v_ship - v_none),
-                "policy_value": float(v_ship),
-                "share_offered": float((chosen != "").mean()),
-            }
-            metrics["baseline"] = {"incremental_margin": 0.0, "policy_value": float(v_none),
-                                   "share_offered": 0.0}  # fmt: skip
+            metrics["baseline"] = policy_scores(arm, y, none, np.zeros(len(test)), camp)
         else:
             notes.append(policy.reason_unfitted)
     else:
@@ -108,3 +100,58 @@ def train_coupon(frame: pd.DataFrame, features: list[str], cfg: TrainConfig) -> 
         notes=notes,
         input_example=None,
     )
+
+
+def campaign_decisions(
+    policy: CouponPolicy | NoCouponPolicy, frame: pd.DataFrame, features: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per offer row: (assigned arm or '', the policy's expected uplift of that campaign's
+    coupon, the campaign's coupon).
+
+    Each campaign randomized one coupon against a control group, so a policy is judged on
+    the decision that campaign could take: give its coupon to this member or not.
+    """
+    treated = frame[frame["arm"] != ""]
+    offered = treated.groupby("campaign_id")["arm"].agg(lambda s: s.mode()[0])
+    camp = frame["campaign_id"].map(offered).fillna("").to_numpy(str)
+    X = frame[features].to_numpy(float)
+    up = policy.expected_uplift(X)
+    col = {c: i for i, c in enumerate(getattr(policy, "coupons", []))}
+    score = np.array([up[i, col[c]] if c in col else np.nan for i, c in enumerate(camp)])
+    threshold = float(getattr(getattr(policy, "config", None), "min_incremental_margin", 0.0))
+    assigned = np.where(np.nan_to_num(score, nan=-np.inf) > threshold, camp, "").astype(str)
+    fill = float(np.nanmin(score)) if np.isfinite(score).any() else 0.0
+    return assigned, np.nan_to_num(score, nan=fill), camp
+
+
+def policy_scores(
+    arm: np.ndarray,
+    outcome: np.ndarray,
+    assigned: np.ndarray,
+    score: np.ndarray | None,
+    campaign: np.ndarray | None = None,
+) -> dict[str, float]:
+    """Incremental margin per offer over giving none, the Qini coefficient of ``score``
+    and the share offered.
+
+    The value of a policy is its inverse-propensity estimate on the randomized offers,
+    computed within each campaign (whose treatment share is the propensity) and averaged
+    over campaigns weighted by their offers.
+    """
+    campaign = np.zeros(len(arm), dtype=int) if campaign is None else np.asarray(campaign)
+    none = np.full(len(arm), "", dtype=object).astype(str)
+    total = 0.0
+    for c in np.unique(campaign):
+        m = campaign == c
+        a = arm[m]
+        if (a == "").all() or (a != "").all():
+            continue  # no randomized contrast in this campaign
+        v = policy_value_multi(a, outcome[m], assigned[m].astype(str))
+        v0 = policy_value_multi(a, outcome[m], none[m])
+        total += (v - v0) * m.sum()
+    qini = float(qini_coefficient(arm != "", outcome, score)) if score is not None else 0.0
+    return {
+        "incremental_margin": float(total / max(len(arm), 1)),
+        "qini": qini,
+        "share_offered": float(np.mean(assigned != "")),
+    }

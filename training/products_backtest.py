@@ -1,0 +1,174 @@
+"""The products section of the backtest: the shipped hybrid against its peers.
+
+Protocol (every model alike, see :func:`products_section`):
+
+1. *visible* = order lines with ``ts < as_of``; the *test window* is
+   ``[as_of, as_of + horizon_days)``; the members evaluated are those who bought something
+   (a line with quantity > 0) in it, known before ``as_of`` or not (unknown members get
+   every model's popular list);
+2. each model is tuned by :func:`training.tuning.grid_search` on its own small grid
+   (:func:`default_grids`, at most ``max_grid_points`` points each): fit on
+   ``ts < as_of - validation_days``, scored on ``[as_of - validation_days, as_of)`` and
+   picked by NDCG@k. The test window is never seen;
+3. each model is refitted with its best params on all visible lines (as of ``as_of``) and
+   its top-k lists are scored on the test window: NDCG@k, Recall@k, MAP@k (binary
+   relevance, see :mod:`training.metrics`) and catalogue coverage (share of the visible
+   catalogue shown to at least one evaluated member).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pandas as pd
+
+from models.peers import (
+    ALSConfig,
+    ALSRecommender,
+    BPRConfig,
+    BPRRecommender,
+    BuyAgainConfig,
+    BuyAgainRecommender,
+    ItemCosineConfig,
+    ItemCosineRecommender,
+)
+from models.products import (
+    HybridConfig,
+    HybridRecommender,
+    PopularityConfig,
+    PopularityRecommender,
+    Recommender,
+)
+from training.products import purchases_between, ranking_metrics
+from training.tuning import Params, fit_lines, grid_search
+
+SHIPPED = "shipped"
+PEERS = ("popularity", "buy_again", "item_cosine", "als", "bpr")
+
+
+def default_grids() -> dict[str, list[Params]]:
+    """Each model's search grid (config field -> value; unset fields keep their defaults).
+
+    Every grid has at most 6 points: the same budget for the shipped model and each peer.
+    """
+    return {
+        SHIPPED: [{}],
+        "popularity": [{}],
+        "buy_again": [{}],
+        "item_cosine": [{}],
+        "als": [{}],
+        "bpr": [{}],
+    }
+
+
+@dataclass
+class ProductsBacktestConfig:
+    """Tunable numbers of the products backtest (days are calendar days)."""
+
+    k: int = 10  # list length scored
+    validation_days: int | None = None  # tuning window before as_of; None = horizon_days
+    seed: int = 0  # random_state of every stochastic model
+    num_threads: int = 1  # implicit's threads (1: reproducible, BPR is Hogwild otherwise)
+    max_grid_points: int = 6  # the search budget, the same for every model
+    grids: dict[str, list[Params]] = field(default_factory=default_grids)
+
+
+def make_model(name: str, params: Params, cfg: ProductsBacktestConfig) -> Recommender:
+    """The recommender ``name`` ("shipped" or a peer of ``PEERS``) with ``params``."""
+    seeded = {"random_state": cfg.seed, "num_threads": cfg.num_threads}
+    threads = {"num_threads": cfg.num_threads}
+    if name == SHIPPED:
+        return HybridRecommender(HybridConfig(**{**seeded, **params}))
+    if name == "popularity":
+        return PopularityRecommender(PopularityConfig(**params))
+    if name == "buy_again":
+        return BuyAgainRecommender(BuyAgainConfig(**params))
+    if name == "item_cosine":
+        return ItemCosineRecommender(ItemCosineConfig(**{**threads, **params}))
+    if name == "als":
+        return ALSRecommender(ALSConfig(**{**seeded, **params}))
+    if name == "bpr":
+        return BPRRecommender(BPRConfig(**{**seeded, **params}))
+    raise ValueError(f"unknown recommender {name!r}: expected {SHIPPED!r} or one of {PEERS}")
+
+
+def products_section(
+    lines: pd.DataFrame,
+    as_of_end: pd.Timestamp,
+    horizon_days: int,
+    config: ProductsBacktestConfig | None = None,
+    progress: Callable[[str], Any] = print,
+) -> dict[str, Any]:
+    """Tune, refit and score the shipped hybrid and every peer (see the module docstring).
+
+    ``lines``: every order line (member_id, order_id, product_id, ts naive UTC, quantity,
+    unit_price), before and after ``as_of_end`` (the exclusive end of visible time);
+    ``horizon_days``: length of the test window after it.
+
+    Returns ``{"shipped": metrics, "baselines": {peer: metrics}, "search": {model:
+    {"best_params", "table"}}, "members_evaluated", "members_known", "validation_window",
+    "test_window", "seconds": {model: {"search", "refit", "score"}}}`` where every
+    ``metrics`` is {"ndcg@k", "recall@k", "map@k", "coverage"}; windows are
+    ``[start, end)`` ISO strings.
+    """
+    cfg = config or ProductsBacktestConfig()
+    as_of = pd.Timestamp(as_of_end)
+    val_days = cfg.validation_days if cfg.validation_days is not None else horizon_days
+    split = as_of - timedelta(days=val_days)
+    test_end = as_of + timedelta(days=horizon_days)
+    lines = lines[lines["product_id"].notna()]
+    visible = lines[lines["ts"] < as_of]
+    truth = purchases_between(lines, as_of, test_end)
+    if visible.empty or not truth:
+        raise ValueError(
+            f"cannot backtest products as of {as_of}: {len(visible)} visible lines, "
+            f"{len(truth)} buyers in the {horizon_days} days after it"
+        )
+    catalogue = int(visible["product_id"].nunique())
+    known = set(visible["member_id"].astype(str))
+    out: dict[str, Any] = {
+        "shipped": {},
+        "baselines": {},
+        "search": {},
+        "members_evaluated": len(truth),
+        "members_known": sum(m in known for m in truth),
+        "validation_window": [split.isoformat(), as_of.isoformat()],
+        "test_window": [as_of.isoformat(), test_end.isoformat()],
+        "seconds": {},
+    }
+    for name in (SHIPPED, *PEERS):
+        grid = cfg.grids.get(name) or [{}]
+        if len(grid) > cfg.max_grid_points:
+            raise ValueError(
+                f"the {name} grid has {len(grid)} points, over the budget of "
+                f"{cfg.max_grid_points}: every model gets the same budget"
+            )
+        progress(f"products: tuning {name} on {len(grid)} points, validation [{split}, {as_of})")
+        t0 = time.perf_counter()
+        best, table = grid_search(
+            lambda p, name=name: make_model(name, p, cfg),
+            grid,
+            visible,
+            split,
+            as_of,
+            k=cfg.k,
+            progress=progress,
+        )
+        t1 = time.perf_counter()
+        model = fit_lines(make_model(name, best, cfg), visible, as_of)
+        t2 = time.perf_counter()
+        m = ranking_metrics(model, truth, cfg.k, catalogue)
+        t3 = time.perf_counter()
+        metrics = {key: float(v) for key, v in m.items() if key != "members_evaluated"}
+        progress(f"products: {name} best {best}: test ndcg@{cfg.k}={metrics[f'ndcg@{cfg.k}']:.4f}")
+        if name == SHIPPED:
+            out["shipped"] = metrics
+        else:
+            out["baselines"][name] = metrics
+        out["search"][name] = {"best_params": best, "table": table}
+        out["seconds"][name] = {"search": t1 - t0, "refit": t2 - t1, "score": t3 - t2}
+    return out
