@@ -20,7 +20,7 @@ TAGS_VIEW = "member_tags"
 
 # One feature service per model version; bump the suffix when the feature list changes.
 CHURN_SERVICE = "churn_v1"
-COUPON_SERVICE = "coupon_v1"
+COUPON_SERVICE = "coupon_v2"
 SEND_TIME_SERVICE = "send_time_v1"
 PROFILE_SERVICE = "member_profile_v1"
 
@@ -35,7 +35,7 @@ CHURN_FEATURES: list[str] = [
 COUPON_FEATURES: list[str] = [
     "recency_days", "frequency", "monetary", "avg_order_value", "orders_recent",
     "spend_recent", "tenure_days", "discount_share", "open_rate", "r_score", "f_score",
-    "m_score",
+    "m_score", "coupon_offers", "coupon_redemption_rate",
 ]  # fmt: skip
 SEND_TIME_FEATURES: list[str] = ["timezone", "rfm_segment", "preferred_channel", "active_how"]
 PROFILE_FEATURES: list[str] = [

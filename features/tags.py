@@ -64,6 +64,8 @@ NUMERIC_FEATURES: tuple[str, ...] = (
     "opens_recent",
     "open_rate",
     "top_category_share",
+    "coupon_offers",
+    "coupon_redemption_rate",
     "r_score",
     "f_score",
     "m_score",
@@ -150,6 +152,16 @@ def compute_tags(
         )
     con.register("messages_all", messages[["member_id", "channel", "sent_ts", "opened_ts"]])
 
+    offers = tables.get("coupon_offers")
+    if offers is None:
+        offers = _empty({"member_id": "string", "offered_ts": "datetime64[us]",
+                         "coupon_id": "string", "redeemed_ts": "datetime64[us]"})  # fmt: skip
+    if "redeemed_ts" not in offers:
+        offers = offers.assign(
+            redeemed_ts=pd.Series(pd.NaT, index=offers.index, dtype="datetime64[us]")
+        )
+    con.register("offers_all", offers[["member_id", "offered_ts", "coupon_id", "redeemed_ts"]])
+
     w = cfg.activity_window_days
     params = {
         "ref": ref,
@@ -227,6 +239,12 @@ def compute_tags(
             FROM messages_all WHERE sent_ts < $ref GROUP BY member_id, channel
         ) GROUP BY member_id
     ),
+    cpn AS (
+        SELECT member_id, COUNT(*) AS coupon_offers,
+               AVG(CASE WHEN redeemed_ts IS NOT NULL AND redeemed_ts < $ref THEN 1.0 ELSE 0.0 END)
+                   AS coupon_redemption_rate
+        FROM offers_all WHERE offered_ts < $ref AND coupon_id IS NOT NULL GROUP BY member_id
+    ),
     ids AS (
         SELECT member_id FROM members_all WHERE signup_ts IS NULL OR signup_ts < $ref
         UNION SELECT member_id FROM orders
@@ -239,7 +257,7 @@ def compute_tags(
                money.monetary, prod.distinct_products,
                ev.events_30d, ev.events_recent,
                msg.messages_recent, msg.opens_recent, msg.open_rate,
-               chan.preferred_channel
+               chan.preferred_channel, cpn.coupon_offers, cpn.coupon_redemption_rate
         FROM ids
         LEFT JOIN (SELECT member_id, ANY_VALUE(signup_ts) AS signup_ts,
                           ANY_VALUE(timezone) AS timezone
@@ -250,6 +268,7 @@ def compute_tags(
         LEFT JOIN ev USING (member_id)
         LEFT JOIN msg USING (member_id)
         LEFT JOIN chan USING (member_id)
+        LEFT JOIN cpn USING (member_id)
     )
     SELECT member_id, timezone, first_ts, last_ts, last_gap_days,
            epoch($ref - last_ts) / 86400.0 AS recency_days,
@@ -270,7 +289,8 @@ def compute_tags(
            COALESCE(events_recent, 0) AS events_recent,
            COALESCE(messages_recent, 0) AS messages_recent,
            COALESCE(opens_recent, 0) AS opens_recent,
-           open_rate, preferred_channel
+           open_rate, preferred_channel,
+           COALESCE(coupon_offers, 0) AS coupon_offers, coupon_redemption_rate
     FROM base
     """
     for k, v in params.items():
