@@ -54,6 +54,11 @@ def recommendations(
     else:
         x = np.array([as_float(feats.get(f)) for f in repo.COUPON_FEATURES], dtype=float)
         coupon_id, margin, coupon_reason = champions.coupon.decide(x)
+        if champions.roles.get("coupon") == "baseline":
+            coupon_reason = (
+                "no coupon: the coupon model has not been promoted (it did not beat giving "
+                "no coupon on held-out randomized offers, or there is no such history)"
+            )
         if coupon_id:
             coupon = CouponPublic(
                 coupon_id=coupon_id, expected_incremental_margin=float(margin), reason=coupon_reason

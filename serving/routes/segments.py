@@ -50,7 +50,8 @@ def select_members(
     cond = " AND ".join(where)
     con = duckdb.connect()
     src = f"read_parquet('{path}')"
-    count = con.execute(f"SELECT COUNT(*) FROM {src} WHERE {cond}", params).fetchone()[0]
+    row = con.execute(f"SELECT COUNT(*) FROM {src} WHERE {cond}", params).fetchone()
+    count = row[0] if row else 0
     rows = con.execute(
         f"SELECT member_id, rfm_segment, lifecycle_stage, value_tier, tags, r_score, f_score, "
         f"m_score FROM {src} WHERE {cond} ORDER BY member_id LIMIT ? OFFSET ?",
