@@ -62,6 +62,7 @@ if TYPE_CHECKING:
 RESPONSES = ("persuadable", "sure_thing", "lost_cause", "sleeping_dog")
 _PERSUADABLE, _SURE_THING, _LOST_CAUSE, _SLEEPING_DOG = range(4)
 EVENT_TYPES = ("view", "cart", "login")
+CAMPAIGN_GROUPS = ("eligible", "treated", "control", "redeemed")
 _VIEW, _CART, _LOGIN = range(3)
 
 _HOUR = 3600
@@ -159,7 +160,7 @@ _ZONES = (
 )
 _COUPONS = (
     CouponSpec("PCT10", "percent_off", 10.0, 0.25, 0.10),
-    CouponSpec("PCT20", "percent_off", 20.0, 0.45, 0.18),
+    CouponSpec("PCT20", "percent_off", 20.0, 0.60, 0.22),
     CouponSpec("AMT5", "amount_off", 5.0, 0.30, 0.12),
     CouponSpec("FREESHIP", "free_shipping", 4.95, 0.18, 0.12),
 )
@@ -190,6 +191,7 @@ class SyntheticConfig:
     signup_history_days: int = 1095  # the others signed up within this many days before start
     rate_sigma: float = 0.7  # log-normal spread of purchase rates around the segment median
     heavy_rate: float = 1.5  # orders per 30 days from which a member is a heavy buyer
+    # (name, minimum orders per 30 days), highest first; the last should start at 0
     tiers: tuple[tuple[str, float], ...] = (("premium", 2.0), ("plus", 1.0), ("basic", 0.0))
 
     # preferences
@@ -389,7 +391,7 @@ def _build_world(rng: np.random.Generator, members: int, cfg: SyntheticConfig) -
     k = cfg.campaigns
     first = start + cfg.first_campaign_day * _DAY
     last = end - cfg.last_campaign_days_before_end * _DAY
-    days = np.linspace(first, last, k) // _DAY if k > 1 else np.array([first // _DAY])
+    days = np.linspace(first, last, k) // _DAY if k > 1 else np.full(k, first // _DAY)
     days = days + rng.integers(-cfg.campaign_jitter_days, cfg.campaign_jitter_days + 1, k)
     campaign_ts = (days * _DAY + cfg.campaign_hour_utc * _HOUR).astype(np.int64)
     n_cp = len(cfg.coupons)
@@ -429,6 +431,11 @@ def _category_keys(cat: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return keys
 
 
+def _run_starts(x: np.ndarray) -> np.ndarray:
+    """(n,) bool: True where a run of equal values of ``x`` starts (``x`` grouped)."""
+    return np.r_[True, x[1:] != x[:-1]] if len(x) else np.zeros(0, dtype=bool)
+
+
 def _sample_from_cdf(rng: np.random.Generator, cdf: np.ndarray) -> np.ndarray:
     """One index per row of ``cdf`` (n, k), cumulative probabilities ending at 1."""
     u = rng.random(len(cdf))
@@ -440,7 +447,6 @@ def _sample_from_cdf(rng: np.random.Generator, cdf: np.ndarray) -> np.ndarray:
 class _Members:
     """One chunk of members as arrays of length n (times: int64 seconds, UTC)."""
 
-    index: np.ndarray  # global member number
     seg: np.ndarray
     zone: np.ndarray
     signup: np.ndarray
@@ -461,7 +467,9 @@ class _Members:
     channel: np.ndarray  # preferred channel index into CHANNELS
 
 
-def _make_members(rng: np.random.Generator, first: int, n: int, world: _World) -> _Members:
+def _make_members(rng: np.random.Generator, n: int, world: _World) -> _Members:
+    """Draw ``n`` members: segment, zone, signup, rate, coupon response, preferences,
+    staples, churn and active hours (see :class:`_Members`)."""
     cfg = world.cfg
     n_cat = len(world.cat_pop)
     seg = _sample_from_cdf(rng, np.tile(np.cumsum(world.seg_share), (n, 1)))
@@ -492,7 +500,7 @@ def _make_members(rng: np.random.Generator, first: int, n: int, world: _World) -
     probs = np.tile(world.cat_pop, (n, 1))
     probs[rows, pref1] = 0.0
     probs[has2, pref2[has2]] = 0.0
-    probs *= ((1.0 - pref_share) / probs.sum(axis=1))[:, None]
+    probs *= ((1.0 - pref_share) / np.maximum(probs.sum(axis=1), 1e-12))[:, None]
     main = np.where(has2, cfg.main_category_weight, 1.0)
     probs[rows, pref1] = pref_share * main
     probs[has2, pref2[has2]] = pref_share[has2] * (1.0 - main[has2])
@@ -517,13 +525,14 @@ def _make_members(rng: np.random.Generator, first: int, n: int, world: _World) -
 
     j = (rng.random(n) * world.seg_ndays[seg]).astype(int)
     peak_day = world.seg_days[seg, j]
+    hw = np.asarray(cfg.hour_deviation_weights, dtype=float)
     dev = np.array(cfg.hour_deviations)[
-        _sample_from_cdf(rng, np.tile(np.cumsum(cfg.hour_deviation_weights), (n, 1)))
+        _sample_from_cdf(rng, np.tile(np.cumsum(hw) / np.sum(hw), (n, 1)))
     ]
     peak_hour = world.seg_hour[seg] + dev
     channel = _sample_from_cdf(rng, world.seg_channel_cdf[seg])
     return _Members(
-        index=np.arange(first, first + n), seg=seg, zone=zone, signup=signup,
+        seg=seg, zone=zone, signup=signup,
         active_start=active_start, active_end=active_end, churned=churned, rate=rate,
         price_sensitive=price_sensitive, heavy=heavy, response=response, pref1=pref1,
         pref2=pref2, pref_share=pref_share, cat_cdf=cat_cdf, staples=staples,
@@ -534,8 +543,12 @@ def _make_members(rng: np.random.Generator, first: int, n: int, world: _World) -
 # ---------------------------------------------------------------- behaviour
 def _to_utc(world: _World, local: np.ndarray, zone: np.ndarray) -> np.ndarray:
     """Local wall-clock seconds in each row's zone -> UTC seconds."""
-    h = np.clip((local - world.tz_grid0) // _HOUR, 0, world.tz_offset.shape[1] - 1)
-    return local - world.tz_offset[zone, h]
+    return local - world.tz_offset[zone, _grid_hour(world, local)]
+
+
+def _grid_hour(world: _World, t: np.ndarray) -> np.ndarray:
+    """Row of the hourly offset grid for seconds ``t`` (clipped to the grid)."""
+    return np.clip((t - world.tz_grid0) // _HOUR, 0, world.tz_offset.shape[1] - 1)
 
 
 def _moments(
@@ -550,7 +563,7 @@ def _moments(
     cfg = world.cfg
     n = len(t)
     zone = m.zone[member]
-    approx_local = t + world.tz_offset[zone, np.clip((t - world.tz_grid0) // _HOUR, 0, None)]
+    approx_local = t + world.tz_offset[zone, _grid_hour(world, t)]
     week = (approx_local - world.monday0) // _WEEK
     seg = m.seg[member]
     u = rng.random(n)
@@ -634,18 +647,19 @@ class _Orders:
 
 def _campaigns(
     rng: np.random.Generator, m: _Members, world: _World, orders: _Orders
-) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], list[dict[str, int]]]:
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
     """Run every campaign over this chunk: offers, responses, redemptions.
 
     Returns the offer rows (member, campaign, coupon or -1, redeemed_ts or -1), the campaign
-    message sends (member, campaign, sent_ts) and group sizes per campaign."""
+    message sends (member, campaign, sent_ts) and (K, 4) int group sizes per campaign, in
+    the order of ``CAMPAIGN_GROUPS``."""
     cfg = world.cfg
     n = len(m.rate)
     window = cfg.campaign_window_days * _DAY
     offers: dict[str, list[np.ndarray]] = {"member": [], "campaign": [], "coupon": [],
                                            "redeemed": []}  # fmt: skip
     sends: dict[str, list[np.ndarray]] = {"member": [], "campaign": [], "sent": []}
-    sizes: list[dict[str, int]] = []
+    sizes = np.zeros((len(world.campaign_ts), len(CAMPAIGN_GROUPS)), dtype=np.int64)
     for k, c in enumerate(world.campaign_ts):
         j = int(world.campaign_coupon[k])
         spec = cfg.coupons[j]
@@ -684,11 +698,7 @@ def _campaigns(
             (orders.ts >= c) & (orders.ts < end) & ~orders.removed & redeemer[orders.member]
         )
         cand = cand[np.lexsort((orders.ts[cand], orders.member[cand]))]
-        first = (
-            cand[np.r_[True, orders.member[cand][1:] != orders.member[cand][:-1]]]
-            if len(cand)
-            else cand
-        )
+        first = cand[_run_starts(orders.member[cand])]
         orders.coupon[first] = j
         redeemed = np.full(n, -1, dtype=np.int64)
         redeemed[orders.member[first]] = orders.ts[first]
@@ -702,11 +712,25 @@ def _campaigns(
         sends["member"].append(who_t)
         sends["campaign"].append(np.full(len(who_t), k))
         sends["sent"].append(np.full(len(who_t), c, dtype=np.int64))
-        sizes.append({"eligible": int(eligible.sum()), "treated": len(who_t),
-                      "control": len(who_c), "redeemed": len(first)})  # fmt: skip
+        sizes[k] = (eligible.sum(), len(who_t), len(who_c), len(first))
     cat = {k: np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for k, v in offers.items()}
     snd = {k: np.concatenate(v) if v else np.zeros(0, dtype=np.int64) for k, v in sends.items()}
     return cat, snd, sizes
+
+
+def _repeats(
+    order: np.ndarray, member: np.ndarray, ts: np.ndarray, product: np.ndarray, world: _World
+) -> np.ndarray:
+    """(n,) bool: lines repeating an earlier purchase of the same durable by the member, or
+    the same product earlier in the same order. Lines are grouped by order (in line order)."""
+    n_prod = len(world.prod_cat)
+    durable = ~world.prod_consumable[product]
+    owner = np.where(durable, member, member.max(initial=0) + 1 + order).astype(np.int64)
+    key = owner * n_prod + product
+    srt = np.lexsort((ts, key))  # stable: ties keep line order
+    dup = np.zeros(len(key), dtype=bool)
+    dup[srt[1:]] = key[srt[1:]] == key[srt[:-1]]
+    return dup
 
 
 def _lines(
@@ -721,17 +745,21 @@ def _lines(
     member = orders.member[order]
     ts = orders.ts[order]
     product = _sample_products(rng, member, m, world)
-    n_prod = len(world.prod_cat)
-    dup = np.zeros(len(order), dtype=bool)
-    for _ in range(cfg.dedup_rounds + 1):
-        durable = ~world.prod_consumable[product]
-        key = np.where(durable, member, len(m.rate) + order).astype(np.int64) * n_prod + product
-        srt = np.lexsort((ts, key))  # stable: ties keep line order
-        dup = np.zeros(len(key), dtype=bool)
-        dup[srt[1:]] = key[srt[1:]] == key[srt[:-1]]
+    for _ in range(cfg.dedup_rounds):
+        dup = _repeats(order, member, ts, product, world)
         if not dup.any():
             break
         product[dup] = _sample_products(rng, member[dup], m, world)
+    # durables still bought twice become consumables (staples first), which may be
+    # re-bought; what is left (a product twice in one order) is dropped, but never an
+    # order's first line, so every order keeps a line
+    dup = _repeats(order, member, ts, product, world)
+    if dup.any() and len(world.cons_index):
+        st = m.staples[member[dup], 0]
+        any_cons = world.cons_index[rng.integers(0, len(world.cons_index), int(dup.sum()))]
+        product[dup] = np.where(st >= 0, st, any_cons)
+        dup = _repeats(order, member, ts, product, world)
+    dup &= ~_run_starts(order)
     keep = ~dup
     order, member, ts, product = order[keep], member[keep], ts[keep], product[keep]
 
@@ -745,7 +773,7 @@ def _lines(
     discount = np.zeros(len(product))
     coupon = orders.coupon[order]
     order_gross = np.bincount(order, weights=gross, minlength=n_orders)
-    first_line = np.r_[True, order[1:] != order[:-1]]
+    first_line = _run_starts(order)
     for j, spec in enumerate(cfg.coupons):
         on = coupon == j
         if not on.any():
@@ -988,7 +1016,7 @@ class _Writers:
 
 def _chunk_tables(
     rng: np.random.Generator, m: _Members, world: _World, member_ids: np.ndarray, order_base: int
-) -> tuple[dict[str, pa.Table], list[dict[str, int]], int]:
+) -> tuple[dict[str, pa.Table], np.ndarray, int]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -1136,6 +1164,22 @@ def _world_tables(world: _World) -> dict[str, pa.Table]:
     return {"products": products, "coupons": coupons, "truth/products": truth_products}
 
 
+def _truth_campaigns(world: _World, sizes: np.ndarray) -> pa.Table:
+    """One row per campaign: its coupon, offer instant, window end and (K, 4) group sizes."""
+    import pyarrow as pa
+
+    cfg = world.cfg
+    window = cfg.campaign_window_days * _DAY
+    return pa.table({
+        "campaign_id": pa.array(world.campaign_ids, pa.string()),
+        "coupon_id": pa.array([cfg.coupons[j].coupon_id for j in world.campaign_coupon],
+                              pa.string()),
+        "offered_ts": _ts_array(world.campaign_ts),
+        "window_end_ts": _ts_array(world.campaign_ts + window),
+        **{g: pa.array(sizes[:, i]) for i, g in enumerate(CAMPAIGN_GROUPS)},
+    })  # fmt: skip
+
+
 def generate(
     out: Path, members: int = 2000, seed: int = 0, config: SyntheticConfig | None = None
 ) -> dict[str, int]:
@@ -1144,7 +1188,6 @@ def generate(
 
     Deterministic: the same ``members``, ``seed`` and config give identical files.
     """
-    import pyarrow as pa
 
     if members < 1:
         raise ValueError("members must be at least 1")
@@ -1156,9 +1199,7 @@ def generate(
     world = _build_world(np.random.default_rng(world_seq), members, cfg)
     width = max(5, len(str(members)))
     writers = _Writers(out)
-    sizes_total: list[dict[str, int]] = [dict.fromkeys(("eligible", "treated", "control",
-                                                        "redeemed"), 0)
-                                         for _ in world.campaign_ids]  # fmt: skip
+    sizes = np.zeros((len(world.campaign_ids), len(CAMPAIGN_GROUPS)), dtype=np.int64)
     try:
         for name, table in _world_tables(world).items():
             writers.write(name, table)
@@ -1169,23 +1210,13 @@ def generate(
             n = min(cfg.chunk_members, members - first)
             member_ids = np.array([f"M{j:0{width}d}" for j in range(first + 1, first + n + 1)],
                                   dtype=object)  # fmt: skip
-            m = _make_members(rng, first, n, world)
-            tables, sizes, n_orders = _chunk_tables(rng, m, world, member_ids, order_base)
+            m = _make_members(rng, n, world)
+            tables, chunk_sizes, n_orders = _chunk_tables(rng, m, world, member_ids, order_base)
             order_base += n_orders
+            sizes += chunk_sizes
             for name, table in tables.items():
                 writers.write(name, table)
-            for total, s in zip(sizes_total, sizes, strict=True):
-                for k, v in s.items():
-                    total[k] += v
-        coupon_ids = [cfg.coupons[j].coupon_id for j in world.campaign_coupon]
-        window = cfg.campaign_window_days * _DAY
-        writers.write("truth/campaigns", pa.table({
-            "campaign_id": pa.array(world.campaign_ids, pa.string()),
-            "coupon_id": pa.array(coupon_ids, pa.string()),
-            "offered_ts": _ts_array(world.campaign_ts),
-            "window_end_ts": _ts_array(world.campaign_ts + window),
-            **{k: pa.array([s[k] for s in sizes_total], pa.int64()) for k in sizes_total[0]},
-        }) if world.campaign_ids else pa.table({"campaign_id": pa.array([], pa.string())}))  # fmt: skip
+        writers.write("truth/campaigns", _truth_campaigns(world, sizes))
     finally:
         writers.close()
     counts = {k: v for k, v in writers.rows.items() if not k.startswith("truth/")}
