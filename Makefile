@@ -56,7 +56,24 @@ mlflow-ui: env ## MLflow UI for the demo home on :5000
 feast-ui: env ## Feast UI for the demo home on :8888
 	cd $(DEMO_HOME)/feast && ../../.venv/bin/feast ui --port 8888
 
+SHARED ?= ../shared/data
+EVAL_DIR ?= docs/evaluation
+
+evaluate-synthetic: env ## backtest on a synthetic shop (3,000 members, seed 7) as of 2025-09-30
+	.venv/bin/memberwise generate --out eval-data/synthetic --members 3000 --seed 7
+	.venv/bin/memberwise evaluate --data eval-data/synthetic --as-of 2025-09-30 --out $(EVAL_DIR)/synthetic
+
+evaluate-online-retail: env ## backtest on UCI Online Retail as of 2011-09-10
+	.venv/bin/memberwise convert online-retail $(SHARED)/online_retail eval-data/online_retail
+	.venv/bin/memberwise evaluate --data eval-data/online_retail --as-of 2011-09-10 --out $(EVAL_DIR)/online_retail
+
+evaluate-completejourney: env ## backtest on The Complete Journey as of 2017-09-30
+	.venv/bin/memberwise convert complete-journey $(SHARED)/completejourney eval-data/completejourney
+	.venv/bin/memberwise evaluate --data eval-data/completejourney --as-of 2017-09-30 --out $(EVAL_DIR)/completejourney
+
+evaluate: evaluate-synthetic evaluate-online-retail evaluate-completejourney ## all three backtests
+
 clean-demo: ## remove the demo data and home
 	rm -rf $(DEMO_DATA) $(DEMO_HOME)
 
-.PHONY: help env demo test test-fast lint format mlflow-ui feast-ui clean-demo
+.PHONY: help env demo test test-fast lint format mlflow-ui feast-ui clean-demo evaluate evaluate-synthetic evaluate-online-retail evaluate-completejourney
