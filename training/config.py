@@ -19,6 +19,6 @@ class TrainConfig(BaseModel):
     als_factors: int = 64
     als_regularization: float = 0.05
     als_iterations: int = 15
-    als_alpha: float = 20.0
-    buy_again_weight: float = 1.0
+    als_alpha: float = 5.0
+    buy_again_weight: float = 2.0
     recent_days: int = 14  # the "just bought" filter window

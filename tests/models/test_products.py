@@ -252,3 +252,33 @@ class TestHybrid(RecommenderContract):
         PopularityRecommender().fit(**small_world()).save(tmp_path / "pop")
         with pytest.raises(ValueError, match="PopularityRecommender"):
             HybridRecommender.load(tmp_path / "pop")
+
+    def test_item_item_term_alone_solves_checkerboard(self):
+        world, unseen = checkerboard()
+        # a one-factor ALS cannot tell the groups apart; the item-item term can
+        base = dict(factors=1, iterations=2, random_state=7, num_threads=1)
+        model = HybridRecommender(HybridConfig(**base, item_weight=100.0)).fit(**world)
+        assert all(model.recommend(m, n=1)[0][0] == p for m, p in unseen.items())
+        assert all(model.recommend(m, n=1)[0][2] == "similar_members" for m in unseen)
+
+    def test_item_weight_zero_skips_the_item_term(self, tmp_path):
+        world, _ = checkerboard()
+        model = HybridRecommender(HybridConfig(item_weight=0.0, num_threads=1)).fit(**world)
+        model.save(tmp_path / "m")
+        loaded = HybridRecommender.load(tmp_path / "m")
+        assert loaded.recommend_many(["a1", "b2"], n=5) == model.recommend_many(["a1", "b2"], n=5)
+
+    def test_loads_an_artifact_saved_before_the_item_term(self, tmp_path):
+        world, _ = checkerboard()
+        model = self.make().fit(**world)
+        model.save(tmp_path / "new")
+        with np.load(tmp_path / "new", allow_pickle=False) as z:
+            old = {
+                k: z[k]
+                for k in z.files
+                if k not in {"weights", "sim_indptr", "sim_indices", "sim_data"}
+            }
+        with (tmp_path / "old").open("wb") as f:
+            np.savez(f, **old)
+        recs = HybridRecommender.load(tmp_path / "old").recommend("a3", n=3)
+        assert len(recs) == 3 and recs[0][0] == "A3"
