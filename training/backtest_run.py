@@ -211,9 +211,15 @@ def _propensity_model(hist: pd.DataFrame):
     treated = hist[hist["arm"] != ""]
     if treated.empty or treated["redeemed"].nunique() < 2:
         return None
+    X = _no_empty_columns(treated[repo.COUPON_FEATURES].astype(float))
     return HistGradientBoostingClassifier(max_iter=100, random_state=0).fit(
-        treated[repo.COUPON_FEATURES].astype(float), treated["redeemed"].astype(int)
+        X, treated["redeemed"].astype(int)
     )
+
+
+def _no_empty_columns(X: pd.DataFrame) -> pd.DataFrame:
+    """A feature nobody has (e.g. open rate in a shop without messages) becomes 0."""
+    return X.fillna({c: 0.0 for c in X.columns if X[c].isna().all()})
 
 
 def _propensity_scores(hist: pd.DataFrame, fut: pd.DataFrame) -> np.ndarray | None:
