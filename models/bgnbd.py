@@ -270,7 +270,8 @@ class BetaGeoModel:
         ((alpha+T+t)/(alpha+T))**(1-a) * 2F1(a+b-1-r, a-1; c; z)``, c = a+b+x-1. The two
         forms are equal; the printed one multiplies a vanishing power by a diverging series
         and gives NaN for large x or t, the second has small upper parameters whatever x is.
-        (a = 1 exactly is nudged by 1e-9: the limit is continuous.)
+        Where scipy's hyp2f1 returns NaN (x + r - a + 1 a large integer) c is moved by a
+        relative 1e-9, and a = 1 exactly by 1e-9; both are continuous limits.
         """
         from scipy.special import expit, hyp2f1
 
@@ -283,7 +284,12 @@ class BetaGeoModel:
         a = self.a if abs(self.a - 1.0) > 1e-9 else 1.0 + 1e-9
         c = a + b + x - 1
         power = np.exp((1 - a) * np.log1p(t_arr / (alpha + tt)))
-        series = power * hyp2f1(a + b - 1 - r, a - 1, c, t_arr / (alpha + tt + t_arr))
+        z = t_arr / (alpha + tt + t_arr)
+        series = power * hyp2f1(a + b - 1 - r, a - 1, c, z)
+        bad = ~np.isfinite(series)
+        if bad.any():  # scipy gives NaN when c - (a+b-1-r) - (a-1) = x + r - a + 1 is a
+            # large integer; the function is continuous in c, so step off the integer
+            series = np.where(bad, power * hyp2f1(a + b - 1 - r, a - 1, c * (1 + 1e-9), z), series)
         p_alive = expit(-self._log_odds_dead(x, tx, tt))
         return np.asarray(c / (a - 1) * (1.0 - series) * p_alive, dtype=np.float64)
 

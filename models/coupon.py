@@ -1,20 +1,42 @@
 """Coupon choice: per member, the coupon (or none) with the highest expected incremental
 margin net of the coupon's cost, learnt from past randomized offers and their control group.
 
-An uplift T-learner: one ridge regression of net margin on the member's features per arm
-(the control group is an arm), so for coupon ``c``
+Two estimators, both linear in the member's features ``z(x)`` (standardised on all offers,
+missing values imputed with the mean, i.e. z = 0, and clipped to +-``z_clip``), so
+``decide`` for one member is a few (n_coupons, d) @ (d,) products in numpy.
 
-    uplift_c(x) = E[net_margin | c, x] - E[net_margin | control, x]
-                = (b_c - b_0) + (w_c - w_0) . z(x)
+**Decomposed** (``fit`` given each offer's ``cost``, the discount paid; the default in the
+pipeline). The incremental margin of coupon ``c`` is split into what it earns and what it
+costs::
 
-with ``z(x)`` the features standardised on all offers (missing values imputed with the
-mean, i.e. z = 0). ``net_margin`` is the margin earned in the response window minus the
-coupon cost actually paid, so the uplift is already net of cost. The coefficients are
-evaluated with numpy: ``decide`` for one member is one (n_coupons, d) @ (d,) product.
+    uplift_c(x) = gain_c(x) - cost_c(x)
+    gain_c(x)   = dP_c(x) * value(x)          (gain_outcome = "purchase")
+                = dG_c(x)                     (gain_outcome = "margin")
 
-A linear outcome model per arm captures effects that differ with a feature (a coupon that
-pays for price-sensitive members only) but not interactions between features; arms are
-compared on the same standardised scale.
+- ``cost_c(x)``: the discount a member pays with coupon ``c`` (ridge on the offers of that
+  coupon). Redemptions are observed directly, so this part is precise.
+- ``dP_c(x)``: how much the coupon raises the chance of a purchase in the response window,
+  a DR-learner: doubly robust pseudo-outcomes of "bought in the window" (cross-fitted ridge
+  outcome models, the randomization's treatment share as propensity, within each campaign
+  when campaigns are given), regressed on z(x) plus a per-coupon intercept with a strong
+  ridge penalty (``gain_alpha``): the pseudo-outcomes are noisy, so the estimate is shrunk
+  towards "the same lift for everyone" until the data say otherwise.
+- ``value(x)``: the gross margin of a window with a purchase (ridge), so dP * value is the
+  margin of the purchases the coupon adds.
+
+Why not regress net margin directly: a window's margin is dominated by how much the member
+happens to buy (standard deviation about twice its mean), while a coupon moves it by a few
+currency units, so direct uplift models of net margin mostly fit noise (the backtest showed
+a T-learner ranking members against their planted uplift). A purchase is a binary outcome
+with far less noise, and the cost part needs no uplift estimate at all. The price:
+``gain_outcome = "purchase"`` assumes a coupon changes *whether* a member buys, not how much
+a buyer spends; set ``gain_outcome = "margin"`` (DR-learner on gross margin, noisier) when
+basket-size effects matter.
+
+**T-learner** (``fit`` without ``cost``): one ridge regression of net margin per arm (the
+control group is an arm), ``uplift_c(x) = (b_c - b_0) + (w_c - w_0) . z(x)``.
+
+Everything is stored as plain arrays (``.npz``, loaded with ``allow_pickle=False``).
 """
 
 from __future__ import annotations
@@ -34,19 +56,43 @@ CONTROL = ""
 
 @dataclass
 class CouponConfig:
-    """Margins are in the shop's currency per offer."""
+    """Margins are in the shop's currency per offer; penalties in rows (standardised)."""
 
     min_incremental_margin: float = 0.0  # offer a coupon only above this expected uplift
     min_rows_per_arm: int = 30  # arms (and the control group) with fewer offers are dropped
-    ridge_alpha: float = 1.0  # L2 penalty on standardised coefficients, in rows
+    ridge_alpha: float = 1.0  # L2 penalty of the T-learner, value, cost and outcome models
+    gain_alpha: float = 300.0  # L2 penalty of the gain model on noisy DR pseudo-outcomes
+    gain_outcome: str = "purchase"  # "purchase" (dP * value) or "margin" (dG), see the doc
+    cross_fit_folds: int = 4  # outcome models for the DR pseudo-outcomes are cross-fitted
+    z_clip: float = 5.0  # standardised features are clipped to +-this many sd
+    seed: int = 0  # the cross-fitting folds
+
+    def __post_init__(self) -> None:
+        if self.gain_outcome not in GAIN_OUTCOMES:
+            raise ValueError(
+                f"gain_outcome must be one of {GAIN_OUTCOMES}, got {self.gain_outcome!r}"
+            )
 
 
-def _ridge(z: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, float]:
-    """(w (d,), b) minimising ||y - b - z w||^2 + alpha ||w||^2; the intercept is free."""
-    zm, ym = z.mean(axis=0), float(y.mean())
-    zc = z - zm
+GAIN_OUTCOMES = ("purchase", "margin")
+T_LEARNER, DECOMPOSED = "t_learner", "decomposed"
+
+
+def _ridge(
+    z: np.ndarray, y: np.ndarray, alpha: float, weight: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
+    """(w (d,), b) minimising sum_i weight_i (y_i - b - z_i w)^2 + alpha ||w||^2; the
+    intercept is free. No rows: (zeros, 0.0)."""
     d = z.shape[1]
-    w = np.linalg.solve(zc.T @ zc + alpha * np.eye(d), zc.T @ (y - ym)) if d else np.zeros(0)
+    wt = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=np.float64)
+    total = float(wt.sum())
+    if total <= 0:
+        return np.zeros(d), 0.0
+    zm, ym = (wt @ z) / total, float(wt @ y) / total
+    zc = z - zm
+    if not d:
+        return np.zeros(0), ym
+    w = np.linalg.solve(zc.T @ (zc * wt[:, None]) + alpha * np.eye(d), zc.T @ (wt * (y - ym)))
     return w, ym - float(zm @ w)
 
 
@@ -93,11 +139,12 @@ class _PolicyBase:
 
 
 class CouponPolicy(_PolicyBase):
-    """T-learner over randomized offers. Unfitted (no usable history) it always answers
-    ``(None, 0.0, reason_unfitted)``.
+    """Uplift model over randomized offers (see the module doc). Unfitted (no usable
+    history) it always answers ``(None, 0.0, reason_unfitted)``.
 
-    After ``fit``: ``coupons`` (the coupon arms kept, in order), ``arm_rows`` (offers per
-    arm, control = ""), ``dropped`` (arm -> why it was dropped), ``feature_names``.
+    After ``fit``: ``method`` ("decomposed" or "t_learner"), ``coupons`` (the coupon arms
+    kept, in order), ``arm_rows`` (offers per arm, control = ""), ``dropped`` (arm -> why it
+    was dropped), ``feature_names``.
     """
 
     kind = "coupon_policy"
@@ -109,14 +156,23 @@ class CouponPolicy(_PolicyBase):
     def _reset(self) -> None:
         self.coupons = []
         self.feature_names: list[str] = []
+        self.method = ""
         self.fitted = False
         self.reason_unfitted = "coupon policy not fitted: no randomized coupon history given"
         self.arm_rows: dict[str, int] = {}
         self.dropped: dict[str, str] = {}
         self._mean = np.zeros(0)
         self._inv_sd = np.zeros(0)
-        self._coef = np.zeros((0, 0))  # (1 + n_coupons, d): control first
-        self._intercept = np.zeros(0)  # (1 + n_coupons,)
+        # t_learner: (1 + n_coupons, d) and (1 + n_coupons,), control first
+        self._coef = np.zeros((0, 0))
+        self._intercept = np.zeros(0)
+        # decomposed: (n_coupons, d) and (n_coupons,) per part; value: (d,) and ()
+        self._gain_w = np.zeros((0, 0))
+        self._gain_b = np.zeros(0)
+        self._cost_w = np.zeros((0, 0))
+        self._cost_b = np.zeros(0)
+        self._value_w = np.zeros(0)
+        self._value_b = 0.0
         self._prepare()
 
     # ------------------------------------------------------------------ fit
@@ -126,13 +182,19 @@ class CouponPolicy(_PolicyBase):
         arm: np.ndarray,
         net_margin: np.ndarray,
         feature_names: list[str],
+        cost: np.ndarray | None = None,
+        campaign: np.ndarray | None = None,
     ) -> Self:
         """Learn from past offers.
 
         ``X``: (n, d) float features of the member at the offer (NaN allowed); ``arm``: (n,)
         str, the coupon offered, "" for the control group; ``net_margin``: (n,) float,
         margin earned in the response window minus the coupon cost paid; ``feature_names``:
-        the d column names (the order ``decide`` expects).
+        the d column names (the order ``decide`` expects). ``cost``: (n,) float, the
+        discount paid in the window (0 for the control group); given, the decomposed
+        estimator is used, else the T-learner. ``campaign``: (n,) str, the randomized
+        experiment each offer belongs to (its treatment share is the propensity); None =
+        one experiment.
 
         Leaves the policy unfitted, with ``reason_unfitted``, when there are no offers, no
         control group, too few control offers or no coupon arm with enough offers.
@@ -150,11 +212,17 @@ class CouponPolicy(_PolicyBase):
             )
         if not np.isfinite(y).all():
             raise ValueError("net_margin has NaN or infinite values: use 0.0 for no purchase")
+        c = None if cost is None else np.asarray(cost, dtype=np.float64)
+        if c is not None and (len(c) != n or not np.isfinite(c).all()):
+            raise ValueError(f"cost must be {n} finite values (0.0 where nothing was paid)")
+        camp = np.zeros(n, dtype=str) if campaign is None else np.asarray(campaign).astype(str)
+        if len(camp) != n:
+            raise ValueError(f"campaign has {len(camp)} entries, X has {n} rows")
         self._reset()  # forget any earlier fit
         self.feature_names = list(feature_names)
         min_rows = self.config.min_rows_per_arm
         arms, counts = np.unique(arm, return_counts=True)
-        self.arm_rows = {str(a): int(c) for a, c in zip(arms, counts, strict=True)}
+        self.arm_rows = {str(a): int(k) for a, k in zip(arms, counts, strict=True)}
         n_control = self.arm_rows.get(CONTROL, 0)
         if n == 0:
             return self._unfitted("no randomized coupon history: no past offers")
@@ -166,11 +234,11 @@ class CouponPolicy(_PolicyBase):
                 f"fewer than min_rows_per_arm={min_rows}"
             )
         kept = []
-        for a, c in self.arm_rows.items():
+        for a, k in self.arm_rows.items():
             if a == CONTROL:
                 continue
-            if c < min_rows:
-                self.dropped[a] = f"{c} offers, fewer than min_rows_per_arm={min_rows}"
+            if k < min_rows:
+                self.dropped[a] = f"{k} offers, fewer than min_rows_per_arm={min_rows}"
             else:
                 kept.append(a)
         if not kept:
@@ -180,22 +248,76 @@ class CouponPolicy(_PolicyBase):
         with warnings.catch_warnings():  # an all-NaN column warns; it is imputed with 0
             warnings.simplefilter("ignore", RuntimeWarning)
             mean, sd = np.nanmean(X, axis=0), np.nanstd(X, axis=0)
-        mean = np.where(np.isfinite(mean), mean, 0.0)
-        sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
-        z = np.nan_to_num((X - mean) / sd, nan=0.0, posinf=0.0, neginf=0.0)
-        coef, intercept = [], []
-        for a in [CONTROL, *kept]:
-            rows = arm == a
-            w, b = _ridge(z[rows], y[rows], self.config.ridge_alpha)
-            coef.append(w)
-            intercept.append(b)
+        self._mean = np.where(np.isfinite(mean), mean, 0.0)
+        self._inv_sd = 1.0 / np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
         self.coupons = kept
-        self._mean, self._inv_sd = mean, 1.0 / sd
-        self._coef, self._intercept = np.array(coef).reshape(len(kept) + 1, d), np.array(intercept)
+        z = self._z(X)
+        if c is None:
+            self._fit_t_learner(z, arm, y)
+        else:
+            rows = np.isin(arm, [CONTROL, *kept])
+            why = self._fit_decomposed(z[rows], arm[rows], y[rows], c[rows], camp[rows])
+            if why:
+                return self._unfitted(why)
         self.fitted = True
         self.reason_unfitted = ""
         self._prepare()
         return self
+
+    def _fit_t_learner(self, z: np.ndarray, arm: np.ndarray, y: np.ndarray) -> None:
+        coef, intercept = [], []
+        for a in [CONTROL, *self.coupons]:
+            rows = arm == a
+            w, b = _ridge(z[rows], y[rows], self.config.ridge_alpha)
+            coef.append(w)
+            intercept.append(b)
+        self.method = T_LEARNER
+        self._coef = np.array(coef).reshape(len(self.coupons) + 1, z.shape[1])
+        self._intercept = np.array(intercept)
+
+    def _fit_decomposed(
+        self, z: np.ndarray, arm: np.ndarray, y: np.ndarray, cost: np.ndarray, camp: np.ndarray
+    ) -> str:
+        """Fit the three parts; returns why it could not ("" when it could)."""
+        cfg = self.config
+        d, k = z.shape[1], len(self.coupons)
+        gross = y + cost
+        purchase = cfg.gain_outcome == "purchase"
+        target = (gross > 0).astype(np.float64) if purchase else gross
+        index = {a: j for j, a in enumerate(self.coupons)}
+        arm_code = np.array([index.get(a, -1) for a in arm.tolist()], dtype=np.int64)  # -1: control
+
+        # cost of each coupon, from its own offers; value of a window with a purchase
+        self._cost_w, self._cost_b = np.zeros((k, d)), np.zeros(k)
+        for j in range(k):
+            rows = arm_code == j
+            self._cost_w[j], self._cost_b[j] = _ridge(z[rows], cost[rows], cfg.ridge_alpha)
+        if purchase:
+            bought = gross > 0
+            self._value_w, self._value_b = _ridge(z[bought], gross[bought], cfg.ridge_alpha)
+        else:  # the gain model is already in currency
+            self._value_w, self._value_b = np.zeros(d), 1.0
+
+        # DR pseudo-outcomes, one per (offer, coupon of its experiment)
+        row, cpn, treated, prop, weight = _experiments(arm_code, camp, k)
+        if not len(row):
+            return "no randomized coupon history: no campaign has both a control group and a coupon"
+        mu = _cross_fitted_outcomes(z, arm_code, target, k, cfg, row, cpn)
+        t = treated.astype(np.float64)
+        y_r = target[row]
+        phi = mu[:, 1] - mu[:, 0] + t * (y_r - mu[:, 1]) / prop
+        phi -= (1.0 - t) * (y_r - mu[:, 0]) / (1.0 - prop)
+
+        # gain: shared slopes on z plus a per-coupon intercept, all strongly shrunk
+        onehot = (cpn[:, None] == np.arange(k)).astype(np.float64)
+        share = (weight @ onehot) / weight.sum()  # 0/1 columns: variance = share (1 - share)
+        oh_sd = np.sqrt(share * (1.0 - share))
+        oh_sd = np.where(oh_sd > 0, oh_sd, 1.0)
+        w, b = _ridge(np.hstack([z[row], onehot / oh_sd]), phi, cfg.gain_alpha, weight)
+        self._gain_w = np.tile(w[:d], (k, 1))
+        self._gain_b = b + w[d:] / oh_sd
+        self.method = DECOMPOSED
+        return ""
 
     def _unfitted(self, reason: str) -> Self:
         self.fitted = False
@@ -204,17 +326,19 @@ class CouponPolicy(_PolicyBase):
         return self
 
     def _prepare(self) -> None:
-        """Uplift coefficients (treated arm minus control) for ``decide``."""
-        if self.fitted:
+        """Uplift coefficients (treated arm minus control) of the T-learner for ``decide``."""
+        if self.fitted and self.method == T_LEARNER:
             self._w_up = np.ascontiguousarray(self._coef[1:] - self._coef[0])
             self._b_up = self._intercept[1:] - self._intercept[0]
+        self._purchase = self.config.gain_outcome == "purchase"
         self._d = len(self.feature_names)
 
     # ------------------------------------------------------------------ predict
     def _z(self, X: np.ndarray) -> np.ndarray:
         z = (X - self._mean) * self._inv_sd
         z[np.isnan(z)] = 0.0
-        return z
+        lim = self.config.z_clip
+        return np.clip(z, -lim, lim, out=z)
 
     def _check(self, X: np.ndarray, ndim: int) -> np.ndarray:
         X = np.asarray(X, dtype=np.float64)
@@ -224,12 +348,15 @@ class CouponPolicy(_PolicyBase):
             )
         return X
 
-    def expected_outcome(self, X: np.ndarray) -> np.ndarray:
-        """E[net_margin | arm, x]: (n, 1 + n_coupons), control first."""
-        X = self._check(X, 2)
-        if not self.fitted:
-            return np.zeros((len(X), 0))
-        return self._z(X) @ self._coef.T + self._intercept
+    def _uplift(self, z: np.ndarray) -> np.ndarray:
+        """(n, n_coupons) expected incremental net margin from standardised ``z`` (n, d)."""
+        if self.method == T_LEARNER:
+            return z @ self._w_up.T + self._b_up
+        gain = z @ self._gain_w.T + self._gain_b
+        if self._purchase:
+            value = np.maximum(z @ self._value_w + self._value_b, 0.0)
+            gain = np.clip(gain, -1.0, 1.0) * value[:, None]
+        return gain - np.maximum(z @ self._cost_w.T + self._cost_b, 0.0)
 
     def expected_uplift(self, X: np.ndarray) -> np.ndarray:
         """E[net_margin | coupon c, x] - E[net_margin | control, x]: (n, n_coupons), in
@@ -237,8 +364,24 @@ class CouponPolicy(_PolicyBase):
         X = np.asarray(X, dtype=np.float64)
         if not self.fitted:
             return np.zeros((len(X), 0))
-        X = self._check(X, 2)
-        return self._z(X) @ self._w_up.T + self._b_up
+        return self._uplift(self._z(self._check(X, 2)))
+
+    def expected_parts(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        """The decomposed estimate's parts, each (n, n_coupons) in ``coupons`` order: the
+        lift in purchase probability ("purchase_lift", or the gross margin lift with
+        gain_outcome "margin"), the margin of a purchasing window ("value", the same for
+        every coupon), and the expected discount ("cost"). Empty for the T-learner."""
+        if not self.fitted or self.method != DECOMPOSED:
+            return {}
+        z = self._z(self._check(X, 2))
+        k = len(self.coupons)
+        lift = z @ self._gain_w.T + self._gain_b
+        value = np.maximum(z @ self._value_w + self._value_b, 0.0)
+        return {
+            "purchase_lift" if self._purchase else "margin_lift": lift,
+            "value": np.repeat(value[:, None], k, axis=1),
+            "cost": np.maximum(z @ self._cost_w.T + self._cost_b, 0.0),
+        }
 
     def _reason(self, c: str, u: float) -> Decision:
         thr = self.config.min_incremental_margin
@@ -259,10 +402,7 @@ class CouponPolicy(_PolicyBase):
             raise ValueError(
                 f"expected {self._d} features {self.feature_names}, got shape {x.shape}"
             )
-        z = (x - self._mean) * self._inv_sd
-        if self._d:
-            z[np.isnan(z)] = 0.0
-        up = self._w_up @ z + self._b_up
+        up = self._uplift(self._z(x[None, :]))[0]
         best = int(up.argmax())
         return self._reason(self.coupons[best], float(up[best]))
 
@@ -280,12 +420,14 @@ class CouponPolicy(_PolicyBase):
     def _meta(self) -> dict[str, Any]:
         return {
             "config": asdict(self.config),
+            "method": self.method,
             "coupons": self.coupons,
             "feature_names": self.feature_names,
             "fitted": self.fitted,
             "reason_unfitted": self.reason_unfitted,
             "arm_rows": self.arm_rows,
             "dropped": self.dropped,
+            "value_intercept": self._value_b,
         }
 
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -294,12 +436,18 @@ class CouponPolicy(_PolicyBase):
             "inv_sd": self._inv_sd,
             "coef": self._coef,
             "intercept": self._intercept,
+            "gain_coef": self._gain_w,
+            "gain_intercept": self._gain_b,
+            "cost_coef": self._cost_w,
+            "cost_intercept": self._cost_b,
+            "value_coef": self._value_w,
         }
 
     @classmethod
     def _from_saved(cls, meta: dict[str, Any], z: dict[str, np.ndarray]) -> CouponPolicy:
         known = {f.name for f in fields(CouponConfig)}
         obj = cls(CouponConfig(**{k: v for k, v in meta["config"].items() if k in known}))
+        obj.method = str(meta.get("method", T_LEARNER if meta["fitted"] else ""))
         obj.coupons = list(meta["coupons"])
         obj.feature_names = list(meta["feature_names"])
         obj.fitted = bool(meta["fitted"])
@@ -308,8 +456,77 @@ class CouponPolicy(_PolicyBase):
         obj.dropped = dict(meta["dropped"])
         obj._mean, obj._inv_sd = z["mean"], z["inv_sd"]
         obj._coef, obj._intercept = z["coef"], z["intercept"]
+        if obj.method == DECOMPOSED:
+            obj._gain_w, obj._gain_b = z["gain_coef"], z["gain_intercept"]
+            obj._cost_w, obj._cost_b = z["cost_coef"], z["cost_intercept"]
+            obj._value_w, obj._value_b = z["value_coef"], float(meta["value_intercept"])
         obj._prepare()
         return obj
+
+
+def _experiments(
+    arm_code: np.ndarray, campaign: np.ndarray, n_coupons: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The randomized contrasts in the offers, as pseudo-rows (m,): (offer row, coupon
+    index, treated, propensity of treatment, weight).
+
+    Within each campaign every coupon offered is compared with the campaign's control
+    group; its propensity is its share of (its offers + the controls). A control row is a
+    control for each coupon of its campaign, with weight 1 / (number of those coupons), so
+    every offer weighs 1 in total. Campaigns without a control group or without a coupon
+    carry no contrast and are left out.
+    """
+    parts: list[tuple[np.ndarray, ...]] = []
+    for g in np.unique(campaign):
+        rows = np.flatnonzero(campaign == g)
+        codes = arm_code[rows]
+        ctrl = rows[codes < 0]
+        offered = [j for j in range(n_coupons) if (codes == j).any()]
+        if not len(ctrl) or not offered:
+            continue
+        for j in offered:
+            tr = rows[codes == j]
+            e = len(tr) / (len(tr) + len(ctrl))
+            both = np.concatenate([tr, ctrl])
+            parts.append((
+                both,
+                np.full(len(both), j),
+                np.r_[np.ones(len(tr), bool), np.zeros(len(ctrl), bool)],
+                np.full(len(both), e),
+                np.r_[np.ones(len(tr)), np.full(len(ctrl), 1.0 / len(offered))],
+            ))  # fmt: skip
+    if not parts:
+        empty = np.zeros(0)
+        return empty.astype(int), empty.astype(int), empty.astype(bool), empty, empty
+    row, cpn, treated, prop, weight = (np.concatenate(p) for p in zip(*parts, strict=True))
+    return row, cpn, treated, prop, weight
+
+
+def _cross_fitted_outcomes(
+    z: np.ndarray,
+    arm_code: np.ndarray,
+    target: np.ndarray,
+    n_coupons: int,
+    cfg: CouponConfig,
+    row: np.ndarray,
+    cpn: np.ndarray,
+) -> np.ndarray:
+    """(m, 2): E[target | control, x] and E[target | coupon cpn, x] for each pseudo-row,
+    from a ridge outcome model on (z, coupon indicators) fitted without the offer's fold."""
+    n = len(target)
+    onehot = (arm_code[:, None] == np.arange(n_coupons)).astype(np.float64)
+    design = np.hstack([z, onehot])
+    folds = max(2, min(cfg.cross_fit_folds, n))
+    fold = np.random.default_rng(cfg.seed).permutation(n) % folds
+    out = np.zeros((len(row), 2))
+    d = z.shape[1]
+    for f in range(folds):
+        w, b = _ridge(design[fold != f], target[fold != f], cfg.ridge_alpha)
+        sel = fold[row] == f
+        base = z[row[sel]] @ w[:d] + b
+        out[sel, 0] = base
+        out[sel, 1] = base + w[d:][cpn[sel]]
+    return out
 
 
 class NoCouponPolicy(_PolicyBase):

@@ -9,16 +9,22 @@ browsing, passed with channel "web" — shapes the member's *hour profile* (weig
 
 For a member with engagements:
 
-- ``counts`` (168,) = engagements per local hour of week, circularly smoothed over
-  ``smoothing_hours`` neighbouring hours (a triangular kernel that keeps the total);
+- ``counts`` (168,) = engagement *moments* per local hour of week: with ``one_per_hour``
+  the engagements of one clock hour (a browsing session's views, an order and its cart
+  events, an open and its click) count once, weighted ``web_weight`` for orders and
+  browsing and, with ``recency_half_life_days``, less the older they are; circularly
+  smoothed over ``smoothing_hours`` neighbouring hours (a triangular kernel that keeps the
+  total);
 - ``posterior = counts + prior_strength * prior`` where ``prior`` is the member's segment
   distribution (each member of the segment counts once: the mean of their normalised
   profiles, smoothed) or the global one when the segment is unknown;
-- quiet hours (local hour of day in [quiet_start, quiet_end), wrapping past midnight) are
-  set to zero, the argmax is the hour of week (ties: the earliest);
-- ``confidence`` = the posterior mass within +-1 hour of the argmax over the posterior's
-  total: the estimated chance that the member's next engagement falls within an hour of
-  the chosen one. Thin histories are pulled towards the segment and get lower confidence.
+- the hour of week is the one outside quiet hours (local hour of day in [quiet_start,
+  quiet_end), wrapping past midnight) with the most posterior mass within +-1 hour (ties:
+  the earliest) — the best bet when a send counts if the member engages within an hour of
+  it; mass in a quiet hour next to an allowed one counts for that one;
+- ``confidence`` = that mass over the posterior's total (quiet hours included): the
+  estimated chance that the member's next engagement falls within an hour of the chosen
+  one. Thin histories are pulled towards the segment and get lower confidence.
 
 The channel is the message channel with the most engagements or, when ``sends`` are given,
 the highest open rate shrunk towards the channel's overall rate by ``rate_prior_sends``
@@ -61,6 +67,11 @@ class SendTimeConfig:
     default_channel: str = "email"
     message_channels: tuple[str, ...] = ("email", "sms", "push")
     web_weight: float = 1.0  # weight of a non-message engagement (order, browsing) in profiles
+    # a member's engagements within the same clock hour are one moment in the profile (a
+    # browsing session's views, an order and its carts, an open and its click): clumps
+    # would otherwise outvote hours the member comes back to on separate days
+    one_per_hour: bool = True
+    recency_half_life_days: float = 0.0  # > 0: older engagements count less (0: all equal)
     rate_prior_sends: float = 10.0  # with sends: pseudo-sends at the channel's overall rate
     # a segment or global answer describes a group, not the member: its confidence is the
     # prior's mass within +-1 hour times this factor
@@ -131,18 +142,48 @@ def _smooth(p: np.ndarray, hours: int) -> np.ndarray:
     return out
 
 
-def _decide(post: np.ndarray, quiet: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(hour of week (n,) int, confidence (n,) float) from posteriors (n, 168)."""
-    post = np.where(quiet, 0.0, post)
+def _decide(post: np.ndarray, quiet: np.ndarray, window: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(hour of week (n,) int, confidence (n,) float) from posteriors (n, 168).
+
+    The hour is the allowed one (not quiet) with the most posterior mass within +-``window``
+    hours — the Bayes choice when a send counts as a hit if the member engages within
+    ``window`` hours of it; mass in quiet hours next to an allowed hour counts. The
+    confidence is that mass over the posterior's total (quiet hours included): the estimated
+    chance that the member's next engagement falls within ``window`` hours of the send.
+    """
     total = post.sum(axis=1)
-    how = post.argmax(axis=1)
+    near = post.astype(np.float64, copy=True)
+    for k in range(1, window + 1):
+        near += np.roll(post, k, axis=1) + np.roll(post, -k, axis=1)
+    near[:, quiet] = -1.0
+    how = near.argmax(axis=1)
     rows = np.arange(len(post))
-    near = post[rows, (how - 1) % HOURS] + post[rows, how] + post[rows, (how + 1) % HOURS]
-    conf = np.divide(near, total, out=np.zeros(len(post)), where=total > 0)
-    empty = total <= 0  # nothing outside quiet hours: the first allowed hour, no confidence
+    conf = np.divide(near[rows, how], total, out=np.zeros(len(post)), where=total > 0)
+    empty = total <= 0  # no engagement at all: the first allowed hour, no confidence
     if empty.any():
         how[empty] = int(np.flatnonzero(~quiet)[0]) if (~quiet).any() else 0
     return how, np.clip(conf, 0.0, 1.0)
+
+
+def _profile_weights(
+    row: np.ndarray, ch: np.ndarray, ts: np.ndarray, cfg: SendTimeConfig
+) -> np.ndarray:
+    """(n,) weight of each engagement in the hour profiles: 1 for a message engagement,
+    ``web_weight`` otherwise; with ``one_per_hour`` only the heaviest engagement of each
+    (member, UTC clock hour) counts (the others weigh 0); with ``recency_half_life_days``
+    halved for every half-life before the newest engagement."""
+    msg = np.isin(ch, np.array(cfg.message_channels, dtype=str))
+    weight = np.where(msg, 1.0, cfg.web_weight)
+    if cfg.one_per_hour and len(row):
+        slot = ts.astype("datetime64[h]").astype(np.int64)
+        order = np.lexsort((-weight, slot, row))
+        r, sl = row[order], slot[order]
+        dup = np.r_[False, (r[1:] == r[:-1]) & (sl[1:] == sl[:-1])]
+        weight[order[dup]] = 0.0
+    if cfg.recency_half_life_days > 0 and len(row):
+        age_days = (ts.max() - ts) / np.timedelta64(1, "D")
+        weight = weight * 0.5 ** (age_days / cfg.recency_half_life_days)
+    return weight
 
 
 def local_hour_of_week(ts_utc: np.ndarray, tz_names: np.ndarray) -> np.ndarray:
@@ -366,11 +407,11 @@ class SendTimeModel(_SendTimeBase):
         """
         cfg = self.config
         segments = dict(segments or {})
-        row, ch, _, how = self._inputs(member_ids, channels, ts_utc, timezones, list(segments))
+        row, ch, ts, how = self._inputs(member_ids, channels, ts_utc, timezones, list(segments))
         n_m = len(self._members)
         quiet = cfg.quiet_mask()
         msg = np.isin(ch, np.array(cfg.message_channels, dtype=str))
-        weight = np.where(msg, 1.0, cfg.web_weight)
+        weight = _profile_weights(row, ch, ts, cfg)
 
         # segment of every member row (-1: none) and the priors
         seg_names = sorted({str(s) for s in segments.values() if _text(s)})
@@ -546,12 +587,10 @@ class GlobalSendTimeModel(_SendTimeBase):
     ) -> Self:
         """Same arguments as ``SendTimeModel.fit``; ``segments`` and ``sends`` are unused."""
         cfg = self.config
-        row, ch, _, how = self._inputs(member_ids, channels, ts_utc, timezones)
+        row, ch, ts, how = self._inputs(member_ids, channels, ts_utc, timezones)
         n_m = len(self._members)
         quiet = cfg.quiet_mask()
-        weight = np.where(
-            np.isin(ch, np.array(cfg.message_channels, dtype=str)), 1.0, cfg.web_weight
-        )
+        weight = _profile_weights(row, ch, ts, cfg)
         keys = ["", *cfg.message_channels]  # "": every engagement
         dists = np.zeros((len(keys), HOURS))
         for i, key in enumerate(keys):

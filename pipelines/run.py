@@ -126,12 +126,13 @@ def run_pipeline(
 
 def coupon_training_frame(shop, store, cutoff: pd.Timestamp, cfg: TrainConfig) -> pd.DataFrame:
     """One row per past offer whose response window ended before ``cutoff``: member_id,
-    arm ('' = control), net_margin, redeemed (bool) and the member's coupon features the
-    day before the offer (point-in-time, from the Feast offline store)."""
+    arm ('' = control), net_margin, cost (the discounts in net_margin), redeemed (bool) and
+    the member's coupon features the day before the offer (point-in-time, from the Feast
+    offline store)."""
     offers = shop.get("coupon_offers")
     features = repo.COUPON_FEATURES
     empty = pd.DataFrame(
-        columns=["member_id", "campaign_id", "arm", "net_margin", "redeemed", *features]
+        columns=["member_id", "campaign_id", "arm", "net_margin", "cost", "redeemed", *features]
     )
     if offers is None or offers.empty:
         return empty
@@ -150,7 +151,7 @@ def coupon_training_frame(shop, store, cutoff: pd.Timestamp, cfg: TrainConfig) -
         out["redeemed_ts"].notna() if "redeemed_ts" in out else pd.Series(False, index=out.index)
     )
     return pd.concat(
-        [out[["member_id", "campaign_id", "arm", "net_margin"]].assign(
+        [out[["member_id", "campaign_id", "arm", "net_margin", "cost"]].assign(
             redeemed=redeemed.to_numpy()),
          feats[features].astype(float)], axis=1,
     )  # fmt: skip

@@ -37,10 +37,13 @@ def test_synthetic_backtest_report(tmp_path):
     assert set(result["products"]["baselines"]) == {"popularity", "buy_again", "item_cosine",
                                                     "als", "bpr"}  # fmt: skip
     assert set(result["churn"]["baselines"]) == {"bg_nbd"}
-    assert set(result["send_time"]["baselines"]) == {"global_best_hour", "member_mode_hour"}
+    assert set(result["send_time"]["baselines"]) == {"global_best_hour", "member_mode_hour",
+                                                     "member_mode_hour_allowed"}  # fmt: skip
+    assert 0 < result["send_time"]["reachable_1h"] <= 1
     assert set(result["coupons"]["baselines"]) == {"everyone", "none", "random", "propensity"}
     assert result["coupons"]["baselines"]["none"]["incremental_margin"] == 0.0
     assert 0 <= result["send_time"]["planted_peak_recovery"]["shipped"] <= 1
+    assert "planted_margin" in result["coupons"]["shipped"]  # synthetic: the planted effects
     assert (out / "evaluation.md").read_text().startswith("# Backtest")
     assert list(out.glob("*.png"))
 

@@ -58,12 +58,31 @@ def send_time_scores(recommended: np.ndarray, actual: np.ndarray) -> dict[str, f
 
 
 def member_mode_hours(
-    eng_before: pd.DataFrame, timezones: dict[str, str], fallback: int
+    eng_before: pd.DataFrame,
+    timezones: dict[str, str],
+    fallback: int,
+    allowed: np.ndarray | None = None,
 ) -> dict[str, int]:
-    """Each member's own most frequent local hour of week (no shrinkage)."""
+    """Each member's own most frequent local hour of week (no shrinkage); with ``allowed``
+    ((168,) bool) the most frequent among the allowed hours (members with none are left
+    out)."""
     tz = eng_before["member_id"].map(timezones).fillna("UTC")
     how = local_hour_of_week(eng_before["ts"], tz)
     counts = pd.DataFrame({"member_id": eng_before["member_id"].to_numpy(), "how": how})
+    if allowed is not None:
+        counts = counts[np.asarray(allowed, dtype=bool)[how]]
     counts = counts.groupby(["member_id", "how"]).size().rename("n").reset_index()
     counts = counts.sort_values(["member_id", "n", "how"], ascending=[True, False, True])
     return dict(counts.groupby("member_id").head(1)[["member_id", "how"]].itertuples(index=False))
+
+
+def reachable_share(actual: np.ndarray, allowed: np.ndarray, tolerance_hours: int = 1) -> float:
+    """Share of ``actual`` hours of week within ``tolerance_hours`` (circularly) of an
+    ``allowed`` hour ((168,) bool): the best hit rate a recommender restricted to the
+    allowed hours can reach."""
+    ok = np.asarray(allowed, dtype=bool)
+    near = ok.copy()
+    for k in range(1, tolerance_hours + 1):
+        near |= np.roll(ok, k) | np.roll(ok, -k)
+    a = np.asarray(actual, dtype=np.int64) % len(ok)
+    return float(near[a].mean()) if len(a) else float("nan")

@@ -119,14 +119,24 @@ def send_time(ctx: Context) -> dict[str, Any] | None:
     rec_global = np.array([glob.best(m).hour_of_week for m in members])
     modes = backtest.member_mode_hours(ctx.engagements, ctx.timezones, int(rec_global[0]))
     rec_mode = np.array([modes.get(m, int(g)) for m, g in zip(members, rec_global, strict=True)])
+    # the same baseline held to the hours the shipped model may choose (no quiet hours)
+    allowed = ~shipped.config.quiet_mask()
+    modes_ok = backtest.member_mode_hours(ctx.engagements, ctx.timezones, 0, allowed)
+    rec_mode_ok = np.array(
+        [modes_ok.get(m, int(g)) for m, g in zip(members, rec_global, strict=True)]
+    )
     actual = first["how"].to_numpy()
     out: dict[str, Any] = {
         "shipped": backtest.send_time_scores(rec, actual),
         "baselines": {
             "global_best_hour": backtest.send_time_scores(rec_global, actual),
             "member_mode_hour": backtest.send_time_scores(rec_mode, actual),
+            "member_mode_hour_allowed": backtest.send_time_scores(rec_mode_ok, actual),
         },
         "members": len(members),
+        # share of first engagements within 1 h of an hour the shipped model may choose:
+        # the best hit rate any model honouring its quiet hours can reach
+        "reachable_1h": backtest.reachable_share(actual, allowed),
     }
     truth = ctx.truth_dir / "members.parquet" if ctx.truth_dir else None
     if truth is not None and truth.exists():
@@ -136,9 +146,14 @@ def send_time(ctx: Context) -> dict[str, Any] | None:
         ids = known["member_id"].astype(str).tolist()
         rec_all = np.array([shipped.best(m, segment=seg.get(m)).hour_of_week for m in ids])
         rec_mode_all = np.array([modes.get(m, -10) for m in ids])
+        rec_mode_ok_all = np.array([modes_ok.get(m, int(rec_global[0])) for m in ids])
         out["planted_peak_recovery"] = {
             "shipped": backtest.send_time_scores(rec_all, planted)["hit_rate_1h"],
             "member_mode_hour": backtest.send_time_scores(rec_mode_all, planted)["hit_rate_1h"],
+            "member_mode_hour_allowed": backtest.send_time_scores(rec_mode_ok_all, planted)[
+                "hit_rate_1h"
+            ],
+            "reachable": backtest.reachable_share(planted, allowed),
             "members": len(ids),
         }
     return out
@@ -181,8 +196,16 @@ def coupons(ctx: Context) -> dict[str, Any] | None:
         prop = np.full(n, "", dtype=object)
         prop[top] = camp[top]
         policies["propensity"] = (prop.astype(str), redeem)
-    shipped = policy_scores(arm, y, assigned, score, cid)
-    baselines = {k: policy_scores(arm, y, a, s, cid) for k, (a, s) in policies.items()}
+    planted = _planted_effects(ctx.truth_dir, fut, camp)
+
+    def scores(a: np.ndarray, s: np.ndarray | None) -> dict[str, float]:
+        out = policy_scores(arm, y, a, s, cid)
+        if planted is not None:  # the generator's expected effect of the offers made
+            out["planted_margin"] = float(np.mean(np.where(a != "", planted, 0.0)))
+        return out
+
+    shipped = scores(assigned, score)
+    baselines = {k: scores(a, s) for k, (a, s) in policies.items()}
     # random targeting at the same budget: the mean of many draws, not one lucky one
     rand = []
     for seed in range(30):
@@ -190,7 +213,7 @@ def coupons(ctx: Context) -> dict[str, Any] | None:
         pick = np.full(n, "", dtype=object)
         idx = rng.choice(n, size=budget, replace=False)
         pick[idx] = camp[idx]
-        rand.append(policy_scores(arm, y, pick.astype(str), rng.random(n), cid))
+        rand.append(scores(pick.astype(str), rng.random(n)))
     baselines["random"] = {k: float(np.mean([r[k] for r in rand])) for k in rand[0]}
     treated = arm != ""
     curves = {"shipped": qini_curve(treated, y, score)}
@@ -203,6 +226,18 @@ def coupons(ctx: Context) -> dict[str, Any] | None:
         "campaigns": sorted(set(fut["campaign_id"].astype(str))),
         "qini_curves": {k: [v[0].tolist(), v[1].tolist()] for k, v in curves.items()},
     }
+
+
+def _planted_effects(truth_dir: Path | None, fut: pd.DataFrame, camp: np.ndarray):
+    """Per offer row, the planted expected incremental margin of giving that campaign's
+    coupon (``truth/coupon_effects.parquet`` of a synthetic shop); None without truth."""
+    path = truth_dir / "coupon_effects.parquet" if truth_dir else None
+    if path is None or not path.exists():
+        return None
+    fx = pd.read_parquet(path, columns=["member_id", "coupon_id", "expected_incremental_margin"])
+    effect = fx.set_index(["member_id", "coupon_id"])["expected_incremental_margin"]
+    keys = pd.MultiIndex.from_arrays([fut["member_id"].astype(str), camp])
+    return effect.reindex(keys).fillna(0.0).to_numpy(float)
 
 
 def _propensity_model(hist: pd.DataFrame):
@@ -335,7 +370,13 @@ def markdown(result: dict[str, Any]) -> str:
         if section == "send_time" and sec and "planted_peak_recovery" in sec:
             r = sec["planted_peak_recovery"]
             lines.append(f"Planted peak hour recovered (±1 h) for {r['shipped']:.1%} of "
-                         f"{r['members']} members (member's own mode: {r['member_mode_hour']:.1%}).")  # fmt: skip
+                         f"{r['members']} members (member's own mode: {r['member_mode_hour']:.1%}; "
+                         f"within allowed hours: {r['member_mode_hour_allowed']:.1%}; "
+                         f"reachable outside quiet hours: {r['reachable']:.1%}).")  # fmt: skip
+        if section == "send_time" and sec and "reachable_1h" in sec:
+            lines.append(f"First engagements within 1 h of an allowed (non-quiet) hour: "
+                         f"{sec['reachable_1h']:.1%} (the ceiling of hit_rate_1h for any model "
+                         "honouring the quiet hours; member_mode_hour ignores them).")  # fmt: skip
         if section == "coupons" and result.get("coupon_propensity"):
             cp = result["coupon_propensity"]
             lines.append(f"Redemption-propensity ROC AUC: {cp.get('redemption_auc')} "

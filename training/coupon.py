@@ -23,26 +23,29 @@ def offer_outcomes(
 
     ``offers``: member_id, campaign_id, offered_ts, coupon_id (null = control). ``lines``:
     order lines. ``margin_rate``: product_id -> margin rate. Offers whose window is not
-    over by ``cutoff`` are dropped. Returns offers plus ``arm`` ('' = control) and
+    over by ``cutoff`` are dropped. Returns offers plus ``arm`` ('' = control),
     ``net_margin`` = sum(quantity * unit_price * margin_rate) - discount over the member's
-    lines in [offered_ts, offered_ts + coupon_response_days).
+    lines in [offered_ts, offered_ts + coupon_response_days) and ``cost`` = the discount
+    part of it (what the coupons given cost the shop in that window).
     """
     window = pd.Timedelta(days=cfg.coupon_response_days)
     offers = offers[offers["offered_ts"] + window <= cutoff].copy()
     offers["arm"] = offers["coupon_id"].fillna("").astype(str)
     if offers.empty:
         offers["net_margin"] = pd.Series(dtype=float)
+        offers["cost"] = pd.Series(dtype=float)
         return offers
     rate = lines["product_id"].map(margin_rate).fillna(cfg.default_margin_rate)
-    disc = lines.get("discount", 0.0)
-    value = lines.assign(margin=lines["quantity"] * lines["unit_price"] * rate - disc)
-    value = value[["member_id", "ts", "margin"]]
+    disc = lines["discount"].fillna(0.0) if "discount" in lines else 0.0
+    value = lines.assign(margin=lines["quantity"] * lines["unit_price"] * rate - disc, cost=disc)
+    value = value[["member_id", "ts", "margin", "cost"]]
     offers = offers.reset_index(drop=True)
     offers["_row"] = np.arange(len(offers))
     j = offers[["_row", "member_id", "offered_ts"]].merge(value, on="member_id", how="inner")
     j = j[(j["ts"] >= j["offered_ts"]) & (j["ts"] < j["offered_ts"] + window)]
-    net = j.groupby("_row")["margin"].sum()
-    offers["net_margin"] = offers["_row"].map(net).fillna(0.0)
+    net = j.groupby("_row")[["margin", "cost"]].sum()
+    offers["net_margin"] = offers["_row"].map(net["margin"]).fillna(0.0)
+    offers["cost"] = offers["_row"].map(net["cost"]).fillna(0.0)
     return offers.drop(columns="_row")
 
 
@@ -56,9 +59,11 @@ def train_coupon(frame: pd.DataFrame, features: list[str], cfg: TrainConfig) -> 
     notes: list[str] = []
 
     def fit(rows: pd.DataFrame) -> CouponPolicy:
+        cost = rows["cost"].to_numpy(float) if "cost" in rows else None
         return CouponPolicy(ccfg).fit(
             rows[features].to_numpy(float), rows["arm"].to_numpy(str),
-            rows["net_margin"].to_numpy(float), feature_names=features,
+            rows["net_margin"].to_numpy(float), feature_names=features, cost=cost,
+            campaign=rows["campaign_id"].to_numpy(str),
         )  # fmt: skip
 
     has_control = bool(len(frame)) and (frame["arm"] == "").any()
@@ -131,27 +136,34 @@ def policy_scores(
     score: np.ndarray | None,
     campaign: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Incremental margin per offer over giving none, the Qini coefficient of ``score``
-    and the share offered.
+    """Incremental margin per offer over giving none (with its standard error), the Qini
+    coefficient of ``score`` and the share offered.
 
     The value of a policy is its inverse-propensity estimate on the randomized offers,
-    computed within each campaign (whose treatment share is the propensity) and averaged
-    over campaigns weighted by their offers.
+    computed within each campaign (whose arm shares are the propensities) and averaged
+    over campaigns weighted by their offers: the mean over offers of
+    ``[arm = assigned] y / share(arm) - [arm = control] y / share(control)``. The standard
+    error is that mean's (shares taken as known); it is large, since a window's margin
+    varies far more than a coupon moves it.
     """
     campaign = np.zeros(len(arm), dtype=int) if campaign is None else np.asarray(campaign)
-    none = np.full(len(arm), "", dtype=object).astype(str)
-    total = 0.0
+    contrib = np.zeros(len(arm))
     for c in np.unique(campaign):
         m = campaign == c
         a = arm[m]
         if (a == "").all() or (a != "").all():
             continue  # no randomized contrast in this campaign
-        v = policy_value_multi(a, outcome[m], assigned[m].astype(str))
-        v0 = policy_value_multi(a, outcome[m], none[m])
-        total += (v - v0) * m.sum()
+        policy_value_multi(a, outcome[m], assigned[m].astype(str))  # raises for unseen arms
+        arms, counts = np.unique(a, return_counts=True)
+        share = dict(zip(arms.tolist(), (counts / m.sum()).tolist(), strict=True))
+        p_arm = np.array([share[x] for x in a.tolist()])
+        got = (a == assigned[m].astype(str)).astype(float) - (a == "").astype(float)
+        contrib[m] = got * outcome[m] / p_arm
+    n = max(len(arm), 1)
     qini = float(qini_coefficient(arm != "", outcome, score)) if score is not None else 0.0
     return {
-        "incremental_margin": float(total / max(len(arm), 1)),
+        "incremental_margin": float(contrib.sum() / n),
+        "incremental_margin_se": float(contrib.std() / np.sqrt(n)) if len(arm) > 1 else 0.0,
         "qini": qini,
         "share_offered": float(np.mean(assigned != "")),
     }

@@ -187,3 +187,44 @@ def test_next_moment_in_a_spring_forward_gap():
     at_utc, at_local = next_moment(6 * 24 + 2, "America/New_York", datetime(2026, 3, 7, tzinfo=UTC))
     assert at_utc == datetime(2026, 3, 8, 7, 0, tzinfo=UTC)
     assert (at_local.hour, at_local.utcoffset()) == (3, timedelta(hours=-4))
+
+
+def _fit(rows: list[tuple[str, str, datetime]], config: SendTimeConfig | None = None):
+    m, c, t = zip(*rows, strict=True)
+    return SendTimeModel(config).fit(
+        np.array(m), np.array(c), np.array([utc(x) for x in t], dtype="datetime64[us]")
+    )
+
+
+def test_a_clump_within_one_hour_is_one_moment():
+    # one browsing session of 12 views on a Monday at 10:xx against 3 separate Wednesdays
+    # at 18:xx: the member comes back at 18:00, the session is a single visit
+    mon = datetime(2025, 5, 5, 10, 0, tzinfo=UTC)
+    wed = datetime(2025, 5, 7, 18, 5, tzinfo=UTC)
+    rows = [("b", "web", mon + timedelta(minutes=4 * k)) for k in range(12)]
+    rows += [("b", "web", wed + timedelta(weeks=k)) for k in range(3)]
+    assert _fit(rows).best("b").hour_of_week == 2 * 24 + 18
+    counted = _fit(rows, SendTimeConfig(one_per_hour=False)).best("b").hour_of_week
+    assert counted == 10  # every view counted: the session wins
+
+
+def test_quiet_hours_next_to_the_peak_count_for_the_nearest_allowed_hour():
+    # opens at 22:00 and 23:00 (quiet from 22:00) most days, at 10:00 on three: a send at
+    # 21:00 lands within an hour of the 22:00 opens, so it beats 10:00
+    day = datetime(2025, 5, 5, tzinfo=UTC)
+    rows = [("n", "email", day + timedelta(weeks=k, hours=h)) for k in range(5) for h in (22, 23)]
+    rows += [("n", "email", day + timedelta(weeks=k, hours=10)) for k in range(3)]
+    st = _fit(rows).best("n")
+    assert st.hour_of_week == 21
+    # confidence: the posterior mass within an hour of 21:00 over all of it (quiet included)
+    assert 0.2 < st.confidence < 0.6
+
+
+def test_recency_weighting_follows_a_member_who_changed_habits():
+    early = datetime(2024, 1, 1, 9, 0, tzinfo=UTC)  # Monday 09:00 for 10 weeks, long ago
+    late = datetime(2025, 5, 8, 19, 0, tzinfo=UTC)  # Thursday 19:00 for 6 recent weeks
+    rows = [("r", "email", early + timedelta(weeks=k)) for k in range(10)]
+    rows += [("r", "email", late + timedelta(weeks=k)) for k in range(6)]
+    assert _fit(rows).best("r").hour_of_week == 9
+    recent = _fit(rows, SendTimeConfig(recency_half_life_days=90)).best("r")
+    assert recent.hour_of_week == 3 * 24 + 19
