@@ -19,7 +19,7 @@ JOIN_KEY = "member_id"
 TAGS_VIEW = "member_tags"
 
 # One feature service per model version; bump the suffix when the feature list changes.
-CHURN_SERVICE = "churn_v1"
+CHURN_SERVICE = "churn_v2"
 COUPON_SERVICE = "coupon_v2"
 SEND_TIME_SERVICE = "send_time_v1"
 PROFILE_SERVICE = "member_profile_v1"
@@ -30,7 +30,7 @@ CHURN_FEATURES: list[str] = [
     "orders_30d", "orders_recent", "orders_previous", "spend_recent", "spend_previous",
     "tenure_days", "usual_cycle_days", "gap_ratio", "distinct_products", "discount_share",
     "events_30d", "events_recent", "messages_recent", "opens_recent", "open_rate",
-    "r_score", "f_score", "m_score",
+    "r_score", "f_score", "m_score", "purchase_days", "first_purchase_days",
 ]  # fmt: skip
 COUPON_FEATURES: list[str] = [
     "recency_days", "frequency", "monetary", "avg_order_value", "orders_recent",

@@ -45,6 +45,8 @@ RFM_SEGMENTS: tuple[tuple[str, tuple[int, int], tuple[int, int]], ...] = (
 NUMERIC_FEATURES: tuple[str, ...] = (
     "recency_days",
     "frequency",
+    "purchase_days",
+    "first_purchase_days",
     "monetary",
     "avg_order_value",
     "max_order_value",
@@ -200,6 +202,7 @@ def compute_tags(
     o AS (
         SELECT member_id,
                MIN(ts) AS first_ts, MAX(ts) AS last_ts, COUNT(*) AS frequency,
+               COUNT(DISTINCT CAST(ts AS DATE)) AS purchase_days,
                AVG(value) AS avg_order_value, MAX(value) AS max_order_value,
                SUM(gross) AS gross, SUM(disc) AS disc,
                COUNT(*) FILTER (WHERE ts >= $hf_start) AS orders_30d,
@@ -273,6 +276,8 @@ def compute_tags(
     SELECT member_id, timezone, first_ts, last_ts, last_gap_days,
            epoch($ref - last_ts) / 86400.0 AS recency_days,
            COALESCE(frequency, 0) AS frequency,
+           COALESCE(purchase_days, 0) AS purchase_days,
+           epoch($ref - first_ts) / 86400.0 AS first_purchase_days,
            COALESCE(monetary, 0) AS monetary,
            avg_order_value, max_order_value,
            COALESCE(orders_30d, 0) AS orders_30d,

@@ -70,16 +70,8 @@ def run_pipeline(
     results.append(train_products(shop.tables["order_lines"], cutoff, cfg))
 
     progress(f"training churn (label: no purchase within {cfg.horizon_days} days)")
-    churn_date = dates["churn_cutoff"][0]
-    base = frames[churn_date]
-    base = base[base["frequency"] > 0][["member_id"]].copy()
-    base["event_timestamp"] = _ts(churn_date)
-    feats = steps.historical(store, repo.CHURN_SERVICE, base)
-    feats["churned"] = churn_labels(
-        feats["member_id"], steps.purchases(shop), pd.Timestamp(reference_instant(churn_date)),
-        cfg.horizon_days,
-    ).to_numpy()  # fmt: skip
-    results.append(train_churn(feats, repo.CHURN_FEATURES, cfg))
+    results.append(train_churn(churn_training_frame(shop, store, frames, dates["churn_cutoff"], cfg),
+                               repo.CHURN_FEATURES, cfg))  # fmt: skip
 
     progress("training coupon policy (uplift per coupon vs control, net of cost)")
     results.append(_train_coupon(shop, store, cutoff, cfg))
@@ -122,6 +114,33 @@ def run_pipeline(
             progress(f"    note: {note}")
     progress(f"report: {path}")
     return report
+
+
+def churn_training_frame(
+    shop, store, frames: dict[date, pd.DataFrame], cutoffs: list[date], cfg: TrainConfig
+) -> pd.DataFrame:
+    """One row per member with a purchase before each cutoff: member_id, cutoff, the churn
+    features at that cutoff (point-in-time, from the Feast offline store) and ``churned``
+    (no purchase in the ``horizon_days`` after it). Cutoffs whose members all share one
+    label are still kept; ``train_churn`` decides what it can learn."""
+    ents = []
+    for cutoff in sorted(set(cutoffs)):
+        base = frames[cutoff]
+        ids = base.loc[base["frequency"] > 0, "member_id"].astype(str)
+        ents.append(pd.DataFrame({"member_id": ids, "event_timestamp": _ts(cutoff),
+                                  "cutoff": cutoff.isoformat()}))  # fmt: skip
+    ent = pd.concat(ents, ignore_index=True) if ents else pd.DataFrame()
+    if ent.empty:
+        return pd.DataFrame(columns=["member_id", "cutoff", *repo.CHURN_FEATURES, "churned"])
+    feats = steps.historical(store, repo.CHURN_SERVICE, ent)  # one point-in-time join
+    purchases = steps.purchases(shop)
+    feats["churned"] = 0
+    for cutoff, idx in feats.groupby("cutoff").groups.items():
+        ref = pd.Timestamp(reference_instant(date.fromisoformat(cutoff)))
+        feats.loc[idx, "churned"] = churn_labels(
+            feats.loc[idx, "member_id"], purchases, ref, cfg.horizon_days
+        ).to_numpy()
+    return feats.sort_values(["cutoff", "member_id"]).reset_index(drop=True)
 
 
 def coupon_training_frame(shop, store, cutoff: pd.Timestamp, cfg: TrainConfig) -> pd.DataFrame:

@@ -19,9 +19,13 @@ from training.config import TrainConfig
 
 
 def snapshot_dates(shop: ShopData, cfg: TrainConfig) -> dict[str, list[date]]:
-    """Dates that get a tag snapshot: the as-of date, the churn label cutoff, and the day
+    """Dates that get a tag snapshot: the as-of date, the churn label cutoffs (the latest
+    one horizon before as-of, then every ``churn_cutoff_step_days`` back), and the day
     before each past coupon offer (bucketed to weeks when there are many)."""
-    churn_cutoff = shop.as_of - timedelta(days=cfg.horizon_days)
+    churn_cutoffs = [
+        shop.as_of - timedelta(days=cfg.horizon_days + k * cfg.churn_cutoff_step_days)
+        for k in range(max(cfg.churn_cutoffs, 1))
+    ]
     offer_dates: list[date] = []
     offers = shop.get("coupon_offers")
     if offers is not None and len(offers):
@@ -31,7 +35,7 @@ def snapshot_dates(shop: ShopData, cfg: TrainConfig) -> dict[str, list[date]]:
             days = sorted({d - timedelta(days=d.weekday()) for d in days})
             days = days[-cfg.max_coupon_snapshots :]
         offer_dates = list(days)
-    return {"as_of": [shop.as_of], "churn_cutoff": [churn_cutoff], "coupon_offers": offer_dates}
+    return {"as_of": [shop.as_of], "churn_cutoff": churn_cutoffs, "coupon_offers": offer_dates}
 
 
 def write_snapshots(

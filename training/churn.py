@@ -1,10 +1,10 @@
-"""Train the churn classifier on time-based labels and compare it with recency alone."""
+"""Train the churn classifier on time-based labels and compare it with BG/NBD alone."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import GroupShuffleSplit
 
 from models.churn import ChurnConfig, build_churn_baseline, build_churn_model
 from training.config import TrainConfig
@@ -28,7 +28,12 @@ def churn_labels(
 
 
 def train_churn(frame: pd.DataFrame, features: list[str], cfg: TrainConfig) -> TrainResult:
-    """``frame``: one row per member at the cutoff, the feature columns plus ``churned``."""
+    """``frame``: one row per member and cutoff (several cutoffs stack: more members, more
+    seasons), the feature columns plus ``member_id`` and ``churned``.
+
+    Model and baseline are compared on members held out whole (all their cutoffs), so no
+    member's future leaks from training rows into the comparison.
+    """
     X = frame[features].astype("float64")
     # a feature no member has yet (e.g. no messages in this shop) carries no signal; a
     # constant keeps the column so training and serving see the same feature list
@@ -40,22 +45,23 @@ def train_churn(frame: pd.DataFrame, features: list[str], cfg: TrainConfig) -> T
         notes.append("labels have a single class or too few members: churn model not compared")
         shipped, baseline = (
             None,
-            build_churn_baseline().fit(X, y) if len(np.unique(y)) > 1 else None,
+            build_churn_baseline(cfg.horizon_days).fit(X, y) if len(np.unique(y)) > 1 else None,
         )
         return TrainResult("churn", shipped, baseline, metrics, "roc_auc", flavor="sklearn",
                            notes=notes)  # fmt: skip
-    X_tr, X_te, y_tr, y_te = train_test_split(
-        X, y, test_size=cfg.test_share, random_state=cfg.seed, stratify=y
-    )
-    ccfg = ChurnConfig(random_state=cfg.seed)
+    groups = frame["member_id"].astype(str).to_numpy()
+    split = GroupShuffleSplit(n_splits=1, test_size=cfg.test_share, random_state=cfg.seed)
+    tr, te = next(split.split(X, y, groups))
+    X_tr, X_te, y_tr, y_te = X.iloc[tr], X.iloc[te], y[tr], y[te]
+    ccfg = ChurnConfig(random_state=cfg.seed, horizon_days=cfg.horizon_days)
     for role, build in (
         ("shipped", lambda: build_churn_model(ccfg)),
-        ("baseline", build_churn_baseline),
+        ("baseline", lambda: build_churn_baseline(cfg.horizon_days)),
     ):
         est = build().fit(X_tr, y_tr)
         metrics[role] = churn_metrics(y_te, est.predict_proba(X_te)[:, 1])
     shipped = build_churn_model(ccfg).fit(X, y)
-    baseline = build_churn_baseline().fit(X, y)
+    baseline = build_churn_baseline(cfg.horizon_days).fit(X, y)
     return TrainResult(
         name="churn",
         shipped=shipped,
@@ -65,7 +71,9 @@ def train_churn(frame: pd.DataFrame, features: list[str], cfg: TrainConfig) -> T
         flavor="sklearn",
         params={
             "horizon_days": cfg.horizon_days,
-            "n_members": len(frame),
+            "n_rows": len(frame),
+            "n_members": int(frame["member_id"].nunique()),
+            "n_cutoffs": int(frame["cutoff"].nunique()) if "cutoff" in frame else 1,
             "churn_rate": float(y.mean()),
             **vars(ccfg),
         },  # fmt: skip

@@ -10,6 +10,8 @@ class TrainConfig(BaseModel):
 
     seed: int = 0
     horizon_days: int = 90  # churn label: no purchase within this many days after the cutoff
+    churn_cutoffs: int = 8  # training cutoffs stacked for churn, the latest H days before as-of
+    churn_cutoff_step_days: int = 14  # days between those cutoffs
     validation_days: int = 30  # last days before as-of held out to compare model vs baseline
     top_k: int = 10  # list length for ranking metrics
     test_share: float = 0.25  # member share held out for churn and coupon evaluation
