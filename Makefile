@@ -59,8 +59,8 @@ feast-ui: env ## Feast UI for the demo home on :8888
 SHARED ?= ../shared/data
 EVAL_DIR ?= docs/evaluation
 
-evaluate-synthetic: env ## backtest on a synthetic shop (3,000 members, seed 7) as of 2025-09-30
-	.venv/bin/memberwise generate --out eval-data/synthetic --members 3000 --seed 7
+evaluate-synthetic: env ## backtest on a synthetic shop (20,000 members, seed 7) as of 2025-09-30
+	.venv/bin/memberwise generate --out eval-data/synthetic --members 20000 --seed 7
 	.venv/bin/memberwise evaluate --data eval-data/synthetic --as-of 2025-09-30 --out $(EVAL_DIR)/synthetic
 
 evaluate-online-retail: env ## backtest on UCI Online Retail as of 2011-09-10

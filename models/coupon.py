@@ -1,9 +1,8 @@
 """Coupon choice: per member, the coupon (or none) with the highest expected incremental
 margin net of the coupon's cost, learnt from past randomized offers and their control group.
 
-Two estimators, both linear in the member's features ``z(x)`` (standardised on all offers,
-missing values imputed with the mean, i.e. z = 0, and clipped to +-``z_clip``), so
-``decide`` for one member is a few (n_coupons, d) @ (d,) products in numpy.
+Members' features are standardised on all offers (missing values imputed with the mean,
+i.e. z = 0, and clipped to +-``z_clip``).
 
 **Decomposed** (``fit`` given each offer's ``cost``, the discount paid; the default in the
 pipeline). The incremental margin of coupon ``c`` is split into what it earns and what it
@@ -13,16 +12,25 @@ costs::
     gain_c(x)   = dP_c(x) * value(x)          (gain_outcome = "purchase")
                 = dG_c(x)                     (gain_outcome = "margin")
 
-- ``cost_c(x)``: the discount a member pays with coupon ``c`` (ridge on the offers of that
-  coupon). Redemptions are observed directly, so this part is precise.
+- ``cost_c(x)``: the discount a member pays with coupon ``c``, learnt on the coupon offers.
+  Redemptions are observed directly, so this part is precise.
 - ``dP_c(x)``: how much the coupon raises the chance of a purchase in the response window,
-  a DR-learner: doubly robust pseudo-outcomes of "bought in the window" (cross-fitted ridge
+  a DR-learner: doubly robust pseudo-outcomes of "bought in the window" (cross-fitted
   outcome models, the randomization's treatment share as propensity, within each campaign
-  when campaigns are given), regressed on z(x) plus a per-coupon intercept with a strong
-  ridge penalty (``gain_alpha``): the pseudo-outcomes are noisy, so the estimate is shrunk
-  towards "the same lift for everyone" until the data say otherwise.
-- ``value(x)``: the gross margin of a window with a purchase (ridge), so dP * value is the
-  margin of the purchases the coupon adds.
+  when campaigns are given), regressed on the features and the coupon with strong
+  regularisation: the pseudo-outcomes are noisy, so the estimate stays close to "the same
+  lift for everyone" until the data say otherwise.
+- ``value(x)``: the gross margin of a window with a purchase, so dP * value is the margin of
+  the purchases the coupon adds.
+
+``learner = "boosted"`` (default) fits every part with gradient-boosted trees (scikit-learn's
+HistGradientBoosting; the gain model with leaves of at least ``gain_min_samples_leaf``
+pseudo-outcomes). Trees learn the interactions that decide who is moved, e.g. "has redeemed
+coupons before but is not a heavy buyer" (a heavy buyer who redeems buys anyway). On the
+synthetic shop's randomized campaigns the linear version (``learner = "ridge"``: shared
+ridge slopes on z plus a per-coupon intercept) offered coupons at a loss while the boosted
+one earned money (docs/evaluation/synthetic). ``decide`` memoises its answer per feature
+vector, since a member's features only change when the online store is materialized.
 
 Why not regress net margin directly: a window's margin is dominated by how much the member
 happens to buy (standard deviation about twice its mean), while a coupon moves it by a few
@@ -36,11 +44,13 @@ basket-size effects matter.
 **T-learner** (``fit`` without ``cost``): one ridge regression of net margin per arm (the
 control group is an arm), ``uplift_c(x) = (b_c - b_0) + (w_c - w_0) . z(x)``.
 
-Everything is stored as plain arrays (``.npz``, loaded with ``allow_pickle=False``).
+Everything is stored in one ``.npz`` loaded with ``allow_pickle=False``: plain arrays, and
+the boosted parts as skops bytes, loaded with an explicit list of trusted types.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 from dataclasses import asdict, dataclass, fields
@@ -65,16 +75,40 @@ class CouponConfig:
     gain_outcome: str = "purchase"  # "purchase" (dP * value) or "margin" (dG), see the doc
     cross_fit_folds: int = 4  # outcome models for the DR pseudo-outcomes are cross-fitted
     z_clip: float = 5.0  # standardised features are clipped to +-this many sd
-    seed: int = 0  # the cross-fitting folds
+    seed: int = 0  # the cross-fitting folds and the boosted trees
+    # "boosted": gradient-boosted trees for every part of the decomposed estimator (they
+    # learn interactions such as "redeems coupons but is not a heavy buyer"); "ridge": the
+    # linear parts above. The T-learner is always ridge.
+    learner: str = "boosted"
+    boost_max_iter: int = 50
+    boost_learning_rate: float = 0.1
+    boost_max_leaf_nodes: int = 7
+    boost_min_samples_leaf: int = 40  # outcome, value and cost models
+    gain_min_samples_leaf: int = 400  # the gain model on noisy pseudo-outcomes: large leaves
+    boost_l2: float = 1.0
+    decision_cache_size: int = 100_000  # ``decide`` answers memoised per feature vector
 
     def __post_init__(self) -> None:
         if self.gain_outcome not in GAIN_OUTCOMES:
             raise ValueError(
                 f"gain_outcome must be one of {GAIN_OUTCOMES}, got {self.gain_outcome!r}"
             )
+        if self.learner not in LEARNERS:
+            raise ValueError(f"learner must be one of {LEARNERS}, got {self.learner!r}")
 
 
 GAIN_OUTCOMES = ("purchase", "margin")
+LEARNERS = ("boosted", "ridge")
+# skops types the saved boosted parts hold (loaded with these trusted, never with pickle)
+_SKOPS_TRUSTED = [
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn._loss.loss.HalfBinomialLoss",
+    "sklearn._loss.loss.HalfSquaredError",
+    "sklearn._loss.link.IdentityLink",
+    "sklearn._loss.link.LogitLink",
+    "sklearn._loss.link.Interval",
+    "numpy.dtype",
+]
 T_LEARNER, DECOMPOSED = "t_learner", "decomposed"
 
 
@@ -173,6 +207,8 @@ class CouponPolicy(_PolicyBase):
         self._cost_b = np.zeros(0)
         self._value_w = np.zeros(0)
         self._value_b = 0.0
+        # decomposed, boosted: sklearn estimators on (z | z + coupon indicators)
+        self._boosted: dict[str, Any] = {}
         self._prepare()
 
     # ------------------------------------------------------------------ fit
@@ -287,6 +323,14 @@ class CouponPolicy(_PolicyBase):
         index = {a: j for j, a in enumerate(self.coupons)}
         arm_code = np.array([index.get(a, -1) for a in arm.tolist()], dtype=np.int64)  # -1: control
 
+        row, cpn, treated, prop, weight = _experiments(arm_code, camp, k)
+        if not len(row):
+            return "no randomized coupon history: no campaign has both a control group and a coupon"
+        if cfg.learner == "boosted":
+            self._fit_boosted(z, arm_code, target, cost, gross, row, cpn, treated, prop, weight)
+            self.method = DECOMPOSED
+            return ""
+
         # cost of each coupon, from its own offers; value of a window with a purchase
         self._cost_w, self._cost_b = np.zeros((k, d)), np.zeros(k)
         for j in range(k):
@@ -299,14 +343,8 @@ class CouponPolicy(_PolicyBase):
             self._value_w, self._value_b = np.zeros(d), 1.0
 
         # DR pseudo-outcomes, one per (offer, coupon of its experiment)
-        row, cpn, treated, prop, weight = _experiments(arm_code, camp, k)
-        if not len(row):
-            return "no randomized coupon history: no campaign has both a control group and a coupon"
         mu = _cross_fitted_outcomes(z, arm_code, target, k, cfg, row, cpn)
-        t = treated.astype(np.float64)
-        y_r = target[row]
-        phi = mu[:, 1] - mu[:, 0] + t * (y_r - mu[:, 1]) / prop
-        phi -= (1.0 - t) * (y_r - mu[:, 0]) / (1.0 - prop)
+        phi = _pseudo_outcomes(mu, target[row], treated, prop)
 
         # gain: shared slopes on z plus a per-coupon intercept, all strongly shrunk
         onehot = (cpn[:, None] == np.arange(k)).astype(np.float64)
@@ -318,6 +356,54 @@ class CouponPolicy(_PolicyBase):
         self._gain_b = b + w[d:] / oh_sd
         self.method = DECOMPOSED
         return ""
+
+    def _fit_boosted(
+        self,
+        z: np.ndarray,
+        arm_code: np.ndarray,
+        target: np.ndarray,
+        cost: np.ndarray,
+        gross: np.ndarray,
+        row: np.ndarray,
+        cpn: np.ndarray,
+        treated: np.ndarray,
+        prop: np.ndarray,
+        weight: np.ndarray,
+    ) -> None:
+        """The decomposed estimator with gradient-boosted trees for every part: cost on the
+        coupon offers (z + coupon indicators), value on windows with a purchase, cross-fitted
+        outcome models (control: z; coupon: z + indicators) for the DR pseudo-outcomes, and
+        the gain on those pseudo-outcomes with large leaves (they are noisy)."""
+        cfg = self.config
+        k = len(self.coupons)
+        purchase = cfg.gain_outcome == "purchase"
+        offered = arm_code >= 0
+        cost_model = _booster(cfg, "regressor").fit(
+            _with_coupon(z[offered], arm_code[offered], k), cost[offered]
+        )
+        if purchase:
+            bought = gross > 0
+            value_model = _booster(cfg, "regressor").fit(z[bought], gross[bought])
+        folds = max(2, min(cfg.cross_fit_folds, len(target)))
+        fold = np.random.default_rng(cfg.seed).permutation(len(target)) % folds
+        mu = np.zeros((len(row), 2))
+        kind = "classifier" if purchase else "regressor"
+        for f in range(folds):
+            fit_rows = fold != f
+            sel = fold[row] == f
+            if not sel.any():
+                continue
+            ctrl, trt = fit_rows & ~offered, fit_rows & offered
+            m0 = _fit_outcome(cfg, kind, z[ctrl], target[ctrl])
+            m1 = _fit_outcome(cfg, kind, _with_coupon(z[trt], arm_code[trt], k), target[trt])
+            mu[sel, 0] = _predict_outcome(m0, z[row[sel]])
+            mu[sel, 1] = _predict_outcome(m1, _with_coupon(z[row[sel]], cpn[sel], k))
+        phi = _pseudo_outcomes(mu, target[row], treated, prop)
+        gain_model = _booster(cfg, "regressor", min_samples_leaf=cfg.gain_min_samples_leaf)
+        gain_model.fit(_with_coupon(z[row], cpn, k), phi, sample_weight=weight)
+        self._boosted = {"gain": gain_model, "cost": cost_model}
+        if purchase:
+            self._boosted["value"] = value_model
 
     def _unfitted(self, reason: str) -> Self:
         self.fitted = False
@@ -332,6 +418,9 @@ class CouponPolicy(_PolicyBase):
             self._b_up = self._intercept[1:] - self._intercept[0]
         self._purchase = self.config.gain_outcome == "purchase"
         self._d = len(self.feature_names)
+        self._decide_memo = functools.lru_cache(maxsize=self.config.decision_cache_size)(
+            self._decide_bytes
+        )
 
     # ------------------------------------------------------------------ predict
     def _z(self, X: np.ndarray) -> np.ndarray:
@@ -348,15 +437,31 @@ class CouponPolicy(_PolicyBase):
             )
         return X
 
+    def _parts(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Decomposed estimate from ``z`` (n, d): lift (n, k), value (n,), cost (n, k)."""
+        k = len(self.coupons)
+        if self._boosted:
+            n = len(z)
+            zz = np.repeat(z, k, axis=0)
+            codes = np.tile(np.arange(k), n)
+            design = _with_coupon(zz, codes, k)
+            lift = self._boosted["gain"].predict(design).reshape(n, k)
+            cost = self._boosted["cost"].predict(design).reshape(n, k)
+            value = self._boosted["value"].predict(z) if "value" in self._boosted else np.ones(n)
+        else:
+            lift = z @ self._gain_w.T + self._gain_b
+            cost = z @ self._cost_w.T + self._cost_b
+            value = z @ self._value_w + self._value_b
+        return lift, np.maximum(value, 0.0), np.maximum(cost, 0.0)
+
     def _uplift(self, z: np.ndarray) -> np.ndarray:
         """(n, n_coupons) expected incremental net margin from standardised ``z`` (n, d)."""
         if self.method == T_LEARNER:
             return z @ self._w_up.T + self._b_up
-        gain = z @ self._gain_w.T + self._gain_b
+        lift, value, cost = self._parts(z)
         if self._purchase:
-            value = np.maximum(z @ self._value_w + self._value_b, 0.0)
-            gain = np.clip(gain, -1.0, 1.0) * value[:, None]
-        return gain - np.maximum(z @ self._cost_w.T + self._cost_b, 0.0)
+            lift = np.clip(lift, -1.0, 1.0) * value[:, None]
+        return lift - cost
 
     def expected_uplift(self, X: np.ndarray) -> np.ndarray:
         """E[net_margin | coupon c, x] - E[net_margin | control, x]: (n, n_coupons), in
@@ -373,14 +478,11 @@ class CouponPolicy(_PolicyBase):
         every coupon), and the expected discount ("cost"). Empty for the T-learner."""
         if not self.fitted or self.method != DECOMPOSED:
             return {}
-        z = self._z(self._check(X, 2))
-        k = len(self.coupons)
-        lift = z @ self._gain_w.T + self._gain_b
-        value = np.maximum(z @ self._value_w + self._value_b, 0.0)
+        lift, value, cost = self._parts(self._z(self._check(X, 2)))
         return {
             "purchase_lift" if self._purchase else "margin_lift": lift,
-            "value": np.repeat(value[:, None], k, axis=1),
-            "cost": np.maximum(z @ self._cost_w.T + self._cost_b, 0.0),
+            "value": np.repeat(value[:, None], len(self.coupons), axis=1),
+            "cost": cost,
         }
 
     def _reason(self, c: str, u: float) -> Decision:
@@ -394,7 +496,11 @@ class CouponPolicy(_PolicyBase):
     def decide(self, x: np.ndarray) -> Decision:
         """For one member's features ``x`` (d,) float in ``feature_names`` order (NaN =
         unknown, imputed with the mean): (coupon_id or None, expected incremental margin
-        net of cost, reason). The margin is the best coupon's even when none is given."""
+        net of cost, reason). The margin is the best coupon's even when none is given.
+
+        Answers are memoised on the feature values (``decision_cache_size`` of them): a
+        member's features change only when the online store is materialized, so a
+        storefront asking about the same member on every page pays for the trees once."""
         if not self.fitted:
             return None, 0.0, self.reason_unfitted
         x = np.asarray(x, dtype=np.float64)
@@ -402,6 +508,17 @@ class CouponPolicy(_PolicyBase):
             raise ValueError(
                 f"expected {self._d} features {self.feature_names}, got shape {x.shape}"
             )
+        return self._decide_memo(x.tobytes())
+
+    def __getstate__(self) -> dict[str, Any]:  # the memo holds a bound method: not pickled
+        return {k: v for k, v in self.__dict__.items() if k != "_decide_memo"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._prepare()
+
+    def _decide_bytes(self, key: bytes) -> Decision:
+        x = np.frombuffer(key, dtype=np.float64)
         up = self._uplift(self._z(x[None, :]))[0]
         best = int(up.argmax())
         return self._reason(self.coupons[best], float(up[best]))
@@ -441,6 +558,7 @@ class CouponPolicy(_PolicyBase):
             "cost_coef": self._cost_w,
             "cost_intercept": self._cost_b,
             "value_coef": self._value_w,
+            **{f"boosted_{k}": _dump_estimator(m) for k, m in self._boosted.items()},
         }
 
     @classmethod
@@ -460,8 +578,74 @@ class CouponPolicy(_PolicyBase):
             obj._gain_w, obj._gain_b = z["gain_coef"], z["gain_intercept"]
             obj._cost_w, obj._cost_b = z["cost_coef"], z["cost_intercept"]
             obj._value_w, obj._value_b = z["value_coef"], float(meta["value_intercept"])
+            obj._boosted = {
+                k.removeprefix("boosted_"): _load_estimator(v)
+                for k, v in z.items()
+                if k.startswith("boosted_")
+            }
         obj._prepare()
         return obj
+
+
+def _pseudo_outcomes(
+    mu: np.ndarray, y: np.ndarray, treated: np.ndarray, prop: np.ndarray
+) -> np.ndarray:
+    """Doubly robust pseudo-outcomes (m,) of the coupon's effect on ``y`` (m,), from
+    outcome predictions ``mu`` (m, 2) (control, coupon) and the treatment propensity."""
+    t = treated.astype(np.float64)
+    phi = mu[:, 1] - mu[:, 0] + t * (y - mu[:, 1]) / prop
+    return phi - (1.0 - t) * (y - mu[:, 0]) / (1.0 - prop)
+
+
+def _with_coupon(z: np.ndarray, code: np.ndarray, n_coupons: int) -> np.ndarray:
+    """``z`` (n, d) with n_coupons indicator columns of ``code`` (n,) appended."""
+    return np.hstack([z, (code[:, None] == np.arange(n_coupons)).astype(np.float64)])
+
+
+def _booster(cfg: CouponConfig, kind: str, min_samples_leaf: int | None = None) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+    cls = HistGradientBoostingClassifier if kind == "classifier" else HistGradientBoostingRegressor
+    return cls(
+        max_iter=cfg.boost_max_iter,
+        learning_rate=cfg.boost_learning_rate,
+        max_leaf_nodes=cfg.boost_max_leaf_nodes,
+        min_samples_leaf=min_samples_leaf or cfg.boost_min_samples_leaf,
+        l2_regularization=cfg.boost_l2,
+        early_stopping=False,
+        random_state=cfg.seed,
+    )
+
+
+def _fit_outcome(cfg: CouponConfig, kind: str, X: np.ndarray, y: np.ndarray) -> Any:
+    """A boosted outcome model, or the mean when the rows cannot support one (no rows, or
+    a single class for the classifier)."""
+    if len(y) == 0:
+        return 0.0
+    if kind == "classifier" and np.unique(y).size < 2:
+        return float(y[0])
+    return _booster(cfg, kind).fit(X, y)
+
+
+def _predict_outcome(model: Any, X: np.ndarray) -> np.ndarray:
+    if isinstance(model, float):
+        return np.full(len(X), model)
+    if hasattr(model, "predict_proba"):
+        return np.asarray(model.predict_proba(X)[:, 1])
+    return np.asarray(model.predict(X))
+
+
+def _dump_estimator(model: Any) -> np.ndarray:
+    """A fitted sklearn estimator as uint8 bytes (skops), so the .npz needs no pickle."""
+    import skops.io as sio
+
+    return np.frombuffer(sio.dumps(model), dtype=np.uint8)
+
+
+def _load_estimator(blob: np.ndarray) -> Any:
+    import skops.io as sio
+
+    return sio.loads(np.asarray(blob, dtype=np.uint8).tobytes(), trusted=_SKOPS_TRUSTED)
 
 
 def _experiments(

@@ -25,7 +25,7 @@ EXPERIMENT = "memberwise"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 # what a model needs at load time: this project (models/ holds the classes) and its stack
-PIP_REQUIREMENTS = ["memberwise", "numpy", "pandas", "scikit-learn", "implicit"]
+PIP_REQUIREMENTS = ["memberwise", "numpy", "pandas", "scikit-learn", "skops", "implicit"]
 
 
 def registered_name(model: str) -> str:
