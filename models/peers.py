@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 
@@ -161,23 +161,10 @@ class BuyAgainRecommender(_ScoredPeer):
     def __init__(self, config: BuyAgainConfig | None = None) -> None:
         super().__init__(config if config is not None else BuyAgainConfig())
 
-    def fit(
-        self,
-        member_ids: np.ndarray,
-        product_ids: np.ndarray,
-        ts: np.ndarray,
-        quantity: np.ndarray,
-        *,
-        as_of: np.datetime64,
-        order_ids: np.ndarray | None = None,
-        in_stock: Mapping[str, bool] | None = None,
-    ) -> Self:
+    def _fit(self, h: _History) -> None:
         cfg = self.config
-        h = self._fit_history(member_ids, product_ids, ts, quantity, as_of, order_ids, in_stock)
         decay = np.power(0.5, h.days_since / cfg.half_life_days)
         self._score = (np.power(h.counts, cfg.count_power) * decay).astype(np.float32)
-        self._prepare()
-        return self
 
     def recommend(self, member_id: str, n: int = 10) -> list[Recommendation]:
         if n <= 0:
@@ -213,29 +200,16 @@ class ItemCosineRecommender(_ScoredPeer):
     def __init__(self, config: ItemCosineConfig | None = None) -> None:
         super().__init__(config if config is not None else ItemCosineConfig())
 
-    def fit(
-        self,
-        member_ids: np.ndarray,
-        product_ids: np.ndarray,
-        ts: np.ndarray,
-        quantity: np.ndarray,
-        *,
-        as_of: np.datetime64,
-        order_ids: np.ndarray | None = None,
-        in_stock: Mapping[str, bool] | None = None,
-    ) -> Self:
+    def _fit(self, h: _History) -> None:
         from implicit.nearest_neighbours import CosineRecommender
 
         cfg = self.config
-        h = self._fit_history(member_ids, product_ids, ts, quantity, as_of, order_ids, in_stock)
         user_items = user_item_matrix(h, cfg.weighting, cfg.bm25_k1, cfg.bm25_b)
         self._weights = user_items.data.astype(np.float32)  # aligned with the history entries
         model = CosineRecommender(K=cfg.K, num_threads=cfg.num_threads)
         fit_quietly(model, user_items)
         sim = model.similarity.tocsr()
         self._sim = (sim.indptr.astype(np.int64), sim.indices.astype(np.int32), sim.data)
-        self._prepare()
-        return self
 
     def _prepare(self) -> None:
         from implicit.nearest_neighbours import CosineRecommender, NearestNeighboursScorer
@@ -295,21 +269,8 @@ class _FactorPeer(_ScoredPeer):
 
     reason = SIMILAR_MEMBERS
 
-    def fit(
-        self,
-        member_ids: np.ndarray,
-        product_ids: np.ndarray,
-        ts: np.ndarray,
-        quantity: np.ndarray,
-        *,
-        as_of: np.datetime64,
-        order_ids: np.ndarray | None = None,
-        in_stock: Mapping[str, bool] | None = None,
-    ) -> Self:
-        h = self._fit_history(member_ids, product_ids, ts, quantity, as_of, order_ids, in_stock)
+    def _fit(self, h: _History) -> None:
         self._user_factors, self._item_factors = self._factors(h)
-        self._prepare()
-        return self
 
     def _factors(self, h: _History) -> tuple[np.ndarray, np.ndarray]:
         """(user_factors (M, f) float32, item_factors (P, f) float32)."""

@@ -228,7 +228,6 @@ class Recommender(ABC):
         self._index: dict[str, int] = {}
 
     # ------------------------------------------------------------------ interface
-    @abstractmethod
     def fit(
         self,
         member_ids: np.ndarray,
@@ -248,6 +247,14 @@ class Recommender(ABC):
         distinct orders instead of distinct days; ``in_stock``: product -> bool, products
         mapped to False are never recommended (absent products count as in stock).
         """
+        h = self._fit_history(member_ids, product_ids, ts, quantity, as_of, order_ids, in_stock)
+        self._fit(h)
+        self._prepare()
+        return self
+
+    def _fit(self, h: _History) -> None:  # noqa: B027 - a hook; popularity needs nothing more
+        """Learn what the model adds to the shared state ``_fit_history`` has set from
+        ``h``; ``_prepare`` runs after it."""
 
     @abstractmethod
     def recommend(self, member_id: str, n: int = 10) -> list[Recommendation]:
@@ -409,21 +416,6 @@ class PopularityRecommender(Recommender):
     kind = "popularity"
     config_cls = PopularityConfig
 
-    def fit(
-        self,
-        member_ids: np.ndarray,
-        product_ids: np.ndarray,
-        ts: np.ndarray,
-        quantity: np.ndarray,
-        *,
-        as_of: np.datetime64,
-        order_ids: np.ndarray | None = None,
-        in_stock: Mapping[str, bool] | None = None,
-    ) -> Self:
-        self._fit_history(member_ids, product_ids, ts, quantity, as_of, order_ids, in_stock)
-        self._prepare()
-        return self
-
     def recommend(self, member_id: str, n: int = 10) -> list[Recommendation]:
         if n <= 0:
             return []
@@ -464,23 +456,12 @@ class HybridRecommender(Recommender):
     def __init__(self, config: HybridConfig | None = None) -> None:
         super().__init__(config if config is not None else HybridConfig())
 
-    def fit(
-        self,
-        member_ids: np.ndarray,
-        product_ids: np.ndarray,
-        ts: np.ndarray,
-        quantity: np.ndarray,
-        *,
-        as_of: np.datetime64,
-        order_ids: np.ndarray | None = None,
-        in_stock: Mapping[str, bool] | None = None,
-    ) -> Self:
+    def _fit(self, h: _History) -> None:
         cfg = self.config
         if cfg.weighting not in ("log", "count", "bm25"):
             raise ValueError(
                 f"HybridConfig.weighting must be 'log', 'count' or 'bm25', not {cfg.weighting!r}"
             )
-        h = self._fit_history(member_ids, product_ids, ts, quantity, as_of, order_ids, in_stock)
         n_m, n_p = len(h.member_ids), len(h.product_ids)
         ba = np.zeros(len(h.indices), dtype=np.float32)
         rep = self._flags == _REPEAT
@@ -491,8 +472,6 @@ class HybridRecommender(Recommender):
         self._user_factors, self._item_factors = self._fit_als(h, n_m, n_p)
         self._weights = np.log1p(h.counts).astype(np.float32)
         self._sim = self._fit_similarity(h)
-        self._prepare()
-        return self
 
     def _fit_als(self, h: _History, n_m: int, n_p: int) -> tuple[np.ndarray, np.ndarray]:
         """(user_factors (M, k) float32, item_factors (P, k) float32) from implicit's ALS."""
