@@ -51,13 +51,14 @@ the boosted parts as skops bytes, loaded with an explicit list of trusted types.
 from __future__ import annotations
 
 import functools
-import json
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 import numpy as np
+
+from models.artifact import class_for, meta_of, read_npz, write_npz
 
 Decision = tuple[str | None, float, str]  # (coupon_id or None, expected margin, reason)
 
@@ -146,26 +147,14 @@ class _PolicyBase:
 
     def save(self, path: Path) -> None:
         """Write one ``.npz`` at exactly ``path`` (no suffix added); loads without pickle."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = np.array(json.dumps(self._meta()))
-        arrays: dict[str, Any] = {"kind": np.array(self.kind), "meta": meta, **self._arrays()}
-        with path.open("wb") as f:
-            np.savez(f, **arrays)
+        write_npz(path, self.kind, self._arrays(), self._meta())
 
     @classmethod
     def load(cls, path: Path) -> Self:
         """Load a saved policy; ``_PolicyBase.load`` picks the class from the kind."""
-        with np.load(Path(path), allow_pickle=False) as npz:
-            z = {k: npz[k] for k in npz.files}
-        kind = str(z.get("kind", ""))
-        target = _KINDS.get(kind)
-        if target is None:
-            raise ValueError(f"{path} is not a coupon policy artifact (kind {kind!r})")
-        if not issubclass(target, cls):
-            raise ValueError(f"{path} holds a {target.__name__}, not a {cls.__name__}")
-        obj = target._from_saved(json.loads(str(z["meta"])), z)
-        return obj  # type: ignore[return-value]
+        kind, z = read_npz(path)
+        target = class_for(_KINDS, kind, cls, path, "coupon policy")
+        return target._from_saved(meta_of(z), z)  # type: ignore[no-any-return]
 
     @classmethod
     def _from_saved(cls, meta: dict[str, Any], z: dict[str, np.ndarray]) -> _PolicyBase:

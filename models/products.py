@@ -33,6 +33,8 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 
+from models.artifact import class_for, read_npz, write_npz
+
 Recommendation = tuple[str, float, str]  # (product_id, score, reason), best first
 
 POPULAR = "popular"
@@ -380,26 +382,16 @@ class Recommender(ABC):
         """Write one ``.npz`` at exactly ``path`` (no suffix is added)."""
         if not self.fitted:
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() before save()")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("wb") as f:
-            arrays: dict[str, Any] = self._arrays()
-            np.savez(f, **arrays)
+        write_npz(path, self.kind, {k: v for k, v in self._arrays().items() if k != "kind"})
 
     @classmethod
     def load(cls, path: Path) -> Self:
         """Load a ``save``d model. ``Recommender.load`` picks the class from the artifact's
         kind; a subclass's ``load`` refuses an artifact of another kind."""
-        with np.load(Path(path), allow_pickle=False) as npz:
-            z = {k: npz[k] for k in npz.files}
-        kind = str(z["kind"])
+        kind, z = read_npz(path)
         if kind not in _KINDS:
             import models.peers  # noqa: F401  (registers the peers' kinds)
-        target = _KINDS.get(kind)
-        if target is None:
-            raise ValueError(f"{path} is not a product recommender artifact (kind {kind!r})")
-        if not issubclass(target, cls):
-            raise ValueError(f"{path} holds a {target.__name__}, not a {cls.__name__}")
+        target = class_for(_KINDS, kind, cls, path, "product recommender")
         known = {f.name for f in fields(target.config_cls)}
         raw: dict[str, Any] = json.loads(str(z["config"]))
         model = target(target.config_cls(**{k: v for k, v in raw.items() if k in known}))

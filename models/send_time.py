@@ -40,7 +40,6 @@ hour times ``fallback_confidence``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime, time, timedelta, tzinfo
@@ -50,6 +49,8 @@ from typing import Any, ClassVar, Self
 from zoneinfo import ZoneInfo
 
 import numpy as np
+
+from models.artifact import class_for, meta_of, read_npz, write_npz
 
 HOURS = 168  # hours in a week
 MEMBER, SEGMENT, GLOBAL = "member", "segment", "global"
@@ -338,25 +339,14 @@ class _SendTimeBase:
         string (config, names); loads with ``allow_pickle=False``."""
         if not self.fitted:
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit() before save()")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = np.array(json.dumps(self._meta()))
-        arrays: dict[str, Any] = {"kind": np.array(self.kind), "meta": meta, **self._arrays()}
-        with path.open("wb") as f:
-            np.savez(f, **arrays)
+        write_npz(path, self.kind, self._arrays(), self._meta())
 
     @classmethod
     def load(cls, path: Path) -> Self:
         """Load a saved model; ``_SendTimeBase.load`` picks the class from the kind."""
-        with np.load(Path(path), allow_pickle=False) as npz:
-            z = {k: npz[k] for k in npz.files}
-        kind = str(z.get("kind", ""))
-        target = _KINDS.get(kind)
-        if target is None:
-            raise ValueError(f"{path} is not a send-time artifact (kind {kind!r})")
-        if not issubclass(target, cls):
-            raise ValueError(f"{path} holds a {target.__name__}, not a {cls.__name__}")
-        meta = json.loads(str(z["meta"]))
+        kind, z = read_npz(path)
+        target = class_for(_KINDS, kind, cls, path, "send-time")
+        meta = meta_of(z)
         raw = meta["config"]
         known = {f.name for f in fields(SendTimeConfig)}
         cfg = SendTimeConfig(**{k: v for k, v in raw.items() if k in known})
