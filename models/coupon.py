@@ -410,6 +410,7 @@ class CouponPolicy(_PolicyBase):
         self._decide_memo = functools.lru_cache(maxsize=self.config.decision_cache_size)(
             self._decide_bytes
         )
+        self._precomputed: dict[bytes, Decision] = {}
 
     # ------------------------------------------------------------------ predict
     def _z(self, X: np.ndarray) -> np.ndarray:
@@ -429,6 +430,8 @@ class CouponPolicy(_PolicyBase):
     def _parts(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Decomposed estimate from ``z`` (n, d): lift (n, k), value (n,), cost (n, k)."""
         k = len(self.coupons)
+        if self._boosted and not len(z):
+            return np.zeros((0, k)), np.zeros(0), np.zeros((0, k))
         if self._boosted:
             n = len(z)
             zz = np.repeat(z, k, axis=0)
@@ -497,10 +500,25 @@ class CouponPolicy(_PolicyBase):
             raise ValueError(
                 f"expected {self._d} features {self.feature_names}, got shape {x.shape}"
             )
-        return self._decide_memo(x.tobytes())
+        key = x.tobytes()
+        hit = self._precomputed.get(key)
+        return hit if hit is not None else self._decide_memo(key)
+
+    def precompute(self, X: np.ndarray) -> int:
+        """Decide for every row of ``X`` (n, d) in one vectorised pass and keep the answers,
+        keyed by the feature values, for ``decide``: the serving app does this at start-up
+        for the members of the latest snapshot, so the storefront path does no tree
+        traversal for them. Replaces earlier precomputed answers; returns how many."""
+        self._precomputed = {}
+        if self.fitted and len(X):
+            X = np.ascontiguousarray(self._check(X, 2), dtype=np.float64)
+            answers = self.decide_many(X)
+            self._precomputed = {row.tobytes(): a for row, a in zip(X, answers, strict=True)}
+        return len(self._precomputed)
 
     def __getstate__(self) -> dict[str, Any]:  # the memo holds a bound method: not pickled
-        return {k: v for k, v in self.__dict__.items() if k != "_decide_memo"}
+        skip = ("_decide_memo", "_precomputed")
+        return {k: v for k, v in self.__dict__.items() if k not in skip}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
@@ -730,6 +748,10 @@ class NoCouponPolicy(_PolicyBase):
 
     def decide_many(self, X: np.ndarray) -> list[Decision]:
         return [(None, 0.0, self.REASON)] * len(np.asarray(X))
+
+    def precompute(self, X: np.ndarray) -> int:
+        """Nothing to precompute: the answer is always none."""
+        return 0
 
     def _meta(self) -> dict[str, Any]:
         return {"config": asdict(self.config), "feature_names": self.feature_names}

@@ -12,6 +12,8 @@ class ServingSettings(MemberwiseSettings):
     port: int = 8000
     max_products: int = 100  # upper bound of ?n=
     default_products: int = 10
+    # coupon decisions precomputed at start-up for snapshots up to this many members
+    coupon_precompute_max_members: int = 2_000_000
 
 
 @lru_cache

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from features import repo
 from serving.loader import Champions, load_champions
 from serving.settings import ServingSettings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -20,6 +25,7 @@ class AppState:
     feature_refs: list[str] = field(default_factory=list)
     as_of: str | None = None
     error: str | None = None
+    coupons_precomputed: int = 0
 
     @property
     def ready(self) -> bool:
@@ -42,9 +48,28 @@ class AppState:
             latest = self.settings.home_dir / "latest_run.json"
             if latest.exists():
                 self.as_of = json.loads(latest.read_text())["as_of"]
+            try:
+                self.coupons_precomputed = self._precompute_coupons()
+            except Exception:  # an optimisation only: requests then decide themselves
+                log.exception("coupon decisions not precomputed")
             self.error = None
         except Exception as exc:  # reported by /readyz; the app still answers /healthz
             self.error = f"{type(exc).__name__}: {exc}"
+
+    def _precompute_coupons(self) -> int:
+        """Coupon decisions change only when a run materializes new features: decide them
+        for every member of the latest snapshot now, in one vectorised pass, so a request
+        whose online features match the snapshot does no tree traversal. Skipped above
+        ``coupon_precompute_max_members`` (requests then compute and memoise)."""
+        assert self.champions is not None
+        path = repo.tags_source_path(self.settings) / f"as_of={self.as_of}.parquet"
+        if self.as_of is None or not path.exists():
+            return 0
+        meta = pq.read_metadata(path)
+        if meta.num_rows > self.settings.coupon_precompute_max_members:
+            return 0
+        X = pq.read_table(path, columns=repo.COUPON_FEATURES).to_pandas().to_numpy(float)
+        return int(self.champions.coupon.precompute(X))
 
     def member_features(self, member_id: str) -> dict[str, Any] | None:
         """Online features of one member by name, or None for a member the store lacks."""

@@ -19,5 +19,6 @@ def healthz() -> Health:
 def readyz(state: StateDep):
     """Ready only when every champion model and the feature store are loaded."""
     if state.ready:
-        return Health(status="ready", detail=f"as of {state.as_of}")
+        detail = f"as of {state.as_of}; coupon decisions precomputed: {state.coupons_precomputed}"
+        return Health(status="ready", detail=detail)
     return JSONResponse(status_code=503, content={"status": "not ready", "detail": state.error})

@@ -320,3 +320,14 @@ def test_boosted_learner_finds_an_interaction_the_ridge_one_cannot():
     assert value(boosted) > value(ridge) + 0.3  # measured: about 2.3 against 1.7
     with pytest.raises(ValueError, match="learner"):
         CouponConfig(learner="forest")
+
+
+def test_precomputed_decisions_are_the_computed_ones(decomposed):
+    X, *_ = purchase_experiment(n=300, seed=6)
+    assert decomposed.precompute(X) == len({x.tobytes() for x in X})
+    decomposed._decide_memo.cache_clear()
+    answers = [decomposed.decide(x.copy()) for x in X]
+    assert decomposed._decide_memo.cache_info().misses == 0  # all from the precomputed table
+    decomposed.precompute(X[:0])  # forget them: the same answers, computed
+    assert [decomposed.decide(x) for x in X] == answers
+    assert NoCouponPolicy().precompute(X) == 0
