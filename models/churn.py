@@ -75,10 +75,20 @@ class BetaGeoFeatures(TransformerMixin, BaseEstimator):
         self.params_: dict[str, float] | None = None
         if known.any() and (x[known] > 0).any():
             self.params_ = BetaGeoModel().fit(x[known], tx[known], T[known]).to_dict()
+        self.usable_: list[str] = list(BG_NBD_OUTPUTS)
+        seen = self._outputs(X)
+        self.usable_ = [c for c in BG_NBD_OUTPUTS if np.isfinite(seen[c].to_numpy()).any()]
         self.n_features_in_ = X.shape[1]
         return self
 
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        out = self._outputs(X)
+        for c in BG_NBD_OUTPUTS:
+            if c not in self.usable_:
+                out[c] = 0.0
+        return out
+
+    def _outputs(self, X: pd.DataFrame) -> pd.DataFrame:
         out = X.copy()
         for c in BG_NBD_OUTPUTS:
             out[c] = np.nan
@@ -89,9 +99,14 @@ class BetaGeoFeatures(TransformerMixin, BaseEstimator):
             bg = BetaGeoModel.from_dict(self.params_)
             h = float(self.horizon_days)
             k = (x[known], tx[known], T[known])
-            out.loc[known, BG_NBD_OUTPUTS[0]] = bg.predict_no_purchase_probability(h, *k)
-            out.loc[known, BG_NBD_OUTPUTS[1]] = bg.conditional_probability_alive(*k)
-            out.loc[known, BG_NBD_OUTPUTS[2]] = bg.conditional_expected_purchases(h, *k)
+            with np.errstate(all="ignore"):
+                values = (
+                    bg.predict_no_purchase_probability(h, *k),
+                    bg.conditional_probability_alive(*k),
+                    bg.conditional_expected_purchases(h, *k),
+                )
+            for c, v in zip(BG_NBD_OUTPUTS, values, strict=True):
+                out.loc[known, c] = np.where(np.isfinite(v), v, np.nan)
         return out
 
 
@@ -112,7 +127,7 @@ class BetaGeoChurn(ClassifierMixin, BaseEstimator):
         return self
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
-        p = self.features_.transform(X)[BG_NBD_OUTPUTS[0]].to_numpy(np.float64)
+        p = self.features_._outputs(X)[BG_NBD_OUTPUTS[0]].to_numpy(np.float64)
         p = np.where(np.isfinite(p), p, self.prior_)
         return np.column_stack([1.0 - p, p])
 

@@ -191,3 +191,20 @@ def test_skops_trusted_types_cover_both_estimators(data, bg_world, method):
         blob = sio.dumps(est.fit(X_.head(600), y_[:600]))
         assert set(sio.get_untrusted_types(data=blob)) <= set(SKOPS_TRUSTED_TYPES)
         sio.loads(blob, trusted=SKOPS_TRUSTED_TYPES)
+
+
+def test_without_repeat_buyers_the_model_still_fits_and_the_baseline_gives_the_rate():
+    """A young shop: nobody has bought twice yet, so BG/NBD has nothing to say."""
+    rng = np.random.default_rng(3)
+    n = 400
+    X = pd.DataFrame({"purchase_days": 1.0, "first_purchase_days": rng.uniform(1, 60, n),
+                      "discount_share": rng.uniform(0, 1, n)})  # fmt: skip
+    X["recency_days"] = X["first_purchase_days"]
+    y = (rng.random(n) < 0.3 + 0.4 * (X["discount_share"] > 0.5)).astype(int)
+    feats = BetaGeoFeatures().fit(X)
+    assert feats.params_ is None and feats.usable_ == []
+    assert (feats.transform(X)[list(BG_NBD_OUTPUTS)] == 0.0).all().all()
+    p = build_churn_model(ChurnConfig(max_iter=20)).fit(X, y).predict_proba(X)[:, 1]
+    assert np.isfinite(p).all()
+    base = build_churn_baseline().fit(X, y).predict_proba(X)[:, 1]
+    np.testing.assert_allclose(base, y.mean())
