@@ -75,7 +75,6 @@ class BetaGeoFeatures(TransformerMixin, BaseEstimator):
         self.params_: dict[str, float] | None = None
         if known.any() and (x[known] > 0).any():
             self.params_ = BetaGeoModel().fit(x[known], tx[known], T[known]).to_dict()
-        self.usable_: list[str] = list(BG_NBD_OUTPUTS)
         seen = self._outputs(X)
         self.usable_ = [c for c in BG_NBD_OUTPUTS if np.isfinite(seen[c].to_numpy()).any()]
         self.n_features_in_ = X.shape[1]

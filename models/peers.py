@@ -166,12 +166,7 @@ class BuyAgainRecommender(_ScoredPeer):
         decay = np.power(0.5, h.days_since / cfg.half_life_days)
         self._score = (np.power(h.counts, cfg.count_power) * decay).astype(np.float32)
 
-    def recommend(self, member_id: str, n: int = 10) -> list[Recommendation]:
-        if n <= 0:
-            return []
-        u = self._index.get(member_id)
-        if u is None:
-            return self._popular_recs[:n]
+    def _recommend(self, u: int, n: int) -> list[Recommendation]:
         a, b = self._indptr[u], self._indptr[u + 1]
         idx, score = self._indices[a:b], self._score[a:b]
         ok = (self._flags[a:b] != _JUST_BOUGHT) & self._in_stock[idx] & (score > 0)
@@ -222,14 +217,9 @@ class ItemCosineRecommender(_ScoredPeer):
         self._model.similarity = csr_matrix((data, indices, indptr), shape=(n_p, n_p))
         self._model.scorer = NearestNeighboursScorer(self._model.similarity)
 
-    def recommend(self, member_id: str, n: int = 10) -> list[Recommendation]:
+    def _recommend(self, u: int, n: int) -> list[Recommendation]:
         from scipy.sparse import csr_matrix
 
-        if n <= 0:
-            return []
-        u = self._index.get(member_id)
-        if u is None:
-            return self._popular_recs[:n]
         a, b = self._indptr[u], self._indptr[u + 1]
         row = csr_matrix(
             (self._weights[a:b], self._indices[a:b], np.array([0, b - a])),
@@ -276,12 +266,7 @@ class _FactorPeer(_ScoredPeer):
         """(user_factors (M, f) float32, item_factors (P, f) float32)."""
         raise NotImplementedError
 
-    def recommend(self, member_id: str, n: int = 10) -> list[Recommendation]:
-        if n <= 0:
-            return []
-        u = self._index.get(member_id)
-        if u is None:
-            return self._popular_recs[:n]
+    def _recommend(self, u: int, n: int) -> list[Recommendation]:
         return self._top(u, self._item_factors @ self._user_factors[u], n)
 
     def _arrays(self) -> dict[str, np.ndarray]:

@@ -258,9 +258,19 @@ class Recommender(ABC):
         """Learn what the model adds to the shared state ``_fit_history`` has set from
         ``h``; ``_prepare`` runs after it."""
 
-    @abstractmethod
     def recommend(self, member_id: str, n: int = 10) -> list[Recommendation]:
-        """Up to ``n`` (product_id, score, reason) for one member, best first, no duplicates."""
+        """Up to ``n`` (product_id, score, reason) for one member, best first, no duplicates.
+        An unknown member gets the popular list."""
+        if n <= 0:
+            return []
+        u = self._index.get(member_id)
+        if u is None:
+            return self._popular_recs[:n]
+        return self._recommend(u, n)
+
+    @abstractmethod
+    def _recommend(self, u: int, n: int) -> list[Recommendation]:
+        """``recommend`` for the member in history row ``u``, ``n`` >= 1."""
 
     def recommend_many(self, member_ids: Sequence[str], n: int = 10) -> list[list[Recommendation]]:
         """``recommend`` for each member, in order (the same answers, one member at a time:
@@ -408,12 +418,7 @@ class PopularityRecommender(Recommender):
     kind = "popularity"
     config_cls = PopularityConfig
 
-    def recommend(self, member_id: str, n: int = 10) -> list[Recommendation]:
-        if n <= 0:
-            return []
-        u = self._index.get(member_id)
-        if u is None:
-            return self._popular_recs[:n]
+    def _recommend(self, u: int, n: int) -> list[Recommendation]:
         a, b = self._jb_indptr[u], self._jb_indptr[u + 1]
         if a == b:
             return self._popular_recs[:n]
@@ -594,12 +599,7 @@ class HybridRecommender(Recommender):
             self._fill_popular(recs, set(self._blk_idx[c:d].tolist()), n, cap)
         return recs
 
-    def recommend(self, member_id: str, n: int = 10) -> list[Recommendation]:
-        if n <= 0:
-            return []
-        u = self._index.get(member_id)
-        if u is None:
-            return self._popular_recs[:n]
+    def _recommend(self, u: int, n: int) -> list[Recommendation]:
         item = None
         if self._use_items:
             c = self._item_scores(u)
