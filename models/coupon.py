@@ -373,8 +373,7 @@ class CouponPolicy(_PolicyBase):
         if purchase:
             bought = gross > 0
             value_model = _booster(cfg, "regressor").fit(z[bought], gross[bought])
-        folds = max(2, min(cfg.cross_fit_folds, len(target)))
-        fold = np.random.default_rng(cfg.seed).permutation(len(target)) % folds
+        folds, fold = _cross_fit_folds(len(target), cfg)
         mu = np.zeros((len(row), 2))
         kind = "classifier" if purchase else "regressor"
         for f in range(folds):
@@ -604,6 +603,12 @@ def _pseudo_outcomes(
     return phi - (1.0 - t) * (y - mu[:, 0]) / (1.0 - prop)
 
 
+def _cross_fit_folds(n: int, cfg: CouponConfig) -> tuple[int, np.ndarray]:
+    """(number of folds, fold of each of the ``n`` offers) for cross-fitted outcome models."""
+    folds = max(2, min(cfg.cross_fit_folds, n))
+    return folds, np.random.default_rng(cfg.seed).permutation(n) % folds
+
+
 def _with_coupon(z: np.ndarray, code: np.ndarray, n_coupons: int) -> np.ndarray:
     """``z`` (n, d) with n_coupons indicator columns of ``code`` (n,) appended."""
     return np.hstack([z, (code[:, None] == np.arange(n_coupons)).astype(np.float64)])
@@ -704,11 +709,8 @@ def _cross_fitted_outcomes(
 ) -> np.ndarray:
     """(m, 2): E[target | control, x] and E[target | coupon cpn, x] for each pseudo-row,
     from a ridge outcome model on (z, coupon indicators) fitted without the offer's fold."""
-    n = len(target)
-    onehot = (arm_code[:, None] == np.arange(n_coupons)).astype(np.float64)
-    design = np.hstack([z, onehot])
-    folds = max(2, min(cfg.cross_fit_folds, n))
-    fold = np.random.default_rng(cfg.seed).permutation(n) % folds
+    design = _with_coupon(z, arm_code, n_coupons)
+    folds, fold = _cross_fit_folds(len(target), cfg)
     out = np.zeros((len(row), 2))
     d = z.shape[1]
     for f in range(folds):
