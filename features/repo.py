@@ -7,7 +7,7 @@ service names below, so the two can never disagree.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,12 @@ PROFILE_FEATURES: list[str] = [
 def tags_source_path(settings: MemberwiseSettings) -> Path:
     """Folder of timestamped tag snapshots (one Parquet file per as-of date)."""
     return settings.offline_dir / TAGS_VIEW
+
+
+def snapshot_path(settings: MemberwiseSettings, as_of: date | str) -> Path:
+    """The tag snapshot file of one as-of date (``date`` or ISO string)."""
+    day = as_of if isinstance(as_of, str) else as_of.isoformat()
+    return tags_source_path(settings) / f"as_of={day}.parquet"
 
 
 def definitions(settings: MemberwiseSettings) -> list[Any]:

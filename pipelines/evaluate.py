@@ -65,7 +65,7 @@ def evaluate(
     visible = load_shop(data_dir, as_of)
     full = load_shop(data_dir, end_day)
     future = _window(full, start, end)
-    tags = pd.read_parquet(repo.tags_source_path(settings) / f"as_of={as_of.isoformat()}.parquet")
+    tags = pd.read_parquet(repo.snapshot_path(settings, as_of))
     eng_all = steps.engagements(full)
     store = repo.feature_store(settings)
     # offers in the horizon whose response window is over by its end; features as of as-of

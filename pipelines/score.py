@@ -35,9 +35,7 @@ def score_members(
     as_of = latest_as_of(settings)
     champions = load_champions(settings)
     store = repo.feature_store(settings)
-    snapshot = pd.read_parquet(
-        repo.tags_source_path(settings) / f"as_of={as_of}.parquet", columns=["member_id"]
-    )
+    snapshot = pd.read_parquet(repo.snapshot_path(settings, as_of), columns=["member_id"])
     ent = snapshot.assign(event_timestamp=pd.Timestamp(as_of, tz="UTC"))
     refs: list[str] = []
     for name in (repo.CHURN_SERVICE, repo.COUPON_SERVICE, repo.SEND_TIME_SERVICE,

@@ -47,7 +47,7 @@ def write_snapshots(
     frames: dict[date, pd.DataFrame] = {}
     for d in sorted(set(dates)):
         tags = compute_tags(shop.tables, d, settings.tags)
-        tags.to_parquet(out_dir / f"as_of={d.isoformat()}.parquet", index=False)
+        tags.to_parquet(repo.snapshot_path(settings, d), index=False)
         frames[d] = tags
     return frames
 

@@ -62,8 +62,10 @@ class AppState:
         whose online features match the snapshot does no tree traversal. Skipped above
         ``coupon_precompute_max_members`` (requests then compute and memoise)."""
         assert self.champions is not None
-        path = repo.tags_source_path(self.settings) / f"as_of={self.as_of}.parquet"
-        if self.as_of is None or not path.exists():
+        if self.as_of is None:
+            return 0
+        path = repo.snapshot_path(self.settings, self.as_of)
+        if not path.exists():
             return 0
         meta = pq.read_metadata(path)
         if meta.num_rows > self.settings.coupon_precompute_max_members:

@@ -34,9 +34,10 @@ def select_members(
         raise HTTPException(422, f"unknown tag(s) {unknown}; known tags: {list(BOOL_TAGS)}")
     if lifecycle_stage is not None and lifecycle_stage not in LIFECYCLE_STAGES:
         raise HTTPException(422, f"unknown lifecycle_stage; one of {list(LIFECYCLE_STAGES)}")
-    path = repo.tags_source_path(state.settings) / f"as_of={state.as_of}.parquet"
-    if state.as_of is None or not path.exists():
+    as_of = state.as_of
+    if as_of is None or not repo.snapshot_path(state.settings, as_of).exists():
         raise HTTPException(503, "no tag snapshot found: run `memberwise run` first")
+    path = repo.snapshot_path(state.settings, as_of)
     where = ["COALESCE(r_score, 0) >= ?", "COALESCE(f_score, 0) >= ?", "COALESCE(m_score, 0) >= ?"]
     params: list[object] = [min_r if min_r > 1 else 0, min_f if min_f > 1 else 0,
                             min_m if min_m > 1 else 0]  # fmt: skip
@@ -71,4 +72,4 @@ def select_members(
         )  # fmt: skip
         for r in rows
     ]
-    return SegmentPublic(as_of=state.as_of, count=int(count), members=members)
+    return SegmentPublic(as_of=as_of, count=int(count), members=members)
