@@ -8,7 +8,7 @@ from sklearn.model_selection import GroupShuffleSplit
 
 from models.coupon import CouponConfig, CouponPolicy, NoCouponPolicy
 from training.config import TrainConfig
-from training.metrics import policy_value_multi, qini_coefficient
+from training.metrics import policy_weights, qini_coefficient
 from training.result import TrainResult
 
 
@@ -153,12 +153,11 @@ def policy_scores(
         a = arm[m]
         if (a == "").all() or (a != "").all():
             continue  # no randomized contrast in this campaign
-        policy_value_multi(a, outcome[m], assigned[m].astype(str))  # raises for unseen arms
-        arms, counts = np.unique(a, return_counts=True)
-        share = dict(zip(arms.tolist(), (counts / m.sum()).tolist(), strict=True))
-        p_arm = np.array([share[x] for x in a.tolist()])
-        got = (a == assigned[m].astype(str)).astype(float) - (a == "").astype(float)
-        contrib[m] = got * outcome[m] / p_arm
+        y = outcome[m]
+        if not np.isfinite(y).all():
+            raise ValueError("outcome must be finite (no NaN)")
+        # the policy's IPW term minus giving none's, per offer
+        contrib[m] = (policy_weights(a, assigned[m]) - policy_weights(a, np.full(len(a), ""))) * y
     n = max(len(arm), 1)
     qini = float(qini_coefficient(arm != "", outcome, score)) if score is not None else 0.0
     return {

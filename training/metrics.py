@@ -392,6 +392,15 @@ def policy_value_multi(
         raise ValueError("outcome must be finite (no NaN)")
     if got.size == 0:
         return float("nan")
+    return _ipw(policy_weights(got, want), y, self_normalize)
+
+
+def policy_weights(arm: ArrayLike, assigned_arm: ArrayLike) -> NDArray[np.float64]:
+    """(n,) inverse-propensity weights of a multi-arm policy on randomized data:
+    ``[arm_i = assigned_i] / share(arm_i)``, each arm's propensity its share of rows (see
+    ``policy_value_multi``). Raises ValueError when the policy assigns an arm no row got."""
+    got = np.asarray(arm).astype(str).ravel()
+    want = np.asarray(assigned_arm).astype(str).ravel()
     arms, counts = np.unique(got, return_counts=True)
     unseen = sorted(set(np.unique(want).tolist()) - set(arms.tolist()))
     if unseen:
@@ -401,8 +410,7 @@ def policy_value_multi(
         )
     share = counts / got.size
     p_assigned = share[np.searchsorted(arms, want)]
-    w = np.where(got == want, 1.0 / p_assigned, 0.0)
-    return _ipw(w, y, self_normalize)
+    return np.where(got == want, 1.0 / p_assigned, 0.0)
 
 
 def _policy_inputs(
