@@ -143,6 +143,15 @@ def _smooth(p: np.ndarray, hours: int) -> np.ndarray:
     return out
 
 
+def window_sum(p: np.ndarray, window: int) -> np.ndarray:
+    """Circular sum over the last axis (hours of week) of each hour and its ``window``
+    neighbours on either side: float64, the shape of ``p``."""
+    out = np.asarray(p, dtype=np.float64).copy()
+    for k in range(1, window + 1):
+        out += np.roll(p, k, axis=-1) + np.roll(p, -k, axis=-1)
+    return out
+
+
 def _decide(post: np.ndarray, quiet: np.ndarray, window: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """(hour of week (n,) int, confidence (n,) float) from posteriors (n, 168).
 
@@ -153,9 +162,7 @@ def _decide(post: np.ndarray, quiet: np.ndarray, window: int = 1) -> tuple[np.nd
     chance that the member's next engagement falls within ``window`` hours of the send.
     """
     total = post.sum(axis=1)
-    near = post.astype(np.float64, copy=True)
-    for k in range(1, window + 1):
-        near += np.roll(post, k, axis=1) + np.roll(post, -k, axis=1)
+    near = window_sum(post, window)
     near[:, quiet] = -1.0
     how = near.argmax(axis=1)
     rows = np.arange(len(post))

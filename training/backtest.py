@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.send_time import window_sum
 from training.metrics import (
     churn_metrics,
     hour_hit_rate,
@@ -81,8 +82,6 @@ def reachable_share(actual: np.ndarray, allowed: np.ndarray, tolerance_hours: in
     ``allowed`` hour ((168,) bool): the best hit rate a recommender restricted to the
     allowed hours can reach."""
     ok = np.asarray(allowed, dtype=bool)
-    near = ok.copy()
-    for k in range(1, tolerance_hours + 1):
-        near |= np.roll(ok, k) | np.roll(ok, -k)
+    near = window_sum(ok, tolerance_hours) > 0
     a = np.asarray(actual, dtype=np.int64) % len(ok)
     return float(near[a].mean()) if len(a) else float("nan")
