@@ -12,7 +12,7 @@ import pandas as pd
 
 from features import repo
 from features.settings import MemberwiseSettings
-from serving.loader import load_champions
+from models.registry import load_champions
 
 
 def latest_as_of(settings: MemberwiseSettings) -> str:
@@ -33,7 +33,7 @@ def score_members(
     (UTC), send_at_local, products (best first), tags, plus segment columns."""
     now = now or datetime.now(UTC)
     as_of = latest_as_of(settings)
-    champions = load_champions(settings)
+    champions = load_champions(settings.tracking_uri)
     store = repo.feature_store(settings)
     snapshot = pd.read_parquet(repo.snapshot_path(settings, as_of), columns=["member_id"])
     ent = snapshot.assign(event_timestamp=pd.Timestamp(as_of, tz="UTC"))

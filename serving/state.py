@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from features import repo
-from serving.loader import Champions, load_champions
+from models.registry import Champions, load_champions
 from serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
@@ -34,7 +34,7 @@ class AppState:
     def load(self) -> None:
         """Open the feature store and load every champion; records the error if any."""
         try:
-            self.champions = load_champions(self.settings)
+            self.champions = load_champions(self.settings.tracking_uri)
             store = repo.feature_store(self.settings)
             refs: list[str] = []
             for name in (repo.COUPON_SERVICE, repo.SEND_TIME_SERVICE):

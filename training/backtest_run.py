@@ -19,6 +19,7 @@ import pandas as pd
 from features import repo
 from features.settings import MemberwiseSettings
 from models.bgnbd import BetaGeoModel, rfm_summary
+from models.registry import CHALLENGER, load_model
 from models.send_time import GlobalSendTimeModel
 from training import backtest
 from training.config import TrainConfig
@@ -60,14 +61,9 @@ class Context:
     notes: dict[str, str] = field(default_factory=dict)
 
 
-def load_candidate(settings: MemberwiseSettings, name: str, alias: str = "challenger") -> Any:
-    """The fast object behind ``models:/memberwise-NAME@alias``."""
-    import mlflow
-
-    uri = f"models:/memberwise-{name}@{alias}"
-    if name == "churn":
-        return mlflow.sklearn.load_model(uri)
-    return mlflow.pyfunc.load_model(uri).unwrap_python_model().model
+def load_candidate(settings: MemberwiseSettings, name: str, alias: str = CHALLENGER) -> Any:
+    """The fast object behind ``models:/memberwise-NAME@alias`` (see models.registry)."""
+    return load_model(name, alias)
 
 
 # ---------------------------------------------------------------- churn

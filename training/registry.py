@@ -19,17 +19,12 @@ from typing import Any
 
 import pandas as pd
 
+from models.registry import CHALLENGER, CHAMPION, registered_name
 from training.result import TrainResult
 
 EXPERIMENT = "memberwise"
-CHAMPION = "champion"
-CHALLENGER = "challenger"
 # what a model needs at load time: this project (models/ holds the classes) and its stack
 PIP_REQUIREMENTS = ["memberwise", "numpy", "pandas", "scikit-learn", "skops", "implicit"]
-
-
-def registered_name(model: str) -> str:
-    return f"memberwise-{model}"
 
 
 @dataclass

@@ -1,0 +1,91 @@
+"""The read side of the model registry: names, aliases and loading, in one place.
+
+Every model is registered in MLflow as ``memberwise-<name>``; the ``champion`` alias is
+what members get, ``challenger`` the newest trained model. Serving, ``score`` and the
+backtest all load through :func:`load_model` / :func:`load_champions`, so they can never
+read a model differently. mlflow is imported inside the functions (it is heavy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+MODEL_NAMES: tuple[str, ...] = ("products", "churn", "coupon", "send_time")
+PREFIX = "memberwise-"
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+SKLEARN_MODELS = frozenset({"churn"})  # logged with MLflow's sklearn flavour (skops)
+
+
+class ModelsNotReady(RuntimeError):
+    """No champion is registered yet: `memberwise run` has not been run for this home."""
+
+
+def registered_name(model: str) -> str:
+    """``products`` -> ``memberwise-products``."""
+    if model not in MODEL_NAMES:
+        raise ValueError(f"unknown model {model!r}; one of {MODEL_NAMES}")
+    return f"{PREFIX}{model}"
+
+
+def model_uri(model: str, alias: str = CHAMPION) -> str:
+    """``models:/memberwise-NAME@alias``."""
+    return f"models:/{registered_name(model)}@{alias}"
+
+
+@dataclass
+class Champions:
+    """The fast in-process objects behind each registered alias, with their versions and
+    roles (``model`` or ``baseline``)."""
+
+    products: Any
+    churn: Any
+    coupon: Any
+    send_time: Any
+    versions: dict[str, str] = field(default_factory=dict)
+    roles: dict[str, str] = field(default_factory=dict)
+
+
+def _point_at(tracking_uri: str) -> Any:
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    return MlflowClient()
+
+
+def load_model(model: str, alias: str = CHAMPION, tracking_uri: str | None = None) -> Any:
+    """The fast object behind ``models:/memberwise-NAME@alias`` (a fitted scikit-learn
+    estimator for churn, the unwrapped memberwise model for the others)."""
+    import mlflow
+
+    if tracking_uri is not None:
+        _point_at(tracking_uri)
+    uri = model_uri(model, alias)
+    if model in SKLEARN_MODELS:
+        return mlflow.sklearn.load_model(uri)
+    return mlflow.pyfunc.load_model(uri).unwrap_python_model().model
+
+
+def load_champions(tracking_uri: str, alias: str = CHAMPION) -> Champions:
+    """Every model's ``alias`` version; :class:`ModelsNotReady` when one is missing."""
+    from mlflow.exceptions import MlflowException
+
+    client = _point_at(tracking_uri)
+    loaded: dict[str, Any] = {}
+    versions: dict[str, str] = {}
+    roles: dict[str, str] = {}
+    for name in MODEL_NAMES:
+        reg = registered_name(name)
+        try:
+            mv = client.get_model_version_by_alias(reg, alias)
+        except MlflowException as exc:
+            raise ModelsNotReady(
+                f"no '{alias}' version of {reg}: run `memberwise run --data DIR --as-of DATE` first"
+            ) from exc
+        loaded[name] = load_model(name, alias)
+        versions[name] = str(mv.version)
+        roles[name] = mv.tags.get("role", "model")
+    return Champions(**loaded, versions=versions, roles=roles)
