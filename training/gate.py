@@ -151,7 +151,7 @@ def select(
         for i, c in enumerate(cands)
     ]
     inc: int | None = None
-    for i, c in enumerate(cands):
+    for i in range(len(cands)):
         if not np.isfinite(est_se[i][0]):
             rows[i].verdict = "could not be evaluated on the held-out data"
             continue
