@@ -1,12 +1,16 @@
 """Products like a product: bought together (same order) and similar (same members).
 
-Both are implicit's item-item nearest neighbours, fitted on a binary matrix whose rows are
-orders (bought together) or members (similar) and whose columns are products:
+A binary matrix whose rows are orders (bought together) or members (similar) and whose
+columns are products gives the co-occurrence counts ``C = M.T @ M`` (scipy sparse). A
+product's neighbours are ranked by
 
-- ``weighting="count"``: implicit's ``ItemItemRecommender``, raw co-occurrence counts (the
-  simple rule a shop would write first: "most often bought with");
-- ``weighting="cosine"``: ``CosineRecommender``, counts divided by both products' popularity;
-- ``weighting="bm25"``: ``BM25Recommender``, counts with BM25 weighting of long baskets.
+    C[i, j] / n[j] ** popularity_power
+
+where ``n[j]`` is the number of rows holding product j: ``popularity_power = 0`` is the raw
+"most often bought with" count a shop would write first, ``0.5`` ranks exactly as cosine
+similarity does (implicit's ``CosineRecommender``), values in between discount products that
+go with everything (a carrier bag). The trainer picks the power on a validation window and
+the gate keeps it only when it beats raw counts by more than the noise.
 
 Only the ``K`` nearest neighbours of each product are kept, as one CSR matrix saved in a
 ``.npz`` (read with ``allow_pickle=False``), so a lookup is a slice.
@@ -22,21 +26,50 @@ from typing import Any, ClassVar, Self
 import numpy as np
 
 from models.artifact import meta_of, read_npz, write_npz
-from models.products import fit_quietly
-
-WEIGHTINGS = ("count", "cosine", "bm25")
 
 
 @dataclass
 class NeighboursConfig:
-    weighting: str = "cosine"  # "count", "cosine" or "bm25"
+    popularity_power: float = 0.0  # 0: raw co-occurrence counts; 0.5: cosine ranking
     K: int = 50  # neighbours kept per product  # noqa: N815 (implicit's name)
-    bm25_k1: float = 1.2
-    bm25_b: float = 0.75
 
     def __post_init__(self) -> None:
-        if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting must be one of {WEIGHTINGS}, not {self.weighting!r}")
+        if not 0.0 <= self.popularity_power <= 1.0:
+            raise ValueError(f"popularity_power must be in [0, 1], not {self.popularity_power}")
+        if self.K < 1:
+            raise ValueError(f"K must be >= 1, not {self.K}")
+
+
+@dataclass
+class CoOccurrence:
+    """``counts``: (n_products, n_products) CSR, rows holding both products (diagonal 0);
+    ``rows_with``: (n_products,) rows holding each product; ``products``: their ids."""
+
+    products: np.ndarray
+    counts: Any
+    rows_with: np.ndarray
+
+
+def cooccurrence(
+    rows: Sequence[Any] | np.ndarray, product_ids: Sequence[Any] | np.ndarray
+) -> CoOccurrence:
+    """Co-occurrence counts of one entry per (row, product) pair; ``rows`` are order ids
+    (bought together) or member ids (similar). A product counts once per row."""
+    from scipy.sparse import csr_matrix
+
+    rows = np.asarray(rows).astype(str)
+    prods = np.asarray(product_ids).astype(str)
+    if len(rows) != len(prods):
+        raise ValueError(f"{len(rows)} rows but {len(prods)} product ids")
+    row_ids, r = np.unique(rows, return_inverse=True)
+    products, p = np.unique(prods, return_inverse=True)
+    m = csr_matrix((np.ones(len(r), np.float64), (r, p)), shape=(len(row_ids), len(products)))
+    m.sum_duplicates()
+    m.data[:] = 1.0
+    co = (m.T @ m).tocsr()
+    co.setdiag(0)
+    co.eliminate_zeros()
+    return CoOccurrence(products, co, np.asarray(m.sum(axis=0)).ravel())
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,57 +101,28 @@ class ProductNeighbours:
     def fit(
         self, rows: Sequence[Any] | np.ndarray, product_ids: Sequence[Any] | np.ndarray
     ) -> Self:
-        from implicit.nearest_neighbours import (
-            BM25Recommender,
-            CosineRecommender,
-            ItemItemRecommender,
-        )
-        from scipy.sparse import csr_matrix
+        """Neighbours from (row, product) pairs; see :func:`cooccurrence`."""
+        return self.fit_counts(cooccurrence(rows, product_ids))
 
-        rows = np.asarray(rows).astype(str)
-        prods = np.asarray(product_ids).astype(str)
-        if len(rows) != len(prods):
-            raise ValueError(f"{len(rows)} rows but {len(prods)} product ids")
-        row_ids, r = np.unique(rows, return_inverse=True)
-        self._products, p = np.unique(prods, return_inverse=True)
+    def fit_counts(self, counts: CoOccurrence) -> Self:
+        """Neighbours from precomputed co-occurrence counts (several powers, one count)."""
+        self._products = counts.products
         self._index = {pid: i for i, pid in enumerate(self._products.tolist())}
         n_p = len(self._products)
+        co = counts.counts
         if n_p == 0:
             return self
-        m = csr_matrix((np.ones(len(r), np.float64), (r, p)), shape=(len(row_ids), n_p))
-        m.sum_duplicates()
-        m.data[:] = 1.0  # a product counts once per order / member
-        cfg = self.config
-        k = min(cfg.K + 1, n_p)  # +1: implicit keeps the product itself as a neighbour
-        model: Any
-        if cfg.weighting == "count":
-            model = ItemItemRecommender(K=k, num_threads=1)
-        elif cfg.weighting == "cosine":
-            model = CosineRecommender(K=k, num_threads=1)
-        else:
-            model = BM25Recommender(K=k, K1=cfg.bm25_k1, B=cfg.bm25_b, num_threads=1)
-        fit_quietly(model, m)
-        sim = model.similarity.tocsr()
-        sim.setdiag(0)
-        sim.eliminate_zeros()
-        co = (m.T @ m).tocsr()  # co-occurrence counts, for the "together" figure
-        indptr = [0]
-        nbr: list[np.ndarray] = []
-        score: list[np.ndarray] = []
-        together: list[np.ndarray] = []
-        for i in range(n_p):
-            a, b = sim.indptr[i], sim.indptr[i + 1]
-            idx, val = sim.indices[a:b], sim.data[a:b]
-            order = np.lexsort((idx, -val))[: cfg.K]
-            idx, val = idx[order], val[order]
-            nbr.append(idx.astype(np.int32))
-            score.append(val.astype(np.float32))
-            together.append(np.asarray(co[i, idx].todense()).ravel().astype(np.int32))
-            indptr.append(indptr[-1] + len(idx))
-        self._indptr = np.asarray(indptr, dtype=np.int64)
-        self._nbr = np.concatenate(nbr) if nbr else np.array([], np.int32)
-        self._score = np.concatenate(score) if score else np.array([], np.float32)
-        self._together = np.concatenate(together) if together else np.array([], np.int32)
+        discount = counts.rows_with**-self.config.popularity_power
+        k = self.config.K
+        row = np.repeat(np.arange(n_p), np.diff(co.indptr))  # the product of each entry
+        score = co.data * discount[co.indices]
+        order = np.lexsort((co.indices, -score, row))  # by product, best first, ties by id
+        start = co.indptr[:-1][row[order]]
+        keep = order[(np.arange(len(order)) - start) < k]  # the first k entries of each row
+        self._indptr = np.concatenate([[0], np.cumsum(np.bincount(row[keep], minlength=n_p))])
+        self._nbr = co.indices[keep].astype(np.int32)
+        self._score = score[keep].astype(np.float32)
+        self._together = co.data[keep].astype(np.int32)
         return self
 
     def known(self, product_id: str) -> bool:

@@ -20,10 +20,10 @@ def _world(n_orders=300, seed=0):
     return np.array(rows), np.array(prods)
 
 
-@pytest.mark.parametrize("weighting", ["cosine"])
-def test_normalised_neighbours_find_the_planted_partner(weighting):
+@pytest.mark.parametrize("power", [0.5, 1.0])
+def test_normalised_neighbours_find_the_planted_partner(power):
     rows, prods = _world()
-    model = ProductNeighbours(NeighboursConfig(weighting=weighting)).fit(rows, prods)
+    model = ProductNeighbours(NeighboursConfig(popularity_power=power)).fit(rows, prods)
     for x in "abc":
         assert model.neighbour_ids(f"{x}1", 1) == [f"{x}2"]
         assert model.neighbours(f"{x}1", 1)[0].together > 0
@@ -31,7 +31,7 @@ def test_normalised_neighbours_find_the_planted_partner(weighting):
 
 def test_counts_favour_the_popular_product():
     rows, prods = _world()
-    model = ProductNeighbours(NeighboursConfig(weighting="count")).fit(rows, prods)
+    model = ProductNeighbours(NeighboursConfig(popularity_power=0.0)).fit(rows, prods)
     assert model.neighbour_ids("c1", 1) == ["bag"]  # raw counts: the bag is in every order
 
 
@@ -56,9 +56,32 @@ def test_save_load_round_trip(tmp_path):
 def test_basket_hit_rate_rewards_the_partner():
     rows, prods = _world()
     baskets = [["a1", "a2"], ["b1", "b2"], ["c2", "c1"], ["a1"], ["zz", "a1"]]
-    cos = ProductNeighbours(NeighboursConfig(weighting="cosine")).fit(rows, prods)
-    cnt = ProductNeighbours(NeighboursConfig(weighting="count")).fit(rows, prods)
+    cos = ProductNeighbours(NeighboursConfig(popularity_power=0.5)).fit(rows, prods)
+    cnt = ProductNeighbours(NeighboursConfig(popularity_power=0.0)).fit(rows, prods)
     hc, hn = basket_hit_rate(cos, baskets, k=1), basket_hit_rate(cnt, baskets, k=1)
     assert np.isnan(hc[3]) and np.isnan(hc[4])  # fewer than two known products
     assert np.nanmean(hc) == 1.0
     assert np.nanmean(hn) < 1.0
+
+
+def test_config_is_checked():
+    with pytest.raises(ValueError, match="popularity_power"):
+        NeighboursConfig(popularity_power=2.0)
+
+
+def test_train_similar_gates_the_discount_against_raw_counts():
+    import pandas as pd
+
+    from training.similar import train_similar
+
+    rows, prods = _world(n_orders=1200, seed=3)
+    order_no = np.array([int(r[1:]) for r in rows])
+    lines = pd.DataFrame({
+        "order_id": rows, "member_id": [f"m{o % 97}" for o in order_no], "product_id": prods,
+        "quantity": 1.0, "ts": pd.Timestamp("2025-01-01") + pd.to_timedelta(order_no // 10, unit="D"),
+    })  # fmt: skip
+    res = train_similar(lines, pd.Timestamp("2025-04-30"), validation_days=30, top_k=1)
+    assert res.selection is not None and res.selection.role == "model"  # the bag is discounted
+    assert res.bought_together.neighbour_ids("b1", 1) == ["b2"]
+    spend_only = lines.assign(product_id=None)
+    assert train_similar(spend_only, pd.Timestamp("2025-04-30"), 30).notes
