@@ -233,6 +233,7 @@ def evaluate(
 class Dataset(StrEnum):
     online_retail = "online-retail"
     complete_journey = "complete-journey"
+    hillstrom = "hillstrom"
 
 
 @app.command()
@@ -240,15 +241,51 @@ def convert(
     dataset: Annotated[Dataset, typer.Argument(help="which public dataset")],
     source_dir: Annotated[Path, typer.Argument(help="the dataset's folder")],
     out_dir: Annotated[Path, typer.Argument(help="where to write the canonical format")],
+    cost_per_send: Annotated[
+        float | None,
+        typer.Option(
+            "--cost-per-send", min=0.0, help="hillstrom: cost of one e-mail (default 0.10)"
+        ),
+    ] = None,
+    margin_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--margin-rate",
+            min=0.0,
+            max=1.0,
+            help="hillstrom: margin rate of what was bought (default 0.30)",
+        ),
+    ] = None,
 ) -> None:
-    """Convert UCI Online Retail or The Complete Journey into the canonical format."""
+    """Convert UCI Online Retail, The Complete Journey or Hillstrom's e-mail experiment into
+    the canonical format."""
     from pipelines import convert as conv
 
-    fn = {
-        Dataset.online_retail: conv.convert_online_retail,
-        Dataset.complete_journey: conv.convert_complete_journey,
-    }[dataset]
-    counts = fn(source_dir, out_dir)
+    if dataset is not Dataset.hillstrom and (cost_per_send is not None or margin_rate is not None):
+        raise typer.BadParameter("--cost-per-send and --margin-rate apply to hillstrom only")
+    if dataset is Dataset.hillstrom:
+        from dataclasses import replace
+
+        cfg = conv.HillstromConfig()
+        cfg = replace(
+            cfg,
+            **{
+                k: v
+                for k, v in (("cost_per_send", cost_per_send), ("margin_rate", margin_rate))
+                if v is not None
+            },
+        )
+        counts = conv.convert_hillstrom(source_dir, out_dir, cfg)
+        _progress(
+            f"  campaign on {cfg.campaign_date}: backtest it as of "
+            f"{conv.hillstrom_as_of(cfg)} with --horizon-days {cfg.outcome_days}"
+        )
+    else:
+        fn = {
+            Dataset.online_retail: conv.convert_online_retail,
+            Dataset.complete_journey: conv.convert_complete_journey,
+        }[dataset]
+        counts = fn(source_dir, out_dir)
     for k, v in counts.items():
         _progress(f"  {k:<28} {v:>10,}")
 
