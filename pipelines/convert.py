@@ -486,7 +486,7 @@ class HillstromConfig:
 
     file: str = "hillstrom.parquet"  # or hillstrom.csv, the original export
     campaign_date: date = date(2008, 3, 3)
-    send_hour_utc: int = 14
+    send_hour_utc: int = 0  # the response window then ends with the 14th day after the as-of
     campaign_id: str = "hillstrom-2008"
     coupon_prefix: str = "email-"  # email-mens, email-womens
     cost_per_send: float = 0.10

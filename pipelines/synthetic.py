@@ -9,14 +9,23 @@ and the planted truth into ``out/truth/`` (never read by the pipeline; evaluatio
   preferred_categories (list, main first), preferred_share (expected share of order lines in
   them), staples (list of product ids re-bought again and again), peak_how_local (hour of
   week in the member's own timezone, Monday 00:00 = 0), peak_day_local, peak_hour_local,
-  preferred_channel.
-- ``truth/coupon_effects.parquet``: one row per (member, coupon): the expected effect of
-  offering that coupon instead of nothing, over the campaign window, while the member is
-  active: uplift_purchase_prob, expected_cost (discount given away, currency) and
+  preferred_channel, best_coupon (the coupon with the highest planted expected incremental
+  margin, null when none is positive) and best_expected_incremental_margin (its margin, 0
+  for none).
+- ``truth/coupon_effects.parquet``: one row per (member, coupon): the planted response
+  (coupon_response, extra_order_prob: chance a treated member places one extra order in
+  the window, skip_prob: chance a treated member skips the window's orders) and the expected
+  effect of offering that coupon instead of nothing, over the campaign window, while the
+  member is active: uplift_purchase_prob, expected_cost (discount given away, currency) and
   expected_incremental_margin (product margin gained minus that cost, currency).
 - ``truth/products.parquet`` (category, within-category popularity and rank, consumable),
   ``truth/campaigns.parquet`` (dates, coupon, group sizes) and ``truth/manifest.json``
-  (seed, members, every config value, row counts).
+  (seed, members, the world's knobs, every config value, row counts).
+
+A :class:`World` is a named family of shops: a few knobs (repeat rate, coupon effect and
+heterogeneity, shop and catalogue size, noise, channel mix) over :class:`SyntheticConfig`;
+``WORLDS`` holds the presets (``memberwise generate --list-worlds``) and ``World()`` is the
+base config unchanged.
 
 What is planted, all of it tunable in :class:`SyntheticConfig`:
 

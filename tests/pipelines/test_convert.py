@@ -253,14 +253,14 @@ def test_hillstrom_conversion_is_exact(tmp_path):
         "order_lines": 6, "history_orders": 4, "outcome_orders": 1, "events": 2, "coupons": 2,
         "coupon_offers": 4, "offers_treated": 3, "offers_control": 1,
     }  # fmt: skip
-    send = T("2008-03-03 14:00")
+    send = T("2008-03-03 00:00")
     members = pd.read_parquet(out / "members.parquet").set_index("member_id")
     assert members.index.tolist() == ["H00001", "H00002", "H00003", "H00004"]
     assert members.loc["H00001", "area"] == "Suburban"  # the source's "Surburban"
     assert members.loc["H00003", "purchase_channel"] == "Multichannel"
     # a newbie signed up at their one known order; the others at least a year before the send
     assert members.loc["H00002", "signup_ts"] == send - pd.Timedelta(days=183)  # 6 months
-    assert members.loc["H00001", "signup_ts"] == T("2007-03-03 14:00")
+    assert members.loc["H00001", "signup_ts"] == T("2007-03-03 00:00")
 
     lines = pd.read_parquet(out / "order_lines.parquet")
     past = lines[lines["order_id"].str.endswith("-past")]
