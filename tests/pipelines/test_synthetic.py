@@ -406,3 +406,27 @@ def test_world_size_knobs_and_overrides():
     zero = World(coupon_effect=0.0).config()
     assert all(c.lift_price_sensitive == c.lift_other == 0 for c in zero.coupons)
     assert zero.sleeping_dog_drop == 0
+
+
+def test_generate_command_takes_a_world_and_knob_overrides(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    runner = CliRunner()
+    listed = runner.invoke(app, ["generate", "--list-worlds"])
+    assert listed.exit_code == 0 and all(name in listed.output for name in WORLDS)
+    out = tmp_path / "shop"
+    args = ["generate", "--out", str(out), "--world", "no_coupon_effect", "--members", "40",
+            "--repeat-rate", "0.5", "--channel-mix", "0,1,0"]  # fmt: skip
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0, done.output
+    manifest = json.loads((out / "truth" / "manifest.json").read_text())
+    assert manifest["members"] == 40
+    assert manifest["world"]["name"] == "no_coupon_effect"
+    assert manifest["world"]["repeat_rate"] == 0.5 and manifest["world"]["coupon_effect"] == 0
+    assert (pd.read_parquet(out / "messages.parquet")["channel"] == "sms").all()
+    bad = runner.invoke(app, ["generate", "--out", str(out), "--world", "nope"])
+    assert bad.exit_code == 2 and "presets are" in bad.output
+    bad = runner.invoke(app, ["generate", "--out", str(out), "--channel-mix", "1,2"])
+    assert bad.exit_code == 2 and "three shares" in bad.output
