@@ -901,12 +901,65 @@ class NoCouponPolicy(_PolicyBase):
         return obj
 
 
+class FixedCouponPolicy(_PolicyBase):
+    """A simple rule: every member gets the same coupon. ``expected_margin`` is what the gate
+    measured for it on held-out offers (per offer, net of cost), quoted in the reason."""
+
+    kind = "fixed_coupon"
+
+    def __init__(self, coupon_id: str = "", expected_margin: float = 0.0,
+                 config: CouponConfig | None = None) -> None:  # fmt: skip
+        self.config = config if config is not None else CouponConfig()
+        self.coupon_id = coupon_id
+        self.expected_margin = float(expected_margin)
+        self.coupons = [coupon_id] if coupon_id else []
+        self.feature_names: list[str] = []
+        self.fitted = bool(coupon_id)
+        self.reason_unfitted = "" if coupon_id else "no coupon chosen"
+
+    def fit(self, X: np.ndarray, arm: np.ndarray, net_margin: np.ndarray,
+            feature_names: list[str]) -> Self:  # fmt: skip
+        """Nothing to learn; keeps ``feature_names`` so callers pass the same features."""
+        self.feature_names = list(feature_names)
+        return self
+
+    @property
+    def reason(self) -> str:
+        return (f"{self.coupon_id} for every member: {self.expected_margin:+.2f} incremental "
+                "margin per offer on held-out randomized offers")  # fmt: skip
+
+    def expected_uplift(self, X: np.ndarray) -> np.ndarray:
+        return np.full((len(np.asarray(X)), len(self.coupons)), self.expected_margin)
+
+    def decide(self, x: np.ndarray) -> Decision:
+        return self.coupon_id or None, self.expected_margin, self.reason
+
+    def decide_many(self, X: np.ndarray) -> list[Decision]:
+        return [self.decide(np.zeros(0))] * len(np.asarray(X))
+
+    def precompute(self, X: np.ndarray) -> int:
+        return 0
+
+    def _meta(self) -> dict[str, Any]:
+        return {"config": asdict(self.config), "feature_names": self.feature_names,
+                "coupon_id": self.coupon_id, "expected_margin": self.expected_margin}  # fmt: skip
+
+    @classmethod
+    def _from_saved(cls, meta: dict[str, Any], z: dict[str, np.ndarray]) -> FixedCouponPolicy:
+        known = {f.name for f in fields(CouponConfig)}
+        cfg = CouponConfig(**{k: v for k, v in meta["config"].items() if k in known})
+        obj = cls(str(meta["coupon_id"]), float(meta["expected_margin"]), cfg)
+        obj.feature_names = list(meta.get("feature_names", []))
+        return obj
+
+
 _KINDS: dict[str, type[_PolicyBase]] = {
     CouponPolicy.kind: CouponPolicy,
     NoCouponPolicy.kind: NoCouponPolicy,
+    FixedCouponPolicy.kind: FixedCouponPolicy,
 }
 
 
-def load_coupon_policy(path: Path) -> CouponPolicy | NoCouponPolicy:
-    """Load either policy, choosing the class from the artifact's kind."""
+def load_coupon_policy(path: Path) -> CouponPolicy | NoCouponPolicy | FixedCouponPolicy:
+    """Load any policy, choosing the class from the artifact's kind."""
     return _PolicyBase.load(path)  # type: ignore[return-value]

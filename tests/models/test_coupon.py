@@ -380,3 +380,17 @@ def test_shrinkage_survives_save_and_load(tmp_path):
     back = load_coupon_policy(tmp_path / "p.npz")
     np.testing.assert_allclose(back.expected_uplift(X[:50]), pol.expected_uplift(X[:50]))
     assert back.decide_many(X[:50]) == pol.decide_many(X[:50])
+
+
+def test_fixed_coupon_rule_round_trips(tmp_path):
+    from models.coupon import FixedCouponPolicy
+
+    rule = FixedCouponPolicy("A", 1.25).fit(
+        np.zeros((2, 2)), np.array(["", "A"]), np.zeros(2), FEATURES
+    )
+    c, m, why = rule.decide(np.array([1.0, 2.0]))
+    assert (c, m) == ("A", 1.25) and "every member" in why and "+1.25" in why
+    rule.save(tmp_path / "f.npz")
+    back = load_coupon_policy(tmp_path / "f.npz")
+    assert back.decide_many(np.zeros((3, 2))) == [rule.decide(np.zeros(2))] * 3
+    assert back.feature_names == FEATURES
