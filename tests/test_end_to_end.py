@@ -11,10 +11,9 @@ from pipelines.run import run_pipeline
 from pipelines.score import score_members
 from pipelines.synthetic import generate
 from serving.app import create_app
-from serving.settings import ServingSettings
-from training.config import TrainConfig
 
 pytestmark = pytest.mark.slow
+FAST = {"hybrid": {"iterations": 5, "factors": 16}}
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +22,8 @@ def home(tmp_path_factory):
     generate(data, members=400, seed=3)
     home = tmp_path_factory.mktemp("home")
     report = run_pipeline(
-        data, date(2025, 12, 31), MemberwiseSettings(home=home),
-        TrainConfig(als_iterations=5, als_factors=16), progress=lambda _: None,
+        data, date(2025, 12, 31), MemberwiseSettings(home=home, products=FAST),
+        progress=lambda _: None,
     )  # fmt: skip
     return home, report
 
@@ -53,7 +52,7 @@ def test_api_answers_known_and_unknown_members(home):
     path, _ = home
     scores = score_members(MemberwiseSettings(home=path), progress=lambda _: None)
     member = scores.sort_values("member_id")["member_id"].iloc[0]
-    with TestClient(create_app(ServingSettings(home=path))) as client:
+    with TestClient(create_app(MemberwiseSettings(home=path))) as client:
         assert client.get("/healthz").json()["status"] == "ok"
         assert client.get("/readyz").status_code == 200
         body = client.get(f"/v1/members/{member}/recommendations", params={"n": 5}).json()
