@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from features.settings import MemberwiseSettings
+from features.settings import MemberwiseSettings, get_settings
 from pipelines.run import run_pipeline
 from pipelines.score import score_members
 from pipelines.synthetic import generate
@@ -71,3 +71,22 @@ def test_api_answers_known_and_unknown_members(home):
         assert seg["count"] >= len(seg["members"])
         assert client.get("/v1/segments/members", params={"tag": "nope"}).status_code == 422
         assert client.get("/metrics").status_code == 200
+
+
+def test_the_api_takes_its_product_list_lengths_from_the_settings(home, monkeypatch):
+    path, _ = home
+    monkeypatch.setenv("MEMBERWISE_HOME", str(path))
+    monkeypatch.setenv("MEMBERWISE_SERVING__DEFAULT_PRODUCTS", "3")
+    monkeypatch.setenv("MEMBERWISE_SERVING__MAX_PRODUCTS", "4")
+    get_settings.cache_clear()
+    try:
+        with TestClient(create_app()) as client:
+            url = "/v1/members/nobody-here/recommendations"
+            assert len(client.get(url).json()["products"]) == 3
+            assert len(client.get(url, params={"n": 4}).json()["products"]) == 4
+            too_many = client.get(url, params={"n": 5})
+            assert too_many.status_code == 422 and "4" in too_many.json()["detail"]
+            bad = client.get(url, params={"channel": "fax"})
+            assert bad.status_code == 422 and "email" in bad.json()["detail"]
+    finally:
+        get_settings.cache_clear()
