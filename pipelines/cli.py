@@ -26,10 +26,13 @@ HomeOpt = Annotated[
 ]  # fmt: skip
 
 
-def _settings(home: Path | None):
+def _settings(home: Path | None, **overrides):
+    """The settings tree (environment, HOME/memberwise.toml, defaults); ``overrides`` are the
+    command's options, keyword arguments being the highest source."""
     from features.settings import MemberwiseSettings
 
-    return MemberwiseSettings(home=home) if home else MemberwiseSettings()
+    kwargs = {k: v for k, v in overrides.items() if v}
+    return MemberwiseSettings(home=home, **kwargs) if home else MemberwiseSettings(**kwargs)
 
 
 def _progress(msg: str) -> None:
@@ -161,17 +164,19 @@ def run(
     data: Annotated[Path, typer.Option("--data", help="shop directory (DATA_CONTRACT.md)")],
     as_of: Annotated[str, typer.Option("--as-of", help="YYYY-MM-DD: use data up to this day")],
     home: HomeOpt = None,
-    horizon_days: Annotated[int, typer.Option(help="churn horizon H in days")] = 90,
+    horizon_days: Annotated[
+        int | None,
+        typer.Option(min=1, help="churn horizon H in days [default: training.horizon_days]"),
+    ] = None,
 ) -> None:
     """Validate, tag, load Feast, train and register every model, promote champions."""
     from pipelines.ingest import ContractError
     from pipelines.run import run_pipeline
-    from training.config import TrainConfig
 
     day = _parse_date(as_of)
+    training = {"horizon_days": horizon_days} if horizon_days else None
     try:
-        run_pipeline(data, day, _settings(home), TrainConfig(horizon_days=horizon_days),
-                     progress=_progress)  # fmt: skip
+        run_pipeline(data, day, _settings(home, training=training), progress=_progress)
     except ContractError as exc:
         console.print(f"[red]input does not meet the data contract:[/red] {exc}")
         raise typer.Exit(code=2) from exc
@@ -181,7 +186,10 @@ def run(
 def score(
     out: Annotated[Path, typer.Option("--out", help="FILE.parquet to write")],
     home: HomeOpt = None,
-    n: Annotated[int, typer.Option("--n", min=1, max=100, help="products per member")] = 10,
+    n: Annotated[
+        int | None,
+        typer.Option("--n", min=1, help="products per member [default: serving.default_products]"),
+    ] = None,
 ) -> None:
     """Batch decisions for every member (churn risk, coupon, send time, products, tags)."""
     from pipelines.score import write_scores
@@ -197,9 +205,11 @@ def score(
 @app.command()
 def serve(
     home: HomeOpt = None,
-    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port")] = 8000,
-    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+    host: Annotated[str | None, typer.Option(help="bind address [default: serving.host]")] = None,
+    port: Annotated[int | None, typer.Option(help="port [default: serving.port]")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="uvicorn worker processes [default: serving.workers]")
+    ] = None,
 ) -> None:
     """Serve the API (OpenAPI docs at /docs)."""
     import os
@@ -208,7 +218,9 @@ def serve(
 
     if home:
         os.environ["MEMBERWISE_HOME"] = str(home)
-    uvicorn.run("serving.main:app", host=host, port=port, workers=workers, log_level="info")
+    api = _settings(home).serving
+    uvicorn.run("serving.main:app", host=host or api.host, port=port or api.port,
+                workers=workers or api.workers, log_level="info")  # fmt: skip
 
 
 @app.command()
@@ -216,7 +228,12 @@ def evaluate(
     data: Annotated[Path, typer.Option("--data", help="shop directory (DATA_CONTRACT.md)")],
     as_of: Annotated[str, typer.Option("--as-of", help="YYYY-MM-DD: hide everything after")],
     out: Annotated[Path, typer.Option("--out", help="directory for evaluation.json/.md/plots")],
-    horizon_days: Annotated[int, typer.Option(help="days after as-of that are scored")] = 90,
+    horizon_days: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="days after as-of that are scored [default: training.horizon_days]"
+        ),
+    ] = None,
 ) -> None:
     """Backtest every model against baselines and peers on what happened after --as-of."""
     from pipelines.evaluate import evaluate as run_evaluate
@@ -228,6 +245,31 @@ def evaluate(
     except ContractError as exc:
         console.print(f"[red]input does not meet the data contract:[/red] {exc}")
         raise typer.Exit(code=2) from exc
+
+
+@app.command("config")
+def show_config(
+    home: HomeOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Print every setting's effective value and where it came from (default, file
+    HOME/memberwise.toml, environment MEMBERWISE_SECTION__NAME)."""
+    import json
+
+    from features.settings import explain
+
+    try:
+        rows = explain(home=home) if home else explain()
+    except ValueError as exc:  # a bad value in the environment or the file
+        console.print(f"[red]invalid configuration:[/red] {exc}")
+        raise typer.Exit(code=2) from exc
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        value = json.dumps(r["value"]) if not isinstance(r["value"], str) else r["value"]
+        typer.echo(f"{r['name']:<{width}}  {r['source']:<11}  {value}")
 
 
 class Dataset(StrEnum):

@@ -40,10 +40,13 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """Run every step into ``settings.home``; returns the run report (also written as JSON).
 
+    Every model is configured from ``settings`` (its ``products``, ``churn``, ``coupon`` and
+    ``send_time`` sections); ``cfg`` replaces its ``training`` section when given.
+
     Raises pipelines.ingest.ContractError before anything is written when a required
     table or column is missing.
     """
-    cfg = cfg or TrainConfig()
+    cfg = cfg or settings.training
     progress(f"reading {data_dir} as of {as_of}")
     shop = load_shop(data_dir, as_of)  # raises before any write
     home = settings.home_dir
@@ -67,20 +70,25 @@ def run_pipeline(
     results: list[TrainResult] = []
 
     progress("training products (ALS + buy-again vs popularity)")
-    results.append(train_products(shop.tables["order_lines"], cutoff, cfg))
+    results.append(train_products(shop.tables["order_lines"], cutoff, cfg, settings.products))
 
     progress(f"training churn (label: no purchase within {cfg.horizon_days} days)")
     results.append(train_churn(churn_training_frame(shop, store, frames, dates["churn_cutoff"], cfg),
-                               repo.CHURN_FEATURES, cfg))  # fmt: skip
+                               repo.CHURN_FEATURES, cfg, settings.churn))  # fmt: skip
 
     progress("training coupon policy (uplift per coupon vs control, net of cost)")
-    results.append(_train_coupon(shop, store, cutoff, cfg))
+    results.append(_train_coupon(shop, store, cutoff, cfg, settings))
 
     progress("training send time (hour of week per member and channel)")
     segments = dict(zip(tags_now["member_id"], tags_now["rfm_segment"], strict=False))
     results.append(
         train_send_time(
-            steps.engagements(shop), steps.member_timezones(shop), segments, cutoff, cfg
+            steps.engagements(shop),
+            steps.member_timezones(shop),
+            segments,
+            cutoff,
+            cfg,
+            settings.send_time,
         )
     )
 
@@ -176,5 +184,8 @@ def coupon_training_frame(shop, store, cutoff: pd.Timestamp, cfg: TrainConfig) -
     )  # fmt: skip
 
 
-def _train_coupon(shop, store, cutoff: pd.Timestamp, cfg: TrainConfig) -> TrainResult:
-    return train_coupon(coupon_training_frame(shop, store, cutoff, cfg), repo.COUPON_FEATURES, cfg)
+def _train_coupon(
+    shop, store, cutoff: pd.Timestamp, cfg: TrainConfig, settings: MemberwiseSettings
+) -> TrainResult:
+    frame = coupon_training_frame(shop, store, cutoff, cfg)
+    return train_coupon(frame, repo.COUPON_FEATURES, cfg, settings.coupon)

@@ -25,13 +25,15 @@ def latest_as_of(settings: MemberwiseSettings) -> str:
 
 
 def score_members(
-    settings: MemberwiseSettings, now: datetime | None = None, n_products: int = 10,
+    settings: MemberwiseSettings, now: datetime | None = None, n_products: int | None = None,
     progress: Callable[[str], None] = print,
 ) -> pd.DataFrame:  # fmt: skip
     """One row per member of the latest snapshot: member_id, churn_risk, coupon_id (None
     for no coupon), coupon_reason, expected_incremental_margin, send_channel, send_at
-    (UTC), send_at_local, products (best first), tags, plus segment columns."""
+    (UTC), send_at_local, products (best first; ``n_products``, default the settings'
+    ``serving.default_products``), tags, plus segment columns."""
     now = now or datetime.now(UTC)
+    n_products = n_products or settings.serving.default_products
     as_of = latest_as_of(settings)
     champions = load_champions(settings.tracking_uri)
     store = repo.feature_store(settings)

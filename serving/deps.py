@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from serving.settings import ServingSettings, get_settings
+from features.settings import MemberwiseSettings, get_settings
 from serving.state import AppState
 
 
@@ -22,6 +22,6 @@ def get_ready_state(state: Annotated[AppState, Depends(get_state)]) -> AppState:
     return state
 
 
-SettingsDep = Annotated[ServingSettings, Depends(get_settings)]
+SettingsDep = Annotated[MemberwiseSettings, Depends(get_settings)]
 StateDep = Annotated[AppState, Depends(get_state)]
 ReadyStateDep = Annotated[AppState, Depends(get_ready_state)]

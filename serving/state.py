@@ -11,15 +11,15 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from features import repo
+from features.settings import MemberwiseSettings
 from models.registry import Champions, load_champions
-from serving.settings import ServingSettings
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class AppState:
-    settings: ServingSettings
+    settings: MemberwiseSettings
     store: Any = None
     champions: Champions | None = None
     feature_refs: list[str] = field(default_factory=list)
@@ -60,7 +60,7 @@ class AppState:
         """Coupon decisions change only when a run materializes new features: decide them
         for every member of the latest snapshot now, in one vectorised pass, so a request
         whose online features match the snapshot does no tree traversal. Skipped above
-        ``coupon_precompute_max_members`` (requests then compute and memoise)."""
+        ``serving.coupon_precompute_max_members`` (requests then compute and memoise)."""
         assert self.champions is not None
         if self.as_of is None:
             return 0
@@ -68,7 +68,7 @@ class AppState:
         if not path.exists():
             return 0
         meta = pq.read_metadata(path)
-        if meta.num_rows > self.settings.coupon_precompute_max_members:
+        if meta.num_rows > self.settings.serving.coupon_precompute_max_members:
             return 0
         X = pq.read_table(path, columns=repo.COUPON_FEATURES).to_pandas().to_numpy(float)
         return int(self.champions.coupon.precompute(X))

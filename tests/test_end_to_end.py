@@ -6,15 +6,14 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from features.settings import MemberwiseSettings
+from features.settings import MemberwiseSettings, get_settings
 from pipelines.run import run_pipeline
 from pipelines.score import score_members
 from pipelines.synthetic import generate
 from serving.app import create_app
-from serving.settings import ServingSettings
-from training.config import TrainConfig
 
 pytestmark = pytest.mark.slow
+FAST = {"hybrid": {"iterations": 5, "factors": 16}}
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +22,8 @@ def home(tmp_path_factory):
     generate(data, members=400, seed=3)
     home = tmp_path_factory.mktemp("home")
     report = run_pipeline(
-        data, date(2025, 12, 31), MemberwiseSettings(home=home),
-        TrainConfig(als_iterations=5, als_factors=16), progress=lambda _: None,
+        data, date(2025, 12, 31), MemberwiseSettings(home=home, products=FAST),
+        progress=lambda _: None,
     )  # fmt: skip
     return home, report
 
@@ -53,7 +52,7 @@ def test_api_answers_known_and_unknown_members(home):
     path, _ = home
     scores = score_members(MemberwiseSettings(home=path), progress=lambda _: None)
     member = scores.sort_values("member_id")["member_id"].iloc[0]
-    with TestClient(create_app(ServingSettings(home=path))) as client:
+    with TestClient(create_app(MemberwiseSettings(home=path))) as client:
         assert client.get("/healthz").json()["status"] == "ok"
         assert client.get("/readyz").status_code == 200
         body = client.get(f"/v1/members/{member}/recommendations", params={"n": 5}).json()
@@ -72,3 +71,22 @@ def test_api_answers_known_and_unknown_members(home):
         assert seg["count"] >= len(seg["members"])
         assert client.get("/v1/segments/members", params={"tag": "nope"}).status_code == 422
         assert client.get("/metrics").status_code == 200
+
+
+def test_the_api_takes_its_product_list_lengths_from_the_settings(home, monkeypatch):
+    path, _ = home
+    monkeypatch.setenv("MEMBERWISE_HOME", str(path))
+    monkeypatch.setenv("MEMBERWISE_SERVING__DEFAULT_PRODUCTS", "3")
+    monkeypatch.setenv("MEMBERWISE_SERVING__MAX_PRODUCTS", "4")
+    get_settings.cache_clear()
+    try:
+        with TestClient(create_app()) as client:
+            url = "/v1/members/nobody-here/recommendations"
+            assert len(client.get(url).json()["products"]) == 3
+            assert len(client.get(url, params={"n": 4}).json()["products"]) == 4
+            too_many = client.get(url, params={"n": 5})
+            assert too_many.status_code == 422 and "4" in too_many.json()["detail"]
+            bad = client.get(url, params={"channel": "fax"})
+            assert bad.status_code == 422 and "email" in bad.json()["detail"]
+    finally:
+        get_settings.cache_clear()

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit
 
-from models.churn import ChurnConfig, build_churn_baseline, build_churn_model
-from training.config import TrainConfig
+from features.settings import ChurnSettings
+from models.churn import build_churn_baseline, build_churn_model
+from training.config import TrainConfig, churn_config
 from training.metrics import churn_metrics
 from training.result import TrainResult
 
@@ -27,9 +28,12 @@ def churn_labels(
     )
 
 
-def train_churn(frame: pd.DataFrame, features: list[str], cfg: TrainConfig) -> TrainResult:
+def train_churn(
+    frame: pd.DataFrame, features: list[str], cfg: TrainConfig, churn: ChurnSettings | None = None
+) -> TrainResult:
     """``frame``: one row per member and cutoff (several cutoffs stack: more members, more
-    seasons), the feature columns plus ``member_id`` and ``churned``.
+    seasons), the feature columns plus ``member_id`` and ``churned``. ``churn``: the settings
+    tree's ``churn`` section (its defaults when None).
 
     Model and baseline are compared on members held out whole (all their cutoffs), so no
     member's future leaks from training rows into the comparison.
@@ -53,7 +57,7 @@ def train_churn(frame: pd.DataFrame, features: list[str], cfg: TrainConfig) -> T
     split = GroupShuffleSplit(n_splits=1, test_size=cfg.test_share, random_state=cfg.seed)
     tr, te = next(split.split(X, y, groups))
     X_tr, X_te, y_tr, y_te = X.iloc[tr], X.iloc[te], y[tr], y[te]
-    ccfg = ChurnConfig(random_state=cfg.seed, horizon_days=cfg.horizon_days)
+    ccfg = churn_config(churn or ChurnSettings(), cfg)
     for role, build in (
         ("shipped", lambda: build_churn_model(ccfg)),
         ("baseline", lambda: build_churn_baseline(cfg.horizon_days)),

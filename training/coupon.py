@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit
 
-from models.coupon import CouponConfig, CouponPolicy, NoCouponPolicy
-from training.config import TrainConfig
+from features.settings import CouponSettings
+from models.coupon import CouponPolicy, NoCouponPolicy
+from training.config import TrainConfig, coupon_config
 from training.metrics import policy_weights, qini_coefficient
 from training.result import TrainResult
 
@@ -49,12 +50,18 @@ def offer_outcomes(
     return offers.drop(columns="_row")
 
 
-def train_coupon(frame: pd.DataFrame, features: list[str], cfg: TrainConfig) -> TrainResult:
+def train_coupon(
+    frame: pd.DataFrame,
+    features: list[str],
+    cfg: TrainConfig,
+    coupon: CouponSettings | None = None,
+) -> TrainResult:
     """``frame``: one row per past offer with the member's features at the offer, ``arm``
     ('' = control) and ``net_margin``. Evaluated on held-out members by inverse-propensity
     policy value (randomized offers), as incremental margin per member over giving none.
+    ``coupon``: the settings tree's ``coupon`` section (its defaults when None).
     """
-    ccfg = CouponConfig()
+    ccfg = coupon_config(coupon or CouponSettings(), cfg)
     metrics: dict[str, dict[str, float]] = {}
     notes: list[str] = []
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 
 from features import repo
 from serving.deps import ReadyStateDep, SettingsDep
@@ -27,9 +27,16 @@ def recommendations(
     member_id: MemberId,
     state: ReadyStateDep,
     settings: SettingsDep,
-    n: Annotated[int, Query(ge=1, le=100, description="number of products")] = 10,
+    n: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            description="number of products (default serving.default_products, "
+            "at most serving.max_products)",
+        ),
+    ] = None,
     channel: Annotated[
-        str | None, Query(pattern=r"^(email|sms|push)$", description="force a channel")
+        str | None, Query(description="force a channel, one of send_time.message_channels")
     ] = None,
 ) -> RecommendationsPublic:
     """Products (best first), the coupon that moves this member most net of its cost (or
@@ -38,6 +45,12 @@ def recommendations(
     An unknown member gets a cold-start answer (popular products, no coupon, the global
     send time), not an error.
     """
+    n = n if n is not None else settings.serving.default_products
+    if n > settings.serving.max_products:
+        raise HTTPException(422, f"n={n} is above the maximum of {settings.serving.max_products}")
+    channels = settings.send_time.message_channels
+    if channel is not None and channel not in channels:
+        raise HTTPException(422, f"unknown channel {channel!r}; one of {list(channels)}")
     champions = state.champions
     assert champions is not None
     feats = state.member_features(member_id)
@@ -45,7 +58,7 @@ def recommendations(
 
     products = [
         ProductPublic(product_id=p, score=float(s), reason=r)
-        for p, s, r in champions.products.recommend(member_id, n=min(n, settings.max_products))
+        for p, s, r in champions.products.recommend(member_id, n=n)
     ]
 
     coupon: CouponPublic | None = None
