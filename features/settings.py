@@ -224,6 +224,9 @@ class CouponSettings(Section):
     gain_min_samples_leaf: int = Field(400, description="offers per leaf of the gain model")
     boost_l2: float = Field(1.0, description="L2 penalty on leaf values")
     decision_cache_size: int = Field(100_000, description="decisions memoised per feature vector")  # fmt: skip
+    shrink: bool = Field(True, description="shrink member-level effects towards each coupon's measured average by how much held-out offers confirm")  # fmt: skip
+    shrink_folds: int = Field(2, ge=2, description="out-of-fold refits that measure the shrinkage")  # fmt: skip
+    offer_confidence: float = Field(0.8, ge=0.5, lt=1.0, description="offer a coupon only where its expected margin clears min_incremental_margin with this one-sided confidence")  # fmt: skip
 
 
 class SendTimeSettings(Section):

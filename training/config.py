@@ -66,5 +66,6 @@ def coupon_config(coupon: CouponSettings, cfg: TrainingSettings) -> CouponConfig
     return CouponConfig(**coupon.model_dump(), seed=cfg.seed)
 
 
-def send_time_config(send_time: SendTimeSettings) -> SendTimeConfig:
-    return SendTimeConfig(**send_time.model_dump())
+def send_time_config(send_time: SendTimeSettings, level: str = "member") -> SendTimeConfig:
+    """The model's config; ``level`` "segment" builds the segment-hour rule the gate compares."""
+    return SendTimeConfig(**send_time.model_dump(), level=level)

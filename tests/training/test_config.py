@@ -51,7 +51,10 @@ def test_churn_coupon_and_send_time_configs_come_from_their_sections():
     derived = {"horizon_days", "random_state"}  # from training
     assert set(ChurnSettings.model_fields) | derived == {f.name for f in fields(ChurnConfig)}
     assert set(CouponSettings.model_fields) | {"seed"} == {f.name for f in fields(CouponConfig)}
-    assert set(SendTimeSettings.model_fields) == {f.name for f in fields(SendTimeConfig)}
+    # level is chosen by the gate (member-level model or the segment-hour rule), not a setting
+    assert set(SendTimeSettings.model_fields) | {"level"} == {
+        f.name for f in fields(SendTimeConfig)
+    }
     custom = TrainingSettings(horizon_days=60, seed=4)
     c = churn_config(ChurnSettings(cv=2), custom)
     assert (c.horizon_days, c.random_state, c.cv) == (60, 4, 2)
