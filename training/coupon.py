@@ -56,6 +56,7 @@ def train_coupon(frame: pd.DataFrame, features: list[str], cfg: TrainConfig) -> 
     """
     ccfg = CouponConfig()
     metrics: dict[str, dict[str, float]] = {}
+    evaluation: dict[str, np.ndarray] = {}
     notes: list[str] = []
 
     def fit(rows: pd.DataFrame) -> CouponPolicy:
@@ -76,6 +77,7 @@ def train_coupon(frame: pd.DataFrame, features: list[str], cfg: TrainConfig) -> 
         if policy.fitted:
             arm = test["arm"].to_numpy(str)
             y = test["net_margin"].to_numpy(float)
+            evaluation = {"arm": arm, "net_margin": y}
             assigned, score, _ = campaign_decisions(policy, test, features)
             camp = test["campaign_id"].to_numpy(str)
             metrics["shipped"] = policy_scores(arm, y, assigned, score, camp)
@@ -104,6 +106,7 @@ def train_coupon(frame: pd.DataFrame, features: list[str], cfg: TrainConfig) -> 
         },  # fmt: skip
         notes=notes,
         input_example=None,
+        evaluation=evaluation,
     )
 
 
