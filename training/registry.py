@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -116,6 +117,19 @@ def _clean(metrics: dict[str, float]) -> dict[str, float]:
             if v is not None and not (isinstance(v, float) and math.isnan(v))}  # fmt: skip
 
 
+def _signature(example: pd.DataFrame, output: pd.DataFrame, params: dict[str, Any] | None) -> Any:
+    """The model signature of ``example`` -> ``output``. MLflow's hint that integer columns
+    cannot hold missing values concerns inputs; for the outputs (``hour_of_week``), which
+    are never missing, it is silenced."""
+    from mlflow.models import ModelSignature, infer_signature
+
+    inputs = infer_signature(example, params=params)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer")
+        outputs = infer_signature(output).inputs
+    return ModelSignature(inputs=inputs.inputs, outputs=outputs, params=inputs.params)
+
+
 def _log_one(result: TrainResult, model: Any, role: str) -> str | None:
     """Log ``model`` under artifact name ``role`` and register it; returns the version."""
     import mlflow
@@ -142,7 +156,7 @@ def _log_one(result: TrainResult, model: Any, role: str) -> str | None:
 
         example = pyfunc.input_example(model)
         params = pyfunc.params_of(model)
-        sig = infer_signature(example, pyfunc.predict_frame(model, example, params), params=params)
+        sig = _signature(example, pyfunc.predict_frame(model, example, params), params)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.npz"
             model.save(path)
