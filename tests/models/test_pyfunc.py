@@ -209,7 +209,7 @@ def test_wrapper_refuses_another_family(tmp_path):
         wrapper.load_context(SimpleNamespace(artifacts={"model": "x"}, model_config=None))
 
 
-def test_logged_models_hold_code_not_pickles(tracking, tmp_path):  # noqa: ARG001
+def test_logged_models_hold_code_not_pickles(tracking, tmp_path):
     """The logged model is the wrapper's source file plus the .npz: MLflow does not warn
     about CloudPickle and nothing in the model folder is a pickle."""
     import logging
