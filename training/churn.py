@@ -58,12 +58,14 @@ def train_churn(
     tr, te = next(split.split(X, y, groups))
     X_tr, X_te, y_tr, y_te = X.iloc[tr], X.iloc[te], y[tr], y[te]
     ccfg = churn_config(churn or ChurnSettings(), cfg)
+    evaluation: dict[str, np.ndarray] = {"y_true": y_te}
     for role, build in (
         ("shipped", lambda: build_churn_model(ccfg)),
         ("baseline", lambda: build_churn_baseline(cfg.horizon_days)),
     ):
         est = build().fit(X_tr, y_tr)
-        metrics[role] = churn_metrics(y_te, est.predict_proba(X_te)[:, 1])
+        evaluation[role] = est.predict_proba(X_te)[:, 1]
+        metrics[role] = churn_metrics(y_te, evaluation[role])
     shipped = build_churn_model(ccfg).fit(X, y)
     baseline = build_churn_baseline(cfg.horizon_days).fit(X, y)
     return TrainResult(
@@ -82,4 +84,5 @@ def train_churn(
             **vars(ccfg),
         },  # fmt: skip
         input_example=X.head(5),
+        evaluation=evaluation,
     )

@@ -63,6 +63,7 @@ def train_coupon(
     """
     ccfg = coupon_config(coupon or CouponSettings(), cfg)
     metrics: dict[str, dict[str, float]] = {}
+    evaluation: dict[str, np.ndarray] = {}
     notes: list[str] = []
 
     def fit(rows: pd.DataFrame) -> CouponPolicy:
@@ -83,6 +84,7 @@ def train_coupon(
         if policy.fitted:
             arm = test["arm"].to_numpy(str)
             y = test["net_margin"].to_numpy(float)
+            evaluation = {"arm": arm, "net_margin": y}
             assigned, score, _ = campaign_decisions(policy, test, features)
             camp = test["campaign_id"].to_numpy(str)
             metrics["shipped"] = policy_scores(arm, y, assigned, score, camp)
@@ -111,6 +113,7 @@ def train_coupon(
         },  # fmt: skip
         notes=notes,
         input_example=None,
+        evaluation=evaluation,
     )
 
 
