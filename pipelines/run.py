@@ -71,7 +71,7 @@ def run_pipeline(
 
     progress(f"training churn (label: no purchase within {cfg.horizon_days} days)")
     results.append(train_churn(churn_training_frame(shop, store, frames, dates["churn_cutoff"], cfg),
-                               repo.CHURN_FEATURES, cfg))  # fmt: skip
+                               repo.CHURN_FEATURES, cfg, history=tags_now))  # fmt: skip
 
     progress("training coupon policy (uplift per coupon vs control, net of cost)")
     results.append(_train_coupon(shop, store, cutoff, cfg))
