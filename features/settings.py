@@ -36,6 +36,14 @@ class TagConfig(BaseModel):
     top_categories: int = 3
 
 
+class IngestConfig(BaseModel):
+    """How ingest treats rows that are valid but suspicious."""
+
+    # exact duplicate order lines (every column equal): "drop" quarantines all but the
+    # first with the reason, "keep" keeps them; either way the ingest report counts them
+    duplicate_lines: Literal["drop", "keep"] = "drop"
+
+
 class MemberwiseSettings(BaseSettings):
     """Where state lives and how the stores are reached."""
 
@@ -49,6 +57,7 @@ class MemberwiseSettings(BaseSettings):
     mlflow_tracking_uri: str | None = None  # default: sqlite file under home
     feast_project: str = "memberwise"
     tags: TagConfig = TagConfig()
+    ingest: IngestConfig = IngestConfig()  # MEMBERWISE_INGEST__DUPLICATE_LINES=keep
 
     @property
     def home_dir(self) -> Path:

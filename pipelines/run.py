@@ -45,7 +45,7 @@ def run_pipeline(
     """
     cfg = cfg or TrainConfig()
     progress(f"reading {data_dir} as of {as_of}")
-    shop = load_shop(data_dir, as_of)  # raises before any write
+    shop = load_shop(data_dir, as_of, settings.ingest)  # raises before any write
     home = settings.home_dir
     home.mkdir(parents=True, exist_ok=True)
     write_quarantine(shop, settings.quarantine_dir, settings.reports_dir)
