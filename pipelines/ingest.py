@@ -171,7 +171,8 @@ def _timestamp_reason(src: pd.Series, col: str) -> pd.Series:
     return pd.Series(
         np.where(
             ambiguous,
-            f"{col} is not ISO-8601 (day/month order unknown, e.g. 01/02/2025): write YYYY-MM-DD",
+            f"{col} is not ISO-8601: day/month order is not guessed (01/02/2025 could be "
+            "either), write YYYY-MM-DD",
             f"unparseable {col} (timestamp)",
         ),
         index=src.index,
