@@ -300,6 +300,15 @@ def _home_of(init_kwargs: dict[str, Any]) -> Path:
     return Path(home).expanduser().resolve()
 
 
+class IngestSettings(Section):
+    """How ingest treats rows that are valid but suspicious."""
+
+    duplicate_lines: Literal["drop", "keep"] = Field("drop", description='exact duplicate order lines: "drop" quarantines all but the first with the reason, "keep" keeps them; either way the ingest report counts them')  # fmt: skip
+
+
+IngestConfig = IngestSettings  # the name pipelines/ingest.py uses
+
+
 class MemberwiseSettings(BaseSettings):
     """The root of the tree (see the module docstring for its sections and sources)."""
 
@@ -316,6 +325,7 @@ class MemberwiseSettings(BaseSettings):
     coupon: CouponSettings = CouponSettings()
     send_time: SendTimeSettings = SendTimeSettings()
     serving: ServingSettings = ServingSettings()
+    ingest: IngestSettings = IngestSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -404,6 +404,8 @@ class CouponPolicy(_PolicyBase):
         row, cpn, treated, prop, weight = _experiments(arm_code, camp, k)
         if not len(row):
             return "no randomized coupon history: no campaign has both a control group and a coupon"
+        if not (gross > 0).any():  # e.g. every member placed a single order, before any offer
+            return "no purchase in any offer's response window: no coupon effect to learn"
         if cfg.learner == "boosted":
             self._fit_boosted(z, arm_code, target, cost, gross, row, cpn, treated, prop, weight)
             self.method = DECOMPOSED

@@ -15,7 +15,8 @@ from features import repo
 from features.settings import MemberwiseSettings
 from features.tags import reference_instant
 from pipelines import steps
-from pipelines.ingest import load_shop, write_quarantine
+from pipelines.contract import TABLES
+from pipelines.ingest import DUPLICATE_LINE, ShopData, load_shop, write_quarantine
 from training.churn import churn_labels, train_churn
 from training.config import TrainConfig
 from training.coupon import offer_outcomes, train_coupon
@@ -48,10 +49,11 @@ def run_pipeline(
     """
     cfg = cfg or settings.training
     progress(f"reading {data_dir} as of {as_of}")
-    shop = load_shop(data_dir, as_of)  # raises before any write
+    shop = load_shop(data_dir, as_of, settings.ingest)  # raises before any write
     home = settings.home_dir
     home.mkdir(parents=True, exist_ok=True)
     write_quarantine(shop, settings.quarantine_dir, settings.reports_dir)
+    notes = shop_notes(shop)
     for name, rep in shop.report.items():
         progress(f"  {name:<14} kept {rep.kept:>9,}  quarantined {rep.quarantined:>7,}  "
                  f"after as-of {rep.after_as_of:>7,}")  # fmt: skip
@@ -74,7 +76,8 @@ def run_pipeline(
 
     progress(f"training churn (label: no purchase within {cfg.horizon_days} days)")
     results.append(train_churn(churn_training_frame(shop, store, frames, dates["churn_cutoff"], cfg),
-                               repo.CHURN_FEATURES, cfg, settings.churn))  # fmt: skip
+                               repo.CHURN_FEATURES, cfg, settings.churn,
+                               history=tags_now))  # fmt: skip
 
     progress("training coupon policy (uplift per coupon vs control, net of cost)")
     results.append(_train_coupon(shop, store, cutoff, cfg, settings))
@@ -102,6 +105,7 @@ def run_pipeline(
         "ingest": shop.report_dict(),
         "snapshots": {k: [d.isoformat() for d in v] for k, v in dates.items()},
         "members": len(tags_now),
+        "notes": notes,
         "models": {
             r.name: {**asdict(r), "notes": res.notes} for r, res in zip(regs, results, strict=True)
         },
@@ -120,8 +124,36 @@ def run_pipeline(
                  f"-> champion: {r.champion_role} v{r.champion_version}")  # fmt: skip
         for note in res.notes:
             progress(f"    note: {note}")
+    for note in notes:
+        progress(f"  note: {note}")
     progress(f"report: {path}")
     return report
+
+
+def shop_notes(shop: ShopData) -> list[str]:
+    """What this shop's data leaves out or changes, in words for the run report: optional
+    tables absent, duplicate lines, order lines without product detail, members whose
+    history is a single order. (Each model adds its own notes on what it skipped.)"""
+    notes: list[str] = []
+    absent = [n for n, t in TABLES.items() if not t.required and n not in shop.tables]
+    if absent:
+        notes.append("optional table(s) absent, their signals are left out: " + ", ".join(absent))
+    rep = shop.report["order_lines"]
+    if rep.duplicates:
+        dropped = rep.reasons.get(DUPLICATE_LINE, 0)
+        notes.append(
+            f"{rep.duplicates:,} exact duplicate order line(s): "
+            + (f"{dropped:,} quarantined (ingest.duplicate_lines=drop)" if dropped
+               else "kept (ingest.duplicate_lines=keep)")
+        )  # fmt: skip
+    ol = shop.tables["order_lines"]
+    no_product = int(ol["product_id"].isna().sum())
+    if no_product:
+        notes.append(f"{no_product:,} of {len(ol):,} order lines have no product_id (spend only)")
+    orders = ol.loc[ol["quantity"] > 0].groupby("member_id")["order_id"].nunique()
+    if len(orders) and (orders <= 1).all():
+        notes.append("every member has a single order: no repeat purchase to learn from")
+    return notes
 
 
 def churn_training_frame(

@@ -98,7 +98,7 @@ def train_coupon(
             "the policy recommends no coupon"
         )
     shipped = fit(frame) if has_control and has_treated else CouponPolicy(ccfg)
-    if not shipped.fitted and has_control and has_treated:
+    if not shipped.fitted and has_control and has_treated and shipped.reason_unfitted not in notes:
         notes.append(shipped.reason_unfitted)
     return TrainResult(
         name="coupon",

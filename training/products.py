@@ -71,7 +71,12 @@ def train_products(
     catalogue = lines["product_id"].nunique()
     metrics: dict[str, dict[str, float]] = {}
     notes: list[str] = []
-    if len(past) and truth:
+    if lines.empty:  # spend-only data (CDNOW style): nothing to recommend from
+        notes.append(
+            "no order line has a product_id (spend-only data): product lists are empty; "
+            "churn, send time and coupons do not need them"
+        )
+    elif len(past) and truth:
         candidates = {
             "shipped": HybridRecommender(shipped_cfg),
             "baseline": PopularityRecommender(baseline_cfg),
@@ -91,5 +96,5 @@ def train_products(
         primary=f"ndcg@{cfg.top_k}",
         params={**vars(shipped_cfg), "validation_days": cfg.validation_days},
         notes=notes,
-        input_example=pd.DataFrame({"member_id": [str(lines["member_id"].iloc[0])]}),
+        input_example=pd.DataFrame({"member_id": [str(m) for m in lines["member_id"].head(1)]}),
     )

@@ -354,8 +354,13 @@ def test_real_online_retail(tmp_path):
     assert lines["ts"].notna().all() and (lines["unit_price"] >= 0).all()
     shop = load_shop(tmp_path, date(2011, 12, 31))
     rep = shop.report["order_lines"]
-    # only cancellations of purchases made before the data begins are quarantined
-    assert set(rep.reasons) <= {"return of a product the member had not bought before"}
+    # only cancellations of purchases made before the data begins, and the source's exact
+    # duplicate lines (the same invoice line twice), are quarantined
+    assert set(rep.reasons) <= {
+        "return of a product the member had not bought before",
+        "exact duplicate of an earlier order line",
+    }
+    assert rep.duplicates == rep.reasons.get("exact duplicate of an earlier order line", 0)
 
 
 @pytest.mark.realdata
