@@ -247,6 +247,16 @@ class SendTimeSettings(Section):
     fallback_confidence: float = Field(0.5, description="confidence factor of segment/global answers")  # fmt: skip
 
 
+class GateSettings(Section):
+    """The promotion gate (training.gate): a more complex policy replaces a simpler one only
+    when its paired advantage's lower confidence bound is above zero."""
+
+    z: float = Field(1.645, gt=0, description="the bound is advantage - z * se (1.645: one-sided 95%)")  # fmt: skip
+    bootstrap: int = Field(200, ge=20, description="bootstrap resamples for metrics that are not a mean (ROC AUC)")  # fmt: skip
+    tune_seconds: float = Field(60.0, ge=0, description="time budget of the shipped recommender's grid on this shop's data (0: defaults only)")  # fmt: skip
+    peers: tuple[str, ...] = Field(("popularity", "buy_again", "item_cosine", "als"), description="simple product policies the shipped recommender must beat, simplest first")  # fmt: skip
+
+
 class ServingSettings(Section):
     """The API (``memberwise serve``) and batch scoring."""
 
@@ -326,6 +336,7 @@ class MemberwiseSettings(BaseSettings):
     send_time: SendTimeSettings = SendTimeSettings()
     serving: ServingSettings = ServingSettings()
     ingest: IngestSettings = IngestSettings()
+    gate: GateSettings = GateSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -568,6 +568,19 @@ class CouponPolicy(_PolicyBase):
             return np.zeros((len(X), 0))
         return self._uplift(self._z(self._check(X, 2)))
 
+    def uplift_bounds(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(expected uplift, its lower bound at ``offer_confidence``), each (n, n_coupons) in
+        ``coupons`` order: the numbers ``decide`` offers on (equal without shrinkage)."""
+        X = np.asarray(X, dtype=np.float64)
+        if not self.fitted:
+            return np.zeros((len(X), 0)), np.zeros((len(X), 0))
+        up, se = self._uplift_and_se(self._z(self._check(X, 2)))
+        if not self.shrinkage:
+            return up, up
+        from scipy.stats import norm
+
+        return up, up - float(norm.ppf(self.config.offer_confidence)) * se
+
     def expected_parts(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """The decomposed estimate's parts, each (n, n_coupons) in ``coupons`` order: the
         lift in purchase probability ("purchase_lift", or the gross margin lift with

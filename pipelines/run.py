@@ -20,6 +20,7 @@ from pipelines.ingest import DUPLICATE_LINE, ShopData, load_shop, write_quaranti
 from training.churn import churn_labels, train_churn
 from training.config import TrainConfig
 from training.coupon import offer_outcomes, train_coupon
+from training.gate import format_table
 from training.products import train_products
 from training.registry import log_and_register, setup_tracking
 from training.result import TrainResult
@@ -72,12 +73,14 @@ def run_pipeline(
     results: list[TrainResult] = []
 
     progress("training products (ALS + buy-again vs popularity)")
-    results.append(train_products(shop.tables["order_lines"], cutoff, cfg, settings.products))
+    results.append(
+        train_products(shop.tables["order_lines"], cutoff, cfg, settings.products, settings.gate)
+    )
 
     progress(f"training churn (label: no purchase within {cfg.horizon_days} days)")
     results.append(train_churn(churn_training_frame(shop, store, frames, dates["churn_cutoff"], cfg),
                                repo.CHURN_FEATURES, cfg, settings.churn,
-                               history=tags_now))  # fmt: skip
+                               history=tags_now, gate=settings.gate))  # fmt: skip
 
     progress("training coupon policy (uplift per coupon vs control, net of cost)")
     results.append(_train_coupon(shop, store, cutoff, cfg, settings))
@@ -92,6 +95,7 @@ def run_pipeline(
             cutoff,
             cfg,
             settings.send_time,
+            settings.gate,
         )
     )
 
@@ -107,7 +111,20 @@ def run_pipeline(
         "members": len(tags_now),
         "notes": notes,
         "models": {
-            r.name: {**asdict(r), "notes": res.notes} for r, res in zip(regs, results, strict=True)
+            r.name: {
+                **asdict(r),
+                "notes": res.notes,
+                "policies": res.policies,
+                "gate": None
+                if res.selection is None
+                else {
+                    "champion": res.selection.champion,
+                    "reason": res.selection.reason,
+                    "units": res.selection.n_units,
+                    "table": res.selection.as_records(),
+                },
+            }
+            for r, res in zip(regs, results, strict=True)
         },
     }
     path = settings.reports_dir / as_of.isoformat() / "run.json"
@@ -120,8 +137,15 @@ def run_pipeline(
         s = r.metrics.get("shipped", {}).get(res.primary)
         b = r.metrics.get("baseline", {}).get(res.primary)
         fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+        policy = res.policies.get("shipped" if r.champion_role == "model" else "baseline", "")
         progress(f"  {r.name:<10} {res.primary:<20} model {fmt(s):>8}  baseline {fmt(b):>8}  "
-                 f"-> champion: {r.champion_role} v{r.champion_version}")  # fmt: skip
+                 f"-> champion: {r.champion_role} {policy} v{r.champion_version}")  # fmt: skip
+        if res.selection is not None:
+            progress(
+                f"    gate on {res.selection.n_units:,} held-out units: {res.selection.reason}"
+            )
+            for line in format_table(res.selection, res.primary).splitlines():
+                progress(line)
         for note in res.notes:
             progress(f"    note: {note}")
     for note in notes:
@@ -195,7 +219,8 @@ def coupon_training_frame(shop, store, cutoff: pd.Timestamp, cfg: TrainConfig) -
     )
     if offers is None or offers.empty:
         return empty
-    out = offer_outcomes(offers, shop.tables["order_lines"], steps.margin_rates(shop), cfg, cutoff)
+    out = offer_outcomes(offers, shop.tables["order_lines"], steps.margin_rates(shop), cfg, cutoff,
+                         steps.offer_costs(shop))  # fmt: skip
     if out.empty:
         return empty
     ent = pd.DataFrame({
@@ -220,4 +245,4 @@ def _train_coupon(
     shop, store, cutoff: pd.Timestamp, cfg: TrainConfig, settings: MemberwiseSettings
 ) -> TrainResult:
     frame = coupon_training_frame(shop, store, cutoff, cfg)
-    return train_coupon(frame, repo.COUPON_FEATURES, cfg, settings.coupon)
+    return train_coupon(frame, repo.COUPON_FEATURES, cfg, settings.coupon, settings.gate)

@@ -108,3 +108,12 @@ def margin_rates(shop: ShopData) -> pd.Series:
         return pd.Series(dtype=float)
     p = p[p["margin_rate"].notna()]
     return pd.Series(p["margin_rate"].astype(float).to_numpy(), index=p["product_id"].astype(str))
+
+
+def offer_costs(shop: ShopData) -> pd.Series:
+    """coupon_id -> fixed cost of making one offer (the coupons table's optional ``cost``)."""
+    c = shop.get("coupons")
+    if c is None or "cost" not in c:
+        return pd.Series(dtype=float)
+    c = c[c["cost"].notna()]
+    return pd.Series(c["cost"].astype(float).to_numpy(), index=c["coupon_id"].astype(str))

@@ -1,14 +1,17 @@
-"""Train the churn classifier on time-based labels and compare it with BG/NBD alone."""
+"""Train the churn classifier on time-based labels; the gate chooses it against a recency rule
+and BG/NBD on members held out whole (ROC AUC, bootstrapped over members)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupShuffleSplit
 
-from features.settings import ChurnSettings
-from models.churn import build_churn_baseline, build_churn_model
+from features.settings import ChurnSettings, GateSettings
+from models.churn import RecencyChurn, build_churn_baseline, build_churn_model
 from training.config import TrainConfig, churn_config
+from training.gate import Candidate, best_rule, bootstrap_stat, select
 from training.metrics import churn_metrics
 from training.result import TrainResult
 
@@ -34,6 +37,7 @@ def train_churn(
     cfg: TrainConfig,
     churn: ChurnSettings | None = None,
     history: pd.DataFrame | None = None,
+    gate: GateSettings | None = None,
 ) -> TrainResult:
     """``frame``: one row per member and cutoff (several cutoffs stack: more members, more
     seasons), the feature columns plus ``member_id`` and ``churned``. ``churn``: the settings
@@ -71,22 +75,44 @@ def train_churn(
             y = np.zeros(0, dtype=int)
         baseline = build_churn_baseline(cfg.horizon_days).fit(X, y)
         return TrainResult("churn", None, baseline, metrics, "roc_auc", flavor="sklearn",
-                           notes=notes, input_example=X.head(5) if len(X) else None)  # fmt: skip
+                           notes=notes, input_example=X.head(5) if len(X) else None,
+                           policies={"baseline": "bg_nbd"})  # fmt: skip
     groups = frame["member_id"].astype(str).to_numpy()
     split = GroupShuffleSplit(n_splits=1, test_size=cfg.test_share, random_state=cfg.seed)
     tr, te = next(split.split(X, y, groups))
     X_tr, X_te, y_tr, y_te = X.iloc[tr], X.iloc[te], y[tr], y[te]
     ccfg = churn_config(churn or ChurnSettings(), cfg)
+    gate = gate or GateSettings()
     evaluation: dict[str, np.ndarray] = {"y_true": y_te}
-    for role, build in (
-        ("shipped", lambda: build_churn_model(ccfg)),
-        ("baseline", lambda: build_churn_baseline(cfg.horizon_days)),
-    ):
-        est = build().fit(X_tr, y_tr)
-        evaluation[role] = est.predict_proba(X_te)[:, 1]
-        metrics[role] = churn_metrics(y_te, evaluation[role])
+    builders = {  # simplest first
+        "recency_rule": lambda: RecencyChurn(),
+        "bg_nbd": lambda: build_churn_baseline(cfg.horizon_days),
+        "model": lambda: build_churn_model(ccfg),
+    }
+    scores = {
+        name: build().fit(X_tr, y_tr).predict_proba(X_te)[:, 1] for name, build in builders.items()
+    }
+    # bootstrap over held-out members (all their cutoffs together)
+    members, member_of_row = np.unique(groups[te], return_inverse=True)
+
+    def auc(p: np.ndarray):
+        def stat(idx: np.ndarray) -> float:  # a member drawn k times weighs k
+            weight = np.bincount(idx, minlength=len(members))[member_of_row]
+            return float(roc_auc_score(y_te, p, sample_weight=weight))
+
+        return bootstrap_stat(stat, len(members))
+
+    selection = select(
+        [Candidate(n, "model" if n == "model" else "baseline", i, statistic=auc(scores[n]))
+         for i, n in enumerate(builders)],
+        z=gate.z, n_boot=gate.bootstrap, seed=cfg.seed,
+    )  # fmt: skip
+    rule = best_rule(selection)
+    evaluation["shipped"], evaluation["baseline"] = scores["model"], scores[rule]
+    metrics["shipped"] = churn_metrics(y_te, scores["model"])
+    metrics["baseline"] = churn_metrics(y_te, scores[rule])
     shipped = build_churn_model(ccfg).fit(X, y)
-    baseline = build_churn_baseline(cfg.horizon_days).fit(X, y)
+    baseline = builders[rule]().fit(X, y)
     return TrainResult(
         name="churn",
         shipped=shipped,
@@ -104,4 +130,6 @@ def train_churn(
         },  # fmt: skip
         input_example=X.head(5),
         evaluation=evaluation,
+        selection=selection,
+        policies={"shipped": "model", "baseline": rule},
     )

@@ -77,6 +77,7 @@ class Selection:
     rows: list[Row] = field(default_factory=list)
     n_units: int = 0
     z: float = 1.645
+    chain: list[str] = field(default_factory=list)  # the successive incumbents, simplest first
 
     def row(self, name: str) -> Row:
         return next(r for r in self.rows if r.name == name)
@@ -151,12 +152,14 @@ def select(
         for i, c in enumerate(cands)
     ]
     inc: int | None = None
+    chain: list[str] = []
     for i in range(len(cands)):
         if not np.isfinite(est_se[i][0]):
             rows[i].verdict = "could not be evaluated on the held-out data"
             continue
         if inc is None:
             inc = i
+            chain.append(cands[i].name)
             rows[i].verdict = "simplest policy that could be evaluated"
             continue
         adv, se = diff(i, inc)
@@ -165,6 +168,7 @@ def select(
         if lcb > 0:
             rows[i].verdict = f"beats {cands[inc].name} by more than the noise"
             inc = i
+            chain.append(cands[i].name)
         else:
             rows[i].verdict = f"not better than {cands[inc].name} by more than the noise"
     if inc is None:  # nothing could be evaluated: the simplest rule serves
@@ -180,7 +184,17 @@ def select(
     for i, r in enumerate(rows):
         if i == inc:
             r.verdict = f"champion; {r.verdict}"
-    return Selection(cands[inc].name, cands[inc].role, reason, rows, n_units, z)
+    return Selection(
+        cands[inc].name, cands[inc].role, reason, rows, n_units, z, chain or [cands[0].name]
+    )
+
+
+def best_rule(sel: Selection) -> str:
+    """The last simple rule ("baseline" role) in the chain of incumbents: what a model had to
+    beat, or the champion itself when no model beat it."""
+    roles = {r.name: r.role for r in sel.rows}
+    rules = [n for n in sel.chain if roles[n] != "model"]
+    return rules[-1] if rules else sel.rows[0].name
 
 
 def _n_units_of(cands: Sequence[Candidate]) -> int:

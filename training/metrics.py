@@ -490,3 +490,18 @@ def hour_of_day_hit_rate(
     rec = _hours(recommended_how, "recommended_how", HOURS_PER_WEEK) % HOURS_PER_DAY
     act = _hours(actual_how, "actual_how", HOURS_PER_WEEK) % HOURS_PER_DAY
     return hour_hit_rate(rec, act, tolerance_hours, wrap=HOURS_PER_DAY)
+
+
+def ndcg_per_member(
+    recommended: Sequence[Sequence[Hashable]],
+    relevant: Sequence[AbstractSet[Hashable]],
+    k: int = 10,
+) -> NDArray[np.float64]:
+    """(n_members,) NDCG@k of each member's list (binary relevance), NaN for a member with
+    no relevant item; ``ndcg_at_k`` is the mean of the finite values. The promotion gate
+    compares policies member by member with it."""
+    out = np.full(len(recommended), np.nan)
+    for i, (recs, rel) in enumerate(zip(recommended, relevant, strict=True)):
+        if rel:
+            out[i] = ndcg_at_k([recs], [rel], k)
+    return out

@@ -1,16 +1,19 @@
-"""Train the product recommender and compare it with popularity on a held-out window."""
+"""Train the product recommender and let the gate choose it against every simple policy."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from features.settings import ProductsSettings
+from features.settings import GateSettings, ProductsSettings
 from models.products import HybridRecommender, PopularityRecommender, Recommender
-from training.config import TrainConfig, hybrid_config, recommender_config
-from training.metrics import catalogue_coverage, map_at_k, ndcg_at_k, recall_at_k
+from training.config import TrainConfig, recommender_config
+from training.gate import Candidate, best_rule, select
+from training.metrics import catalogue_coverage, map_at_k, ndcg_at_k, ndcg_per_member, recall_at_k
 from training.result import TrainResult
 
 
@@ -48,21 +51,81 @@ def purchases_between(
     return {m: set(g) for m, g in w.groupby("member_id")["product_id"]}
 
 
+def _recommender(name: str, products: ProductsSettings, seed: int, **overrides: Any) -> Recommender:
+    """An unfitted recommender ``name`` ("shipped" = the hybrid, "popularity" or a peer)."""
+    from models.peers import (
+        ALSRecommender,
+        BPRRecommender,
+        BuyAgainRecommender,
+        ItemCosineRecommender,
+    )
+
+    classes: dict[str, type[Recommender]] = {
+        "popularity": PopularityRecommender, "shipped": HybridRecommender,
+        "buy_again": BuyAgainRecommender, "item_cosine": ItemCosineRecommender,
+        "als": ALSRecommender, "bpr": BPRRecommender,
+    }  # fmt: skip
+    return classes[name](recommender_config(name, products, seed, **overrides))  # type: ignore[arg-type]
+
+
+# a small grid for the shipped recommender on the shop's own data: how much the member's own
+# repeat purchases and item-item similarity weigh against ALS
+TUNE_GRID: tuple[dict[str, float], ...] = (
+    {"buy_again_weight": 1.0}, {"buy_again_weight": 4.0}, {"item_weight": 0.0},
+    {"item_weight": 1.5}, {"buy_again_weight": 4.0, "item_weight": 1.5},
+    {"buy_again_weight": 1.0, "item_weight": 0.0},
+)  # fmt: skip
+
+
+def _ndcg_units(model: Recommender, truth: dict[str, set[str]], k: int) -> np.ndarray:
+    members = sorted(truth)
+    recs = [[p for p, _, _ in r] for r in model.recommend_many(members, n=k)]
+    return ndcg_per_member(recs, [truth[m] for m in members], k)
+
+
+def _tune(lines: pd.DataFrame, split: pd.Timestamp, cfg: TrainConfig, products: ProductsSettings,
+          seconds: float) -> tuple[dict[str, float], list[str]]:  # fmt: skip
+    """The best grid point for the shipped recommender on the window before ``split`` (fitted
+    on what precedes that window), within ``seconds``; {} keeps the defaults."""
+    start = split - timedelta(days=cfg.validation_days)
+    before, truth = lines[lines["ts"] < start], purchases_between(lines, start, split)
+    if before.empty or not truth or seconds <= 0:
+        return {}, ["shipped recommender not tuned: no earlier window with purchases"]
+    t0 = time.perf_counter()
+    best: dict[str, float] = {}
+    best_score = float(np.nanmean(_ndcg_units(
+        _fit(_recommender("shipped", products, cfg.seed), before, start), truth, cfg.top_k)))  # fmt: skip
+    tried = 1
+    for point in TUNE_GRID:
+        if time.perf_counter() - t0 > seconds:
+            break
+        model = _fit(_recommender("shipped", products, cfg.seed, **point), before, start)
+        score = float(np.nanmean(_ndcg_units(model, truth, cfg.top_k)))
+        tried += 1
+        if score > best_score + 1e-9:
+            best, best_score = dict(point), score
+    return best, [f"shipped recommender tuned on the window before validation: {tried} of "
+                  f"{len(TUNE_GRID) + 1} grid points in {time.perf_counter() - t0:.0f}s, best {best or 'defaults'}"]  # fmt: skip
+
+
 def train_products(
     lines: pd.DataFrame,
     cutoff: pd.Timestamp,
     cfg: TrainConfig,
     products: ProductsSettings | None = None,
+    gate: GateSettings | None = None,
 ) -> TrainResult:
-    """Fit on everything before ``cutoff - validation_days``, score the validation window,
-    then refit both models on everything before ``cutoff``.
+    """Every simple policy (``gate.peers``: popularity, buy-again, item-item, ALS, simplest
+    first), the shipped hybrid at its defaults and tuned on this shop's earlier window, all
+    fitted before ``cutoff - validation_days`` and scored member by member (NDCG@k) on the
+    validation window; :func:`training.gate.select` names the champion. The shipped hybrid
+    and the best simple policy are then refitted on everything before ``cutoff``.
 
     ``lines``: order lines with member_id, product_id (non-null), ts (naive UTC), quantity.
-    ``products``: the settings tree's ``products`` section (its defaults when None).
+    ``products`` / ``gate``: the settings tree's sections (their defaults when None).
     """
     products = products or ProductsSettings()
-    shipped_cfg = hybrid_config(products, cfg.seed)
-    baseline_cfg = recommender_config("popularity", products, cfg.seed)
+    gate = gate or GateSettings()
     lines = lines[lines["product_id"].notna()]
     lines = lines[lines["ts"] < cutoff]
     split = cutoff - timedelta(days=cfg.validation_days)
@@ -71,23 +134,48 @@ def train_products(
     catalogue = lines["product_id"].nunique()
     metrics: dict[str, dict[str, float]] = {}
     notes: list[str] = []
+    selection = None
+    tuned: dict[str, float] = {}
+    shipped_name, rule_name = "hybrid", gate.peers[0] if gate.peers else "popularity"
     if lines.empty:  # spend-only data (CDNOW style): nothing to recommend from
         notes.append(
             "no order line has a product_id (spend-only data): product lists are empty; "
             "churn, send time and coupons do not need them"
         )
     elif len(past) and truth:
-        candidates = {
-            "shipped": HybridRecommender(shipped_cfg),
-            "baseline": PopularityRecommender(baseline_cfg),
+        tuned, tune_notes = _tune(lines, split, cfg, products, gate.tune_seconds)
+        notes += tune_notes
+        fitted: dict[str, Recommender] = {}
+        cands: list[Candidate] = []
+        for i, name in enumerate(gate.peers):
+            fitted[name] = _fit(_recommender(name, products, cfg.seed), past, split)
+            cands.append(
+                Candidate(name, "baseline", i, units=_ndcg_units(fitted[name], truth, cfg.top_k))
+            )
+        fitted["hybrid"] = _fit(_recommender("shipped", products, cfg.seed), past, split)
+        cands.append(Candidate("hybrid", "model", len(gate.peers),
+                               units=_ndcg_units(fitted["hybrid"], truth, cfg.top_k)))  # fmt: skip
+        if tuned:
+            name = "hybrid_tuned(" + ", ".join(f"{k}={v:g}" for k, v in tuned.items()) + ")"
+            fitted[name] = _fit(_recommender("shipped", products, cfg.seed, **tuned), past, split)
+            cands.append(Candidate(name, "model", len(gate.peers) + 1,
+                                   units=_ndcg_units(fitted[name], truth, cfg.top_k)))  # fmt: skip
+        selection = select(cands, z=gate.z)
+        rule_name = best_rule(selection)
+        models = [r.name for r in selection.rows if r.role == "model"]
+        shipped_name = selection.champion if selection.role == "model" else max(
+            models, key=lambda n: selection.row(n).estimate)  # fmt: skip
+        if shipped_name == "hybrid":
+            tuned = {}
+        metrics = {
+            "shipped": ranking_metrics(fitted[shipped_name], truth, cfg.top_k, catalogue),
+            "baseline": ranking_metrics(fitted[rule_name], truth, cfg.top_k, catalogue),
         }
-        for role, model in candidates.items():
-            _fit(model, past, split)
-            metrics[role] = ranking_metrics(model, truth, cfg.top_k, catalogue)
     else:
         notes.append("no purchases in the validation window: models not compared")
-    shipped = _fit(HybridRecommender(shipped_cfg), lines, cutoff)
-    baseline = _fit(PopularityRecommender(baseline_cfg), lines, cutoff)
+    shipped_cfg = recommender_config("shipped", products, cfg.seed, **tuned)
+    shipped = _fit(_recommender("shipped", products, cfg.seed, **tuned), lines, cutoff)
+    baseline = _fit(_recommender(rule_name, products, cfg.seed), lines, cutoff)
     return TrainResult(
         name="products",
         shipped=shipped,
@@ -97,4 +185,6 @@ def train_products(
         params={**vars(shipped_cfg), "validation_days": cfg.validation_days},
         notes=notes,
         input_example=pd.DataFrame({"member_id": [str(m) for m in lines["member_id"].head(1)]}),
+        selection=selection,
+        policies={"shipped": shipped_name, "baseline": rule_name},
     )

@@ -185,9 +185,18 @@ def log_and_register(
             mlflow.log_param("feature_service", lineage["feast.feature_service"])
         for role, m in result.metrics.items():
             mlflow.log_metrics({f"{role}.{k}": v for k, v in _clean(m).items()})
+        gate = result.selection
         mlflow.log_text(json.dumps({"metrics": result.metrics, "notes": result.notes,
-                                    "primary": result.primary}, indent=2, default=str),
+                                    "primary": result.primary, "policies": result.policies,
+                                    "gate": None if gate is None else {
+                                        "champion": gate.champion, "reason": gate.reason,
+                                        "z": gate.z, "units": gate.n_units,
+                                        "table": gate.as_records()}},
+                                   indent=2, default=str),
                         "comparison.json")  # fmt: skip
+        if gate is not None:
+            mlflow.log_metrics({f"gate.{_metric_key(r.name)}": r.estimate
+                                for r in gate.rows if r.estimate == r.estimate})  # fmt: skip
         for artifact_file, fig in figures(result).items():
             mlflow.log_figure(fig, artifact_file)
         shipped_v = (
@@ -200,9 +209,17 @@ def log_and_register(
         champion_v = shipped_v if wins else baseline_v
         mlflow.set_tag("champion_role", "model" if wins else "baseline")
         mlflow.log_metric("shipped_beats_baseline", float(wins))
+    reasons = champion_reasons(result)
     for version, role in ((shipped_v, "model"), (baseline_v, "baseline")):
         if version is not None:
             client.set_model_version_tag(reg, version, "role", role)
+            client.set_model_version_tag(
+                reg,
+                version,
+                "policy",
+                result.policies.get("shipped" if role == "model" else role, role),
+            )
+            client.set_model_version_tag(reg, version, "reason", reasons[role])
             client.set_model_version_tag(reg, version, "as_of", as_of)
             for key, value in lineage.items():
                 client.set_model_version_tag(reg, version, key, value)
@@ -219,6 +236,26 @@ def log_and_register(
         champion_role="model" if wins else "baseline",
         metrics=result.metrics,
     )
+
+
+def _metric_key(name: str) -> str:
+    """An MLflow-safe metric name for a policy name such as ``hybrid_tuned(item_weight=1.5)``."""
+    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in name).strip("_")
+
+
+def champion_reasons(result: TrainResult) -> dict[str, str]:
+    """Why each registered role would serve (stored on the model version, so the API and
+    ``score`` can say which policy serves and why)."""
+    gate = result.selection
+    if gate is None:
+        why = "; ".join(result.notes) or "no held-out comparison"
+        return {"model": why, "baseline": why}
+    if gate.role == "model":
+        return {"model": gate.reason, "baseline": f"the simple policy {gate.champion} had to beat"}
+    return {
+        "model": f"not the champion: {gate.row(result.policies.get('shipped', gate.rows[-1].name)).verdict}",
+        "baseline": gate.reason,
+    }
 
 
 def summary_frame(regs: list[Registration]) -> pd.DataFrame:

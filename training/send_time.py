@@ -1,15 +1,17 @@
-"""Train the send-time model and compare it with one global best hour."""
+"""Train the send-time model; the gate chooses it against the global, segment and member hour."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import numpy as np
 import pandas as pd
 
-from features.settings import SendTimeSettings
+from features.settings import GateSettings, SendTimeSettings
 from models.send_time import GlobalSendTimeModel, SendTimeModel
 from training.config import TrainConfig, send_time_config
+from training.gate import Candidate, best_rule, select
 from training.metrics import hour_hit_rate, hour_of_day_hit_rate
 from training.result import TrainResult
 
@@ -52,6 +54,14 @@ def send_time_metrics(
     }
 
 
+def _hits(model, first: pd.DataFrame, actual: np.ndarray, tolerance: int = 1) -> np.ndarray:
+    """(n,) 1.0 where the model's hour is within ``tolerance`` of the member's first
+    engagement after the split (around the week), else 0.0."""
+    rec = np.array([model.best(m).hour_of_week for m in first["member_id"]], dtype=np.int64)
+    d = np.abs(rec - actual) % 168
+    return (np.minimum(d, 168 - d) <= tolerance).astype(np.float64)
+
+
 def train_send_time(
     engagements: pd.DataFrame,
     timezones: dict[str, str],
@@ -59,29 +69,50 @@ def train_send_time(
     cutoff: pd.Timestamp,
     cfg: TrainConfig,
     send_time: SendTimeSettings | None = None,
+    gate: GateSettings | None = None,
 ) -> TrainResult:
     """``engagements``: member_id, channel (one of ``send_time.message_channels``, or "web"
-    for orders and browsing), ts (naive UTC), all before ``cutoff``. ``send_time``: the
-    settings tree's ``send_time`` section (its defaults when None)."""
-    scfg = send_time_config(send_time or SendTimeSettings())
+    for orders and browsing), ts (naive UTC), all before ``cutoff``. ``send_time`` /
+    ``gate``: the settings tree's sections (their defaults when None).
+
+    The gate compares, member by member (first engagement after the validation split within
+    an hour of the chosen hour of week): the best global hour, each segment's best hour,
+    each member's own most frequent allowed hour, and the model (the member's hours shrunk
+    towards the segment's)."""
+    settings = send_time or SendTimeSettings()
+    gate = gate or GateSettings()
+    scfg = send_time_config(settings)
+    rules = {  # simplest first
+        "global_hour": lambda: GlobalSendTimeModel(scfg),
+        "segment_hour": lambda: SendTimeModel(send_time_config(settings, level="segment")),
+        "member_most_frequent_hour": lambda: SendTimeModel(
+            replace(scfg, prior_strength=1e-6, smoothing_hours=0)),
+        "model": lambda: SendTimeModel(scfg),
+    }  # fmt: skip
     split = cutoff - timedelta(days=cfg.validation_days)
     past = engagements[engagements["ts"] < split]
     after = engagements[engagements["ts"] >= split]
     metrics: dict[str, dict[str, float]] = {}
     notes: list[str] = []
+    selection = None
+    rule = "global_hour"
     if len(past) and len(after):
-        for role, model in (
-            ("shipped", SendTimeModel(scfg)),
-            ("baseline", GlobalSendTimeModel(scfg)),
-        ):
-            _fit(model, past, timezones, segments)
-            metrics[role] = send_time_metrics(model, after, timezones)
+        first = after.sort_values("ts").groupby("member_id", as_index=False).head(1)
+        actual = local_hour_of_week(first["ts"], first["member_id"].map(timezones).fillna("UTC"))
+        fitted = {n: _fit(build(), past, timezones, segments) for n, build in rules.items()}
+        selection = select(
+            [Candidate(n, "model" if n == "model" else "baseline", i, units=_hits(fitted[n], first, actual))
+             for i, n in enumerate(rules)], z=gate.z,
+        )  # fmt: skip
+        rule = best_rule(selection)
+        metrics["shipped"] = send_time_metrics(fitted["model"], after, timezones)
+        metrics["baseline"] = send_time_metrics(fitted[rule], after, timezones)
     else:
         notes.append("no engagements on both sides of the validation split")
     return TrainResult(
         name="send_time",
-        shipped=_fit(SendTimeModel(scfg), engagements, timezones, segments),
-        baseline=_fit(GlobalSendTimeModel(scfg), engagements, timezones, segments),
+        shipped=_fit(rules["model"](), engagements, timezones, segments),
+        baseline=_fit(rules[rule](), engagements, timezones, segments),
         metrics=metrics,
         primary="hit_rate_1h",
         params={**vars(scfg), "validation_days": cfg.validation_days},
@@ -89,4 +120,6 @@ def train_send_time(
         input_example=pd.DataFrame({"member_id": [str(engagements["member_id"].iloc[0])]})
         if len(engagements)
         else None,
+        selection=selection,
+        policies={"shipped": "model", "baseline": rule},
     )
