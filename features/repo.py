@@ -79,8 +79,16 @@ def snapshot_path(settings: MemberwiseSettings, as_of: date | str) -> Path:
 
 def snapshot_time(as_of: date) -> datetime:
     """The event timestamp of the snapshot of ``as_of`` (midnight UTC, as compute_tags
-    stamps it): materializing up to it loads that snapshot and none after it."""
+    stamps it)."""
     return datetime.combine(as_of, datetime.min.time(), tzinfo=UTC)
+
+
+def load_end(as_of: date) -> datetime:
+    """Where a load into the online store for ``as_of`` ends: the last microsecond of the
+    as-of day. The Parquet offline store includes both ends of a window, and the next load
+    starts where this one ended; ending between snapshots (they are at midnight) makes the
+    window take the as-of snapshot and the next window none of it again."""
+    return snapshot_time(as_of) + timedelta(days=1, microseconds=-1)
 
 
 def source_location(settings: MemberwiseSettings) -> str:
@@ -151,7 +159,8 @@ def store_config(settings: MemberwiseSettings, for_file: bool = False) -> dict[s
 
     With ``for_file`` a Redis connection string holding a password is written as
     ``${MEMBERWISE_REDIS_URL}``, which Feast expands from the environment when it loads the
-    file; the process itself uses the real value.
+    file (single-quoted there, so a value with a single quote cannot be written this way);
+    the process itself uses the real value.
     """
     if settings.online_store == "redis":
         url = settings.redis_url
@@ -199,9 +208,17 @@ def write_repo(settings: MemberwiseSettings) -> Path:
     HOME/feast, replacing what was there; returns the folder."""
     import yaml
 
+    class Dumper(yaml.SafeDumper):
+        """Single-quotes ${VAR} references, so the expanded value stays one YAML string."""
+
+    def represent(dumper: yaml.SafeDumper, value: str) -> Any:
+        style = "'" if value.startswith("${") else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+    Dumper.add_representer(str, represent)
     folder = settings.feast_dir
     folder.mkdir(parents=True, exist_ok=True)
-    body = yaml.safe_dump(store_config(settings, for_file=True), sort_keys=False)
+    body = yaml.dump(store_config(settings, for_file=True), Dumper=Dumper, sort_keys=False)
     (folder / "feature_store.yaml").write_text(body)
     (folder / f"{REPO_MODULE}.py").write_text(_module_text(settings))
     return folder
@@ -318,7 +335,7 @@ def materialize(store: Any, as_of: date) -> Materialization:
     than what is online, so the window is then given explicitly.
     """
     view = store.get_feature_view(TAGS_VIEW)
-    plan = plan_materialization(view.materialization_intervals, snapshot_time(as_of))
+    plan = plan_materialization(view.materialization_intervals, load_end(as_of))
     if plan.kind == "rebuild":
         _drop_online_rows(store, view)
     recorded = view.most_recent_end_time
