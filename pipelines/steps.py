@@ -13,7 +13,7 @@ import pandas as pd
 
 from features import repo
 from features.settings import MemberwiseSettings
-from features.tags import compute_tags, reference_instant
+from features.tags import compute_tags
 from pipelines.ingest import ShopData
 from training.config import TrainConfig
 
@@ -53,11 +53,14 @@ def write_snapshots(
 
 
 def apply_and_materialize(settings: MemberwiseSettings, as_of: date) -> Any:
-    """Register the feature repo and load the latest snapshot per member online."""
+    """Write the feature repo into HOME/feast (feature_store.yaml from the settings, the
+    definitions module the feast CLI reads), apply it, and load the online store up to the
+    snapshot of ``as_of``: only what is new since the last run, or a rebuild when ``as_of``
+    is not later than the last date loaded. Returns the FeatureStore."""
+    repo.write_repo(settings)
     store = repo.feature_store(settings)
-    store.apply(repo.definitions(settings))
-    end = pd.Timestamp(reference_instant(as_of), tz="UTC").to_pydatetime()
-    store.materialize(start_date=pd.Timestamp("1970-01-02", tz="UTC").to_pydatetime(), end_date=end)
+    repo.apply(store)
+    repo.materialize(store, as_of)
     return store
 
 
