@@ -158,7 +158,7 @@ def store_config(settings: MemberwiseSettings, for_file: bool = False) -> dict[s
     (paths relative to HOME/feast), or Redis; Parquet snapshots as the offline store.
 
     With ``for_file`` a Redis connection string holding a password is written as
-    ``${MEMBERWISE_REDIS_URL}``, which Feast expands from the environment when it loads the
+    ``${MEMBERWISE_STORES__REDIS_URL}``, which Feast expands from the environment when it loads the
     file (single-quoted there, so a value with a single quote cannot be written this way);
     the process itself uses the real value.
     """

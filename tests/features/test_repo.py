@@ -124,7 +124,7 @@ def test_feast_cli_in_the_home_sees_no_changes_and_apply_keeps_everything(tmp_pa
 
 def test_feature_store_yaml_follows_the_online_store_setting(tmp_path, monkeypatch):
     def written(**kw) -> dict:
-        settings = MemberwiseSettings(home=tmp_path, **kw)
+        settings = MemberwiseSettings(home=tmp_path, stores=kw)
         repo.write_repo(settings)
         return yaml.safe_load((settings.feast_dir / "feature_store.yaml").read_text())
 

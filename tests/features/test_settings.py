@@ -64,7 +64,6 @@ def test_a_training_value_set_in_the_environment_reaches_the_trainer(monkeypatch
     s = MemberwiseSettings()
     result = train_churn(_churn_frame(), repo.CHURN_FEATURES, s.training, s.churn)
     assert result.params["horizon_days"] == 60 and result.params["max_iter"] == 7
-    assert result.baseline.horizon_days == 60  # BG/NBD's horizon
     pipe = result.shipped.calibrated_classifiers_[0].estimator
     assert pipe.named_steps["bg_nbd"].horizon_days == 60
     assert pipe.named_steps["boost"].max_iter == 7
