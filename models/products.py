@@ -489,16 +489,16 @@ class HybridRecommender(Recommender):
         user_items = user_item_matrix(h, cfg.weighting, cfg.bm25_k1, cfg.bm25_b)
         from implicit.als import AlternatingLeastSquares
 
-        als = AlternatingLeastSquares(
-            factors=k,
-            regularization=cfg.regularization,
-            alpha=cfg.alpha,
-            iterations=cfg.iterations,
-            use_gpu=False,
-            num_threads=cfg.num_threads,
-            random_state=cfg.random_state,
-        )
-        with single_threaded_blas():
+        with single_threaded_blas():  # implicit checks the BLAS pool when ALS is built
+            als = AlternatingLeastSquares(
+                factors=k,
+                regularization=cfg.regularization,
+                alpha=cfg.alpha,
+                iterations=cfg.iterations,
+                use_gpu=False,
+                num_threads=cfg.num_threads,
+                random_state=cfg.random_state,
+            )
             als.fit(user_items, show_progress=False)
         return (
             np.ascontiguousarray(als.user_factors, dtype=np.float32),

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.contract import COUPON_KINDS, TABLES, Table
+from pipelines.progress import Reporter, silent, track
 
 
 class ContractError(Exception):
@@ -84,7 +85,7 @@ def check_contract(data_dir: Path) -> dict[str, Path]:
             if table.required:
                 raise ContractError(
                     f"required table '{name}' is missing: expected {data_dir}/{name}.parquet "
-                    f"or {name}.csv (see DATA_CONTRACT.md)"
+                    f"or {name}.csv (see docs/data-format.md)"
                 )
             continue
         if path.suffix == ".csv":
@@ -221,8 +222,9 @@ _FUTURE_REACTIONS = {
 }
 
 
-def load_shop(data_dir: Path, as_of: date) -> ShopData:
-    """Read, type and check every table; nothing is written here.
+def load_shop(data_dir: Path, as_of: date, progress: Reporter = silent) -> ShopData:
+    """Read, type and check every table; nothing is written here (``progress`` shows a bar
+    over the tables; pipelines.progress).
 
     Raises ContractError for a missing required table or column.
     """
@@ -231,7 +233,7 @@ def load_shop(data_dir: Path, as_of: date) -> ShopData:
     tables: dict[str, pd.DataFrame] = {}
     report: dict[str, TableReport] = {}
     quarantine: dict[str, pd.DataFrame] = {}
-    for name, path in paths.items():
+    for name, path in track(progress, list(paths.items()), "tables read"):
         table = TABLES[name]
         raw = _read_raw(path).reset_index(drop=True)
         typed, reasons = _coerce(raw, table)

@@ -1,4 +1,4 @@
-"""A synthetic shop in the canonical format (DATA_CONTRACT.md), with what was planted in it.
+"""A synthetic shop in the canonical format (docs/data-format.md), with what was planted in it.
 
 ``generate(out, members, seed)`` writes every table of the contract as Parquet into ``out/``
 and the planted truth into ``out/truth/`` (never read by the pipeline; evaluations use it):
@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipelines.contract import CHANNELS, COUPON_KINDS
+from pipelines.progress import Reporter, silent, track
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -1181,10 +1182,15 @@ def _truth_campaigns(world: _World, sizes: np.ndarray) -> pa.Table:
 
 
 def generate(
-    out: Path, members: int = 2000, seed: int = 0, config: SyntheticConfig | None = None
+    out: Path,
+    members: int = 2000,
+    seed: int = 0,
+    config: SyntheticConfig | None = None,
+    progress: Reporter = silent,
 ) -> dict[str, int]:
     """Write a synthetic shop for ``members`` members into ``out`` (Parquet, the contract's
-    tables) and what was planted into ``out/truth``. Returns rows written per table.
+    tables) and what was planted into ``out/truth``. Returns rows written per table
+    (``progress`` shows a bar over the chunks of members; pipelines.progress).
 
     Deterministic: the same ``members``, ``seed`` and config give identical files.
     """
@@ -1204,7 +1210,7 @@ def generate(
         for name, table in _world_tables(world).items():
             writers.write(name, table)
         order_base = 0
-        for i, seq in enumerate(chunk_seqs):
+        for i, seq in track(progress, list(enumerate(chunk_seqs)), "member chunks written"):
             rng = np.random.default_rng(seq)
             first = i * cfg.chunk_members
             n = min(cfg.chunk_members, members - first)
