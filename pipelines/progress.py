@@ -53,8 +53,8 @@ class ConsoleProgress:
     def __call__(self, message: str) -> None:
         from rich.text import Text
 
-        stamp = Text(f"{datetime.now():%H:%M:%S} ", style="dim")
-        self.console.print(stamp + Text(message))  # Text: a '[' in a message is not markup
+        # Text, not markup: a '[' in a message is printed as it is
+        self.console.print(Text.assemble((f"{datetime.now():%H:%M:%S}", "dim"), " ", message))
 
     def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
         if total is None and hasattr(items, "__len__"):
