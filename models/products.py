@@ -205,12 +205,22 @@ def user_item_matrix(h: _History, weighting: str, bm25_k1: float, bm25_b: float)
     return user_items
 
 
+def single_threaded_blas() -> Any:
+    """A context in which BLAS runs on one thread, as implicit recommends around its fits:
+    its own threads already use the cores, and OpenBLAS' pool on top of them slows it down
+    (implicit warns about that pool otherwise)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def fit_quietly(model: Any, user_items: Any) -> None:
-    """``model.fit(user_items)`` for an implicit model, without its progress bar and without
-    the ParameterWarning its cosine model raises about its own internal COO matrix."""
+    """``model.fit(user_items)`` for an implicit model, without its progress bar, with BLAS on
+    one thread, and without the ParameterWarning its cosine model raises about its own
+    internal COO matrix."""
     import warnings
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), single_threaded_blas():
         warnings.filterwarnings("ignore", message="Method expects CSR input")
         model.fit(user_items, show_progress=False)
 
@@ -479,16 +489,17 @@ class HybridRecommender(Recommender):
         user_items = user_item_matrix(h, cfg.weighting, cfg.bm25_k1, cfg.bm25_b)
         from implicit.als import AlternatingLeastSquares
 
-        als = AlternatingLeastSquares(
-            factors=k,
-            regularization=cfg.regularization,
-            alpha=cfg.alpha,
-            iterations=cfg.iterations,
-            use_gpu=False,
-            num_threads=cfg.num_threads,
-            random_state=cfg.random_state,
-        )
-        als.fit(user_items, show_progress=False)
+        with single_threaded_blas():  # implicit checks the BLAS pool when ALS is built
+            als = AlternatingLeastSquares(
+                factors=k,
+                regularization=cfg.regularization,
+                alpha=cfg.alpha,
+                iterations=cfg.iterations,
+                use_gpu=False,
+                num_threads=cfg.num_threads,
+                random_state=cfg.random_state,
+            )
+            als.fit(user_items, show_progress=False)
         return (
             np.ascontiguousarray(als.user_factors, dtype=np.float32),
             np.ascontiguousarray(als.item_factors, dtype=np.float32),

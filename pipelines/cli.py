@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from pipelines.progress import ConsoleProgress, make_console
+
+DATA_FORMAT = "docs/data-format.md"
 
 app = typer.Typer(
     name="memberwise",
@@ -17,7 +20,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-console = Console(stderr=True)
+console = make_console()
+_progress = ConsoleProgress(console)
 
 HomeOpt = Annotated[
     Path | None,
@@ -35,8 +39,38 @@ def _settings(home: Path | None, **overrides):
     return MemberwiseSettings(home=home, **kwargs) if home else MemberwiseSettings(**kwargs)
 
 
-def _progress(msg: str) -> None:
-    console.print(f"[dim]{datetime.now():%H:%M:%S}[/dim] {msg}", highlight=False)
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"memberwise {version('memberwise')}")
+        raise typer.Exit()
+
+
+def _quiet_libraries() -> None:
+    """Keep a run's output to what memberwise says: these library messages are about the
+    libraries' own internals, not about the user's data or models."""
+    import logging
+    import warnings
+
+    # a hint from MLflow's signature inference: our integer inputs are never missing
+    warnings.filterwarnings("ignore", message=r"Hint: Inferred schema contains integer column")
+    # the environment has no pip (uv builds it); the logged model's conda.yaml lists pip unpinned
+    logging.getLogger("mlflow.utils.environment").addFilter(
+        lambda record: "Failed to resolve installed pip version" not in record.getMessage()
+    )
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_version,
+                     help="print the version and exit"),
+    ] = False,
+) -> None:  # fmt: skip
+    """Personalisation for a membership programme: tags -> models -> one API call per member."""
+    _quiet_libraries()
 
 
 def _parse_date(value: str) -> date:
@@ -154,14 +188,14 @@ def generate(
     knobs = ", ".join(f"{k}={v}" for k, v in overrides.items())
     _progress(f"generating {n:,} members of world {w.name}{f' ({knobs})' if knobs else ''} "
               f"(seed {seed}) into {out}")  # fmt: skip
-    counts = gen(out, members=n, seed=seed, world=w)
+    counts = gen(out, members=n, seed=seed, world=w, progress=_progress)
     for k, v in counts.items():
         _progress(f"  {k:<16} {v:>10,}")
 
 
 @app.command()
 def run(
-    data: Annotated[Path, typer.Option("--data", help="shop directory (DATA_CONTRACT.md)")],
+    data: Annotated[Path, typer.Option("--data", help=f"shop directory ({DATA_FORMAT})")],
     as_of: Annotated[str, typer.Option("--as-of", help="YYYY-MM-DD: use data up to this day")],
     home: HomeOpt = None,
     horizon_days: Annotated[
@@ -178,8 +212,15 @@ def run(
     try:
         run_pipeline(data, day, _settings(home, training=training), progress=_progress)
     except ContractError as exc:
-        console.print(f"[red]input does not meet the data contract:[/red] {exc}")
+        _contract_error(exc)
         raise typer.Exit(code=2) from exc
+
+
+def _contract_error(exc: Exception) -> None:
+    from rich.markup import escape
+
+    console.print(f"[red]input does not meet the data format:[/red] {escape(str(exc))}")
+    console.print(f"The input format is described in {DATA_FORMAT}.")
 
 
 @app.command()
@@ -225,7 +266,7 @@ def serve(
 
 @app.command()
 def evaluate(
-    data: Annotated[Path, typer.Option("--data", help="shop directory (DATA_CONTRACT.md)")],
+    data: Annotated[Path, typer.Option("--data", help=f"shop directory ({DATA_FORMAT})")],
     as_of: Annotated[str, typer.Option("--as-of", help="YYYY-MM-DD: hide everything after")],
     out: Annotated[Path, typer.Option("--out", help="directory for evaluation.json/.md/plots")],
     horizon_days: Annotated[
@@ -243,7 +284,7 @@ def evaluate(
         run_evaluate(data, _parse_date(as_of), out, horizon_days=horizon_days,
                      progress=_progress)  # fmt: skip
     except ContractError as exc:
-        console.print(f"[red]input does not meet the data contract:[/red] {exc}")
+        _contract_error(exc)
         raise typer.Exit(code=2) from exc
 
 

@@ -1,4 +1,4 @@
-"""The canonical input format (DATA_CONTRACT.md) as data: tables, columns, types.
+"""The canonical input format (docs/data-format.md) as data: tables, columns, types.
 
 Everything that reads or writes a shop directory goes through these specs, so the
 generator, the adapters and the validator can never disagree about a column.

@@ -1,4 +1,4 @@
-"""Adapters from three public retail datasets to the canonical format (DATA_CONTRACT.md).
+"""Adapters from three public retail datasets to the canonical format (docs/data-format.md).
 
 Each adapter reads the dataset's folder as published (never changing it), writes Parquet
 tables into ``out_dir`` and returns counts: rows written per table, and source rows dropped

@@ -24,6 +24,7 @@ import pandas as pd
 
 from features.settings import IngestConfig
 from pipelines.contract import COUPON_KINDS, TABLES, Table
+from pipelines.progress import Reporter, silent, track
 
 
 class ContractError(Exception):
@@ -96,7 +97,7 @@ def check_utf8(path: Path, chunk_bytes: int = 1 << 20) -> None:
                 bad = exc.object[exc.start : exc.start + 1].hex()
                 raise ContractError(
                     f"{path} is not UTF-8: byte 0x{bad} at offset {at} cannot be decoded; "
-                    "save the file as UTF-8 (CSV input must be UTF-8, see DATA_CONTRACT.md)"
+                    "save the file as UTF-8 (CSV input must be UTF-8, see docs/data-format.md)"
                 ) from exc
             if not chunk:
                 return
@@ -115,7 +116,7 @@ def check_contract(data_dir: Path) -> dict[str, Path]:
             if table.required:
                 raise ContractError(
                     f"required table '{name}' is missing: expected {data_dir}/{name}.parquet "
-                    f"or {name}.csv (see DATA_CONTRACT.md)"
+                    f"or {name}.csv (see docs/data-format.md)"
                 )
             continue
         if path.suffix == ".csv":
@@ -297,8 +298,11 @@ _FUTURE_REACTIONS = {
 DUPLICATE_LINE = "exact duplicate of an earlier order line"
 
 
-def load_shop(data_dir: Path, as_of: date, config: IngestConfig | None = None) -> ShopData:
-    """Read, type and check every table; nothing is written here.
+def load_shop(
+    data_dir: Path, as_of: date, config: IngestConfig | None = None, progress: Reporter = silent
+) -> ShopData:
+    """Read, type and check every table; nothing is written here (``progress`` shows a bar
+    over the tables; pipelines.progress).
 
     Raises ContractError for a missing required table or column, a CSV that is not
     UTF-8, and an order_lines table with no row kept on or before ``as_of``.
@@ -309,7 +313,7 @@ def load_shop(data_dir: Path, as_of: date, config: IngestConfig | None = None) -
     tables: dict[str, pd.DataFrame] = {}
     report: dict[str, TableReport] = {}
     quarantine: dict[str, pd.DataFrame] = {}
-    for name, path in paths.items():
+    for name, path in track(progress, list(paths.items()), "tables read"):
         table = TABLES[name]
         raw = _read_raw(path).reset_index(drop=True)
         if name == "order_lines" and raw.empty:

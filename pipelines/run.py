@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import date
@@ -17,6 +20,7 @@ from features.tags import reference_instant
 from pipelines import steps
 from pipelines.contract import TABLES
 from pipelines.ingest import DUPLICATE_LINE, ShopData, load_shop, write_quarantine
+from pipelines.progress import silent, track
 from training.churn import churn_labels, train_churn
 from training.config import TrainConfig
 from training.coupon import offer_outcomes, train_coupon
@@ -38,9 +42,10 @@ def run_pipeline(
     as_of: date,
     settings: MemberwiseSettings,
     cfg: TrainConfig | None = None,
-    progress: Progress = print,
+    progress: Progress = silent,
 ) -> dict[str, Any]:
     """Run every step into ``settings.home``; returns the run report (also written as JSON).
+    ``progress`` hears what each step is doing (pipelines.progress; silent by default).
 
     Every model is configured from ``settings`` (its ``products``, ``churn``, ``coupon`` and
     ``send_time`` sections); ``cfg`` replaces its ``training`` section when given.
@@ -50,7 +55,7 @@ def run_pipeline(
     """
     cfg = cfg or settings.training
     progress(f"reading {data_dir} as of {as_of}")
-    shop = load_shop(data_dir, as_of, settings.ingest)  # raises before any write
+    shop = load_shop(data_dir, as_of, settings.ingest, progress=progress)  # raises before any write
     home = settings.home_dir
     home.mkdir(parents=True, exist_ok=True)
     write_quarantine(shop, settings.quarantine_dir, settings.reports_dir)
@@ -62,46 +67,45 @@ def run_pipeline(
     dates = steps.snapshot_dates(shop, cfg)
     all_dates = [d for ds in dates.values() for d in ds]
     progress(f"computing member tags at {len(set(all_dates))} snapshot date(s)")
-    frames = steps.write_snapshots(shop, all_dates, settings)
+    frames = steps.write_snapshots(shop, all_dates, settings, progress=progress)
     tags_now = frames[as_of]
     progress(f"  {len(tags_now):,} members tagged as of {as_of}")
 
     progress("applying the Feast repo and materializing to the online store")
-    store = steps.apply_and_materialize(settings, as_of)
+    with contextlib.redirect_stdout(io.StringIO()):  # Feast prints colour codes to stdout
+        store = steps.apply_and_materialize(settings, as_of)
 
     cutoff = pd.Timestamp(reference_instant(as_of))
-    results: list[TrainResult] = []
-
-    progress("training products (ALS + buy-again vs popularity)")
-    results.append(
-        train_products(shop.tables["order_lines"], cutoff, cfg, settings.products, settings.gate)
-    )
-
-    progress(f"training churn (label: no purchase within {cfg.horizon_days} days)")
-    results.append(train_churn(churn_training_frame(shop, store, frames, dates["churn_cutoff"], cfg),
-                               repo.CHURN_FEATURES, cfg, settings.churn,
-                               history=tags_now, gate=settings.gate))  # fmt: skip
-
-    progress("training coupon policy (uplift per coupon vs control, net of cost)")
-    results.append(_train_coupon(shop, store, cutoff, cfg, settings))
-
-    progress("training send time (hour of week per member and channel)")
     segments = dict(zip(tags_now["member_id"], tags_now["rfm_segment"], strict=False))
-    results.append(
-        train_send_time(
-            steps.engagements(shop),
-            steps.member_timezones(shop),
-            segments,
-            cutoff,
-            cfg,
-            settings.send_time,
-            settings.gate,
-        )
-    )
+    trainers: list[tuple[str, Callable[[], TrainResult]]] = [
+        ("products (every simple policy, the hybrid at its defaults and tuned)",
+         lambda: train_products(shop.tables["order_lines"], cutoff, cfg, settings.products,
+                                settings.gate)),
+        (f"churn (label: no purchase within {cfg.horizon_days} days)",
+         lambda: train_churn(churn_training_frame(shop, store, frames, dates["churn_cutoff"], cfg),
+                             repo.CHURN_FEATURES, cfg, settings.churn, history=tags_now,
+                             gate=settings.gate)),
+        ("coupon policy (uplift per coupon vs control, net of cost)",
+         lambda: _train_coupon(shop, store, cutoff, cfg, settings)),
+        ("send time (hour of week per member and channel)",
+         lambda: train_send_time(steps.engagements(shop), steps.member_timezones(shop),
+                                 segments, cutoff, cfg, settings.send_time, settings.gate)),
+    ]  # fmt: skip
+    results: list[TrainResult] = []
+    for label, train in track(progress, trainers, "models trained"):
+        progress(f"training {label}")
+        results.append(train())
 
     progress("logging to MLflow and moving the champion aliases")
-    setup_tracking(settings.tracking_uri, settings.artifact_root)
-    regs = [log_and_register(r, as_of.isoformat(), {"data": str(data_dir)}) for r in results]
+    with warnings.catch_warnings():
+        # Feast turns DeprecationWarnings on for the whole process when imported; MLflow's
+        # SQL store then shows SQLAlchemy's notice about a loader MLflow itself uses
+        warnings.filterwarnings("ignore", message=r"The ``noload`` loader strategy is deprecated")
+        setup_tracking(settings.tracking_uri, settings.artifact_root)
+        regs = [
+            log_and_register(r, as_of.isoformat(), {"data": str(data_dir)})
+            for r in track(progress, results, "models registered")
+        ]
     report = {
         "as_of": as_of.isoformat(),
         "data": str(data_dir),

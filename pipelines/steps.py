@@ -15,6 +15,7 @@ from features import repo
 from features.settings import MemberwiseSettings
 from features.tags import compute_tags
 from pipelines.ingest import ShopData
+from pipelines.progress import Reporter, silent, track
 from training.config import TrainConfig
 
 
@@ -39,13 +40,13 @@ def snapshot_dates(shop: ShopData, cfg: TrainConfig) -> dict[str, list[date]]:
 
 
 def write_snapshots(
-    shop: ShopData, dates: list[date], settings: MemberwiseSettings
+    shop: ShopData, dates: list[date], settings: MemberwiseSettings, progress: Reporter = silent
 ) -> dict[date, pd.DataFrame]:
     """Compute tags at each date and write one Parquet file per date (overwriting)."""
     out_dir = repo.tags_source_path(settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     frames: dict[date, pd.DataFrame] = {}
-    for d in sorted(set(dates)):
+    for d in track(progress, sorted(set(dates)), "tag snapshots written"):
         tags = compute_tags(shop.tables, d, settings.tags)
         tags.to_parquet(repo.snapshot_path(settings, d), index=False)
         frames[d] = tags

@@ -1,4 +1,4 @@
-"""A synthetic shop in the canonical format (DATA_CONTRACT.md), with what was planted in it.
+"""A synthetic shop in the canonical format (docs/data-format.md), with what was planted in it.
 
 ``generate(out, members, seed)`` writes every table of the contract as Parquet into ``out/``
 and the planted truth into ``out/truth/`` (never read by the pipeline; evaluations use it):
@@ -64,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipelines.contract import CHANNELS
+from pipelines.progress import Reporter, silent, track
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -1427,9 +1428,11 @@ def generate(
     seed: int = 0,
     config: SyntheticConfig | None = None,
     world: World | None = None,
+    progress: Reporter = silent,
 ) -> dict[str, int]:
     """Write a synthetic shop for ``members`` members into ``out`` (Parquet, the contract's
-    tables) and what was planted into ``out/truth``. Returns rows written per table.
+    tables) and what was planted into ``out/truth``. Returns rows written per table
+    (``progress`` shows a bar over the chunks of members; pipelines.progress).
 
     ``world`` applies its knobs over ``config`` (default: the base config); the manifest
     records both. Deterministic: the same ``members``, ``seed``, config and world give
@@ -1452,7 +1455,7 @@ def generate(
         for name, table in _world_tables(built).items():
             writers.write(name, table)
         order_base = 0
-        for i, seq in enumerate(chunk_seqs):
+        for i, seq in track(progress, list(enumerate(chunk_seqs)), "member chunks written"):
             rng = np.random.default_rng(seq)
             first = i * cfg.chunk_members
             n = min(cfg.chunk_members, members - first)

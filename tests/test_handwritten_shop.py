@@ -1,4 +1,4 @@
-"""A shop written by hand against DATA_CONTRACT.md alone: order_lines.csv with only the
+"""A shop written by hand against docs/data-format.md alone: order_lines.csv with only the
 required columns and a history shorter than the churn training cutoffs reach back. The run
 must complete and score every member."""
 
