@@ -24,7 +24,9 @@ from pipelines.synthetic import generate
 from training.config import TrainConfig
 
 AS_OF = date(2025, 12, 31)
-FAST = TrainConfig(als_iterations=3, als_factors=8, churn_cutoffs=2)
+FAST = TrainConfig(churn_cutoffs=2)
+# small, quick models: the point is that every step runs, not how well
+FAST_MODELS = {"products": {"hybrid": {"iterations": 3, "factors": 8}}, "gate": {"tune_seconds": 0}}
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +57,7 @@ def run_and_score(tmp_path):
     what must hold for every shop (a champion per model, one score row per member)."""
 
     def go(shop: Path) -> tuple[dict, pd.DataFrame]:
-        settings = MemberwiseSettings(home=tmp_path / "home")
+        settings = MemberwiseSettings(home=tmp_path / "home", **FAST_MODELS)
         printed: list[str] = []
         report = run_pipeline(shop, AS_OF, settings, FAST, progress=printed.append)
         for name in MODEL_NAMES:
