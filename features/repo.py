@@ -44,7 +44,7 @@ SOURCE_STAMP = datetime(2024, 1, 1, tzinfo=UTC)
 CHURN_SERVICE = "churn_v2"
 COUPON_SERVICE = "coupon_v2"
 SEND_TIME_SERVICE = "send_time_v1"
-PROFILE_SERVICE = "member_profile_v1"
+PROFILE_SERVICE = "member_profile_v2"
 
 # Model inputs (numeric, NaN allowed); the order is the column order the models see.
 CHURN_FEATURES: list[str] = [
@@ -62,7 +62,7 @@ COUPON_FEATURES: list[str] = [
 SEND_TIME_FEATURES: list[str] = ["timezone", "rfm_segment", "preferred_channel", "active_how"]
 PROFILE_FEATURES: list[str] = [
     "rfm_segment", "lifecycle_stage", "value_tier", "tags", "r_score", "f_score", "m_score",
-    "top_category", "categories",
+    "top_category", "categories", "country",
 ]  # fmt: skip
 
 

@@ -80,7 +80,8 @@ def run_pipeline(
     trainers: list[tuple[str, Callable[[], TrainResult]]] = [
         ("products (every simple policy, the hybrid at its defaults and tuned)",
          lambda: train_products(shop.tables["order_lines"], cutoff, cfg, settings.products,
-                                settings.gate)),
+                                settings.gate, steps.member_countries(shop),
+                                steps.product_categories(shop))),
         (f"churn (label: no purchase within {cfg.horizon_days} days)",
          lambda: train_churn(churn_training_frame(shop, store, frames, dates["churn_cutoff"], cfg),
                              repo.CHURN_FEATURES, cfg, settings.churn, history=tags_now,

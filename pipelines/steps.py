@@ -121,3 +121,21 @@ def offer_costs(shop: ShopData) -> pd.Series:
         return pd.Series(dtype=float)
     c = c[c["cost"].notna()]
     return pd.Series(c["cost"].astype(float).to_numpy(), index=c["coupon_id"].astype(str))
+
+
+def member_countries(shop: ShopData) -> dict[str, str]:
+    """member -> country (the segment a member with no purchases is recommended from)."""
+    m = shop.get("members")
+    if m is None or "country" not in m:
+        return {}
+    m = m[m["country"].notna()]
+    return dict(zip(m["member_id"].astype(str), m["country"].astype(str), strict=False))
+
+
+def product_categories(shop: ShopData) -> dict[str, str]:
+    """product -> category (for the recommendations' category filter)."""
+    p = shop.get("products")
+    if p is None or "category" not in p:
+        return {}
+    p = p[p["category"].notna()]
+    return dict(zip(p["product_id"].astype(str), p["category"].astype(str), strict=False))

@@ -17,13 +17,14 @@ from training.metrics import catalogue_coverage, map_at_k, ndcg_at_k, ndcg_per_m
 from training.result import TrainResult
 
 
-def _fit(model: Recommender, lines: pd.DataFrame, as_of: pd.Timestamp) -> Recommender:
+def _fit(model: Recommender, lines: pd.DataFrame, as_of: pd.Timestamp, **extra: Any) -> Recommender:
     return model.fit(
         lines["member_id"].to_numpy(str),
         lines["product_id"].to_numpy(str),
         lines["ts"].to_numpy("datetime64[us]"),
         lines["quantity"].to_numpy(float),
         as_of=np.datetime64(as_of.to_datetime64(), "us"),
+        **extra,
     )
 
 
@@ -114,6 +115,8 @@ def train_products(
     cfg: TrainConfig,
     products: ProductsSettings | None = None,
     gate: GateSettings | None = None,
+    segments: dict[str, str] | None = None,
+    categories: dict[str, str] | None = None,
 ) -> TrainResult:
     """Every simple policy (``gate.peers``: popularity, buy-again, item-item, ALS, simplest
     first), the shipped hybrid at its defaults and tuned on this shop's earlier window, all
@@ -123,6 +126,8 @@ def train_products(
 
     ``lines``: order lines with member_id, product_id (non-null), ts (naive UTC), quantity.
     ``products`` / ``gate``: the settings tree's sections (their defaults when None).
+    ``segments`` (member -> country) and ``categories`` (product -> category) go into the
+    registered models: cold start from the member's segment, the category filter.
     """
     products = products or ProductsSettings()
     gate = gate or GateSettings()
@@ -174,8 +179,9 @@ def train_products(
     else:
         notes.append("no purchases in the validation window: models not compared")
     shipped_cfg = recommender_config("shipped", products, cfg.seed, **tuned)
-    shipped = _fit(_recommender("shipped", products, cfg.seed, **tuned), lines, cutoff)
-    baseline = _fit(_recommender(rule_name, products, cfg.seed), lines, cutoff)
+    final = {"segments": segments, "categories": categories}  # cold start and filters
+    shipped = _fit(_recommender("shipped", products, cfg.seed, **tuned), lines, cutoff, **final)
+    baseline = _fit(_recommender(rule_name, products, cfg.seed), lines, cutoff, **final)
     return TrainResult(
         name="products",
         shipped=shipped,
