@@ -182,6 +182,7 @@ class BPRSettings(Section):
 
 
 class ProductsSettings(Section):
+    similar_neighbours: int = Field(50, ge=1, description="products kept as bought together / similar per product")  # fmt: skip
     popularity: PopularitySettings = PopularitySettings()
     hybrid: HybridSettings = HybridSettings()
     buy_again: BuyAgainSettings = BuyAgainSettings()

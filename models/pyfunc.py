@@ -43,9 +43,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from models.coupon import CouponPolicy, NoCouponPolicy, load_coupon_policy
+from models.coupon import CouponPolicy, FixedCouponPolicy, NoCouponPolicy, load_coupon_policy
 from models.products import Recommender, load_recommender
 from models.send_time import GlobalSendTimeModel, SendTimeModel, load_send_time
+from models.similar import SimilarProducts
 
 if TYPE_CHECKING:
     from mlflow.pyfunc import PythonModel
@@ -87,7 +88,9 @@ def products_frame(
     )
 
 
-def coupon_frame(model: CouponPolicy | NoCouponPolicy, model_input: pd.DataFrame) -> pd.DataFrame:
+def coupon_frame(
+    model: CouponPolicy | NoCouponPolicy | FixedCouponPolicy, model_input: pd.DataFrame
+) -> pd.DataFrame:
     """member_id, coupon_id (None for none), expected_incremental_margin, reason."""
     members = _member_ids(model_input)
     names = model.feature_names if isinstance(model, CouponPolicy) and model.fitted else []
@@ -130,6 +133,21 @@ def send_time_frame(
     )
 
 
+def similar_frame(
+    model: SimilarProducts, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+) -> pd.DataFrame:
+    """product_id, bought_together, similar (product id lists, best first) per input row."""
+    if "product_id" not in model_input:
+        raise KeyError(f"model input needs a product_id column, got {list(model_input.columns)}")
+    ids = model_input["product_id"].astype(str).tolist()
+    n = int((params or {}).get("n", DEFAULT_N))
+    return pd.DataFrame({
+        "product_id": ids,
+        "bought_together": [model.bought_together.neighbour_ids(p, n) for p in ids],
+        "similar": [model.similar.neighbour_ids(p, n) for p in ids],
+    })  # fmt: skip
+
+
 # ---------------------------------------------------------------- families
 @dataclass(frozen=True)
 class Family:
@@ -145,16 +163,19 @@ class Family:
 FAMILIES: dict[str, Family] = {
     "products": Family((Recommender,), load_recommender, products_frame, PRODUCTS_PARAMS),
     "coupon": Family(
-        (CouponPolicy, NoCouponPolicy), load_coupon_policy, lambda m, x, p: coupon_frame(m, x)
+        (CouponPolicy, NoCouponPolicy, FixedCouponPolicy),
+        load_coupon_policy,
+        lambda m, x, p: coupon_frame(m, x),
     ),
     "send_time": Family(
         (SendTimeModel, GlobalSendTimeModel), load_send_time, lambda m, x, p: send_time_frame(m, x)
     ),
+    "similar": Family((SimilarProducts,), SimilarProducts.load, similar_frame, PRODUCTS_PARAMS),
 }
 
 
 def family_of(model: Any) -> str:
-    """``"products"``, ``"coupon"`` or ``"send_time"``: the family ``model`` belongs to."""
+    """``"products"``, ``"coupon"``, ``"send_time"`` or ``"similar"``: ``model``'s family."""
     for name, fam in FAMILIES.items():
         if isinstance(model, fam.classes):
             return name
@@ -187,6 +208,9 @@ def input_example(model: Any, member_ids: Sequence[str] | None = None) -> pd.Dat
     ids = list(member_ids if member_ids is not None else known_members(model, 2))[:2]
     ids += [f"member-{k}" for k in range(len(ids) + 1, 3)]
     family = family_of(model)
+    if family == "similar":
+        known = model.bought_together._products[:2].tolist() or ["product-1"]
+        return pd.DataFrame({"product_id": [str(p) for p in known]})
     if family == "products":
         return pd.DataFrame({"member_id": ids})
     if family == "coupon":

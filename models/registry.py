@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-MODEL_NAMES: tuple[str, ...] = ("products", "churn", "coupon", "send_time")
+MODEL_NAMES: tuple[str, ...] = ("products", "churn", "coupon", "send_time", "similar")
 PREFIX = "memberwise-"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -43,6 +43,7 @@ class Champions:
     churn: Any
     coupon: Any
     send_time: Any
+    similar: Any = None  # models.similar.SimilarProducts: bought together and similar products
     versions: dict[str, str] = field(default_factory=dict)
     roles: dict[str, str] = field(default_factory=dict)
     # the policy each champion is ("hybrid", "buy_again", "recency_rule" ...) and why the

@@ -18,7 +18,7 @@ Only the ``K`` nearest neighbours of each product are kept, as one CSR matrix sa
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -142,19 +142,23 @@ class ProductNeighbours:
     def neighbour_ids(self, product_id: str, n: int = 10) -> list[str]:
         return [x.product_id for x in self.neighbours(product_id, n)]
 
+    def _state(self) -> dict[str, np.ndarray]:
+        return {
+            "products": self._products.astype(str),
+            "indptr": self._indptr,
+            "nbr": self._nbr,
+            "score": self._score,
+            "together": self._together,
+        }
+
+    def _set_state(self, z: Mapping[str, np.ndarray]) -> None:
+        self._products = z["products"]
+        self._index = {pid: i for i, pid in enumerate(self._products.tolist())}
+        self._indptr, self._nbr = z["indptr"], z["nbr"]
+        self._score, self._together = z["score"], z["together"]
+
     def save(self, path: Path) -> None:
-        write_npz(
-            path,
-            self.kind,
-            {
-                "products": self._products.astype(str),
-                "indptr": self._indptr,
-                "nbr": self._nbr,
-                "score": self._score,
-                "together": self._together,
-            },
-            asdict(self.config),
-        )
+        write_npz(path, self.kind, self._state(), asdict(self.config))
 
     @classmethod
     def load(cls, path: Path) -> ProductNeighbours:
@@ -162,10 +166,7 @@ class ProductNeighbours:
         if kind != cls.kind:
             raise ValueError(f"{path} is not a product-neighbours artifact (kind {kind!r})")
         out = cls(NeighboursConfig(**meta_of(z)))
-        out._products = z["products"]
-        out._index = {pid: i for i, pid in enumerate(out._products.tolist())}
-        out._indptr, out._nbr = z["indptr"], z["nbr"]
-        out._score, out._together = z["score"], z["together"]
+        out._set_state(z)
         return out
 
 
@@ -183,3 +184,44 @@ def basket_hit_rate(
         hits = [bool(set(model.neighbour_ids(p, k)) & (set(known) - {p})) for p in known]
         out[b] = float(np.mean(hits))
     return out
+
+
+class SimilarProducts:
+    """Both neighbour sets of the catalogue in one artifact: ``bought_together`` (same
+    order) and ``similar`` (same members), fitted with the same popularity discount."""
+
+    kind: ClassVar[str] = "similar_products"
+
+    def __init__(self, bought_together: ProductNeighbours | None = None,
+                 similar: ProductNeighbours | None = None) -> None:  # fmt: skip
+        self.bought_together = bought_together or ProductNeighbours()
+        self.similar = similar or ProductNeighbours()
+
+    @property
+    def fitted(self) -> bool:
+        return self.bought_together.fitted or self.similar.fitted
+
+    def known(self, product_id: str) -> bool:
+        return self.bought_together.known(product_id) or self.similar.known(product_id)
+
+    def save(self, path: Path) -> None:
+        arrays: dict[str, np.ndarray] = {}
+        meta: dict[str, Any] = {}
+        for name, part in (("together", self.bought_together), ("similar", self.similar)):
+            arrays |= {f"{name}_{k}": v for k, v in part._state().items()}
+            meta[name] = asdict(part.config)
+        write_npz(path, self.kind, arrays, meta)
+
+    @classmethod
+    def load(cls, path: Path) -> SimilarProducts:
+        kind, z = read_npz(path)
+        if kind != cls.kind:
+            raise ValueError(f"{path} is not a similar-products artifact (kind {kind!r})")
+        meta = meta_of(z)
+        parts = []
+        for name in ("together", "similar"):
+            part = ProductNeighbours(NeighboursConfig(**meta[name]))
+            part._set_state({k.removeprefix(f"{name}_"): v for k, v in z.items()
+                             if k.startswith(f"{name}_")})  # fmt: skip
+            parts.append(part)
+        return cls(*parts)

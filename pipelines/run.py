@@ -29,6 +29,7 @@ from training.products import train_products
 from training.registry import log_and_register, setup_tracking
 from training.result import TrainResult
 from training.send_time import train_send_time
+from training.similar import train_similar
 
 Progress = Callable[[str], None]
 
@@ -88,6 +89,9 @@ def run_pipeline(
                              gate=settings.gate)),
         ("coupon policy (uplift per coupon vs control, net of cost)",
          lambda: _train_coupon(shop, store, cutoff, cfg, settings)),
+        ("similar products (bought together, against raw co-occurrence counts)",
+         lambda: train_similar(shop.tables["order_lines"], cutoff, cfg.validation_days, cfg.top_k,
+                               settings.products.similar_neighbours, settings.gate.z)),
         ("send time (hour of week per member and channel)",
          lambda: train_send_time(steps.engagements(shop), steps.member_timezones(shop),
                                  segments, cutoff, cfg, settings.send_time, settings.gate)),

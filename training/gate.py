@@ -221,13 +221,12 @@ def bootstrap_stat(fn: Statistic, n_units: int) -> Statistic:
 
 def format_table(sel: Selection, metric: str) -> str:
     """The comparison table as aligned text lines (for the run log)."""
-    head = (
-        f"    {'policy':<22} {'role':<8} {metric:>12} {'± se':>9} {'lcb vs incumbent':>18}  verdict"
-    )
+    width = max(22, *(len(r.name) for r in sel.rows))
+    head = f"    {'policy':<{width}} {'role':<8} {metric:>12} {'± se':>9} {'lcb vs incumbent':>18}  verdict"
     lines = [head]
     for r in sel.rows:
         lcb = "" if r.vs is None else f"{r.lcb:+.4f} vs {r.vs}"
         lines.append(
-            f"    {r.name:<22} {r.role:<8} {r.estimate:>12.4f} {r.se:>9.4f} {lcb:>18}  {r.verdict}"
+            f"    {r.name:<{width}} {r.role:<8} {r.estimate:>12.4f} {r.se:>9.4f} {lcb:>18}  {r.verdict}"
         )
     return "\n".join(lines)

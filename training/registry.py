@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -131,7 +132,29 @@ def _signature(example: pd.DataFrame, output: pd.DataFrame, params: dict[str, An
 
 
 def _log_one(result: TrainResult, model: Any, role: str) -> str | None:
-    """Log ``model`` under artifact name ``role`` and register it; returns the version."""
+    """Log ``model`` under artifact name ``role`` and register it; returns the version.
+    MLflow's own "Successfully registered model ... / Created version ..." lines are kept out
+    of the run's output (the run prints its own summary); anything else it writes passes."""
+    import contextlib
+    import io
+    import sys
+
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buffer):
+            return _log_one_quietly(result, model, role)
+    finally:
+        for line in buffer.getvalue().splitlines():
+            if not _REGISTRY_CHATTER.match(line):
+                print(line, file=sys.stderr)
+
+
+_REGISTRY_CHATTER = re.compile(
+    r"^(Successfully registered model|Created version|Registered model '.*' already exists)"
+)
+
+
+def _log_one_quietly(result: TrainResult, model: Any, role: str) -> str | None:
     import mlflow
     from mlflow.models import infer_signature
 
@@ -252,10 +275,10 @@ def champion_reasons(result: TrainResult) -> dict[str, str]:
         return {"model": why, "baseline": why}
     if gate.role == "model":
         return {"model": gate.reason, "baseline": f"the simple policy {gate.champion} had to beat"}
-    return {
-        "model": f"not the champion: {gate.row(result.policies.get('shipped', gate.rows[-1].name)).verdict}",
-        "baseline": gate.reason,
-    }
+    shipped = result.policies.get("shipped")
+    rows = {r.name: r for r in gate.rows}
+    why = rows[shipped].verdict if shipped in rows else "not among the candidates the gate compared"
+    return {"model": f"not the champion: {why}", "baseline": gate.reason}
 
 
 def summary_frame(regs: list[Registration]) -> pd.DataFrame:

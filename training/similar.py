@@ -9,7 +9,6 @@ on every order before the cutoff.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -18,21 +17,14 @@ from models.similar import (
     CoOccurrence,
     NeighboursConfig,
     ProductNeighbours,
+    SimilarProducts,
     basket_hit_rate,
     cooccurrence,
 )
-from training.gate import Candidate, Selection, select
+from training.gate import Candidate, select
+from training.result import TrainResult
 
 POWERS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5)  # discounts tried against raw counts (0)
-
-
-@dataclass
-class SimilarResult:
-    bought_together: ProductNeighbours | None
-    similar: ProductNeighbours | None
-    selection: Selection | None
-    metrics: dict[str, float] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
 
 
 def baskets_between(lines: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> list[list[str]]:
@@ -67,40 +59,69 @@ def train_similar(
     neighbours: int = 50,
     z: float = 1.645,
     powers: Sequence[float] = POWERS,
-) -> SimilarResult:
-    """``lines``: order lines (order_id, member_id, product_id, ts naive UTC, quantity)."""
+) -> TrainResult:
+    """``lines``: order lines (order_id, member_id, product_id, ts naive UTC, quantity).
+    Registered as ``similar``: the shipped model uses the tuned discount, the baseline raw
+    counts; the gate's choice is the champion."""
     lines = lines[lines["product_id"].notna() & (lines["quantity"] > 0) & (lines["ts"] < cutoff)]
-    if lines.empty:
-        return SimilarResult(None, None, None, notes=["no product ids: no similar products"])
-    val = pd.Timedelta(days=validation_days)
-    gate_start, tune_start = cutoff - val, cutoff - 2 * val
-    gate_baskets = baskets_between(lines, gate_start, cutoff)
-    tune_baskets = baskets_between(lines, tune_start, gate_start)
     notes: list[str] = []
     selection = None
-    power = 0.0
-    metrics: dict[str, float] = {}
-    before_gate = lines[lines["ts"] < gate_start]
-    if before_gate.empty or not any(len(b) > 1 for b in gate_baskets):
-        notes.append("no multi-product order in the validation window: raw counts serve")
+    metrics: dict[str, dict[str, float]] = {}
+    tuned = 0.0
+    primary = f"hit_rate@{top_k}"
+    if lines.empty:
+        notes.append("no order line has a product_id: no similar products")
     else:
+        val = pd.Timedelta(days=validation_days)
+        gate_start, tune_start = cutoff - val, cutoff - 2 * val
+        gate_baskets = baskets_between(lines, gate_start, cutoff)
+        tune_baskets = baskets_between(lines, tune_start, gate_start)
+        before_gate = lines[lines["ts"] < gate_start]
         before_tune = lines[lines["ts"] < tune_start]
-        tuned = (
-            _tune(_counts(before_tune), tune_baskets, powers, neighbours, top_k)
-            if len(before_tune) and any(len(b) > 1 for b in tune_baskets)
-            else 0.5
+        if before_gate.empty or not any(len(b) > 1 for b in gate_baskets):
+            notes.append("no multi-product order in the validation window: raw counts serve")
+        else:
+            if len(before_tune) and any(len(b) > 1 for b in tune_baskets):
+                tuned = _tune(_counts(before_tune), tune_baskets, powers, neighbours, top_k)
+            else:
+                notes.append(
+                    "no earlier window to tune on: the cosine ranking (power 0.5) is tried"
+                )
+                tuned = 0.5
+            gate_counts = _counts(before_gate)
+            units = {p: basket_hit_rate(_fit(gate_counts, p, neighbours), gate_baskets, top_k)
+                     for p in {0.0, tuned}}  # fmt: skip
+            cands = [Candidate("co_occurrence_counts", "baseline", 0, units=units[0.0])]
+            if tuned > 0:
+                cands.append(Candidate(f"discounted_counts(power={tuned:g})", "model", 1,
+                                       units=units[tuned]))  # fmt: skip
+            selection = select(cands, z=z)
+            metrics = {
+                "shipped": {primary: float(np.nanmean(units[tuned])), "baskets": float(selection.n_units)},
+                "baseline": {primary: float(np.nanmean(units[0.0])), "baskets": float(selection.n_units)},
+            }  # fmt: skip
+    together, by_member = _counts(lines), _counts(lines, rows="member_id")
+
+    def both(power: float) -> SimilarProducts:
+        return SimilarProducts(
+            _fit(together, power, neighbours), _fit(by_member, power, neighbours)
         )
-        gate_counts = _counts(before_gate)
-        cands = [Candidate("co_occurrence_counts", "baseline", 0,
-                           units=basket_hit_rate(_fit(gate_counts, 0.0, neighbours), gate_baskets, top_k))]  # fmt: skip
-        if tuned > 0:
-            cands.append(Candidate(f"discounted_counts(power={tuned:g})", "model", 1,
-                                   units=basket_hit_rate(_fit(gate_counts, tuned, neighbours),
-                                                         gate_baskets, top_k)))  # fmt: skip
-        selection = select(cands, z=z)
-        power = tuned if selection.role == "model" else 0.0
-        metrics = {f"{r.name}.hit_rate@{top_k}": r.estimate for r in selection.rows}
-        metrics["baskets"] = float(selection.n_units)
-    together = _fit(_counts(lines), power, neighbours)
-    similar = _fit(_counts(lines, rows="member_id"), power, neighbours)
-    return SimilarResult(together, similar, selection, metrics, notes)
+
+    return TrainResult(
+        name="similar",
+        shipped=both(tuned),
+        baseline=both(0.0),
+        metrics=metrics,
+        primary=primary,
+        params={
+            "popularity_power": tuned,
+            "neighbours": neighbours,
+            "validation_days": validation_days,
+        },  # fmt: skip
+        notes=notes,
+        selection=selection,
+        policies={
+            "shipped": f"discounted_counts(power={tuned:g})",
+            "baseline": "co_occurrence_counts",
+        },
+    )

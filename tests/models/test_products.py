@@ -302,7 +302,9 @@ def test_cold_start_from_the_segment_and_request_filters(tmp_path):
         segments=segs, categories=cats,
     )  # fmt: skip
     cold = model.recommend("newcomer", 2, segment="tea")
-    assert [p for p, _, _ in cold] == ["t1", "t2"] and {r for _, _, r in cold} == {POPULAR_IN_SEGMENT}
+    assert [p for p, _, _ in cold] == ["t1", "t2"] and {r for _, _, r in cold} == {
+        POPULAR_IN_SEGMENT
+    }
     assert [p for p, _, _ in model.recommend("newcomer", 2)][0].startswith("b")  # global popular
     only_tea = model.recommend("m15", 5, category="tea")
     assert [p for p, _, _ in only_tea] == ["t1", "t2"]

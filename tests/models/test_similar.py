@@ -84,7 +84,22 @@ def test_train_similar_keeps_raw_counts_when_they_predict_the_next_basket():
     # the bag is in every next basket: "most often bought with" is the right answer here,
     # and a discount (tuned on the earlier window) cannot beat it by more than the noise
     assert res.selection is not None and res.selection.champion == "co_occurrence_counts"
-    assert res.bought_together.neighbour_ids("b1", 1) == ["bag"]
-    assert res.selection.n_units == 300 and res.metrics["baskets"] == 300
+    assert not res.shipped_wins
+    assert res.baseline.bought_together.neighbour_ids("b1", 1) == ["bag"]
+    assert res.baseline.similar.known("b1")
+    assert res.selection.n_units == 300 and res.metrics["baseline"]["baskets"] == 300
     spend_only = lines.assign(product_id=None)
     assert train_similar(spend_only, pd.Timestamp("2025-04-30"), 30).notes
+
+
+def test_similar_products_round_trip(tmp_path):
+    from models.similar import SimilarProducts
+
+    rows, prods = _world()
+    both = SimilarProducts(ProductNeighbours().fit(rows, prods),
+                           ProductNeighbours(NeighboursConfig(popularity_power=0.5)).fit(rows, prods))  # fmt: skip
+    both.save(tmp_path / "s.npz")
+    back = SimilarProducts.load(tmp_path / "s.npz")
+    assert back.bought_together.neighbours("a1", 3) == both.bought_together.neighbours("a1", 3)
+    assert back.similar.config.popularity_power == 0.5
+    assert back.similar.neighbours("a1", 3) == both.similar.neighbours("a1", 3)
