@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from starlette.responses import Response
 
-from serving.routes import health, members, segments
+from serving.routes import health, v1
 from serving.settings import ServingSettings, get_settings
 from serving.state import AppState
 
@@ -32,14 +32,16 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="memberwise",
-        summary="Per-member products, coupon and send time for a membership programme",
+        summary=(
+            "Per-member products, coupon, send time, churn risk, tags and segment for a "
+            "membership programme"
+        ),
         version="0.1.0",
         lifespan=lifespan,
     )
     app.state.memberwise = AppState(settings=settings)
     app.include_router(health.router)
-    app.include_router(members.router)
-    app.include_router(segments.router)
+    app.include_router(v1.router)
 
     @app.middleware("http")
     async def timing(request: Request, call_next):
