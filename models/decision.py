@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import functools
 import math
+import string
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -49,14 +50,19 @@ PARTS: tuple[str, ...] = (
     "rfm_segment",
 )  # fmt: skip
 
-# what each rule tag's reason quotes: (feature column, sentence with the value)
-TAG_EVIDENCE: dict[str, tuple[str, str]] = {
-    "high_order_value": ("max_order_value", "largest order {:.2f}"),
-    "dormant": ("recency_days", "last purchase {:.0f} days ago"),
-    "high_frequency": ("orders_30d", "{:.0f} orders in the high-frequency window"),
-    "price_sensitive": ("discount_share", "{:.0%} of spend discounted"),
-    "warn_activity_down": ("orders_recent", "{:.0f} orders in the recent window"),
-    "warn_gap_exceeded": ("gap_ratio", "{:.1f}x the usual purchase cycle since the last order"),
+# what each rule tag's reason quotes, a template over feature columns
+TAG_EVIDENCE: dict[str, str] = {
+    "high_order_value": "largest order {max_order_value:.2f}",
+    "dormant": "last purchase {recency_days:.0f} days ago",
+    "high_frequency": "orders in the high-frequency window: {orders_30d:.0f}",
+    "price_sensitive": "{discount_share:.0%} of spend discounted",
+    "warn_activity_down": (
+        "orders in the recent window: {orders_recent:.0f}, in the one before: {orders_previous:.0f}"
+    ),
+    "warn_gap_exceeded": "{gap_ratio:.1f}x the usual purchase cycle since the last order",
+}
+_QUOTED = {
+    t: [f for _, f, _, _ in string.Formatter().parse(s) if f] for t, s in TAG_EVIDENCE.items()
 }
 PROFILE_COLUMNS: tuple[str, ...] = (
     "timezone", "rfm_segment", "lifecycle_stage", "value_tier", "tags", "r_score", "f_score",
@@ -64,7 +70,7 @@ PROFILE_COLUMNS: tuple[str, ...] = (
 )  # fmt: skip
 EVIDENCE_COLUMNS: tuple[str, ...] = (
     "recency_days", "frequency", "monetary", "orders_recent", "orders_previous", "tenure_days",
-    *dict.fromkeys(c for c, _ in TAG_EVIDENCE.values()),
+    *dict.fromkeys(c for cols in _QUOTED.values() for c in cols),
 )  # fmt: skip
 
 _UNKNOWN = "unknown member: no features in the store"
@@ -353,7 +359,7 @@ class Decider:
         role, version = self._model_part("products")
         items = tuple(Product(p, float(s), r) for p, s, r in recs)
         counts = Counter(p.reason for p in items)
-        mix = ", ".join(f"{k} {v}" for k, v in counts.items()) or "no products"
+        mix = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()) or "none"
         if not known:
             reason = f"unknown member: the most popular products ({mix})"
         elif role == BASELINE:
@@ -407,9 +413,9 @@ class Decider:
             return TagsPart(RULES, self.as_of, "no rule tag holds", ())
         said = []
         for t in tags:
-            col, text = TAG_EVIDENCE.get(t, ("", ""))
-            v = _num(f.get(col)) if col else math.nan
-            said.append(f"{t}: {text.format(v)}" if not math.isnan(v) else t)
+            values = {c: _num(f.get(c)) for c in _QUOTED.get(t, ())}
+            quote = values and not any(math.isnan(v) for v in values.values())
+            said.append(f"{t}: {TAG_EVIDENCE[t].format(**values)}" if quote else t)
         return TagsPart(RULES, self.as_of, "; ".join(said), tags)
 
     def _lifecycle(self, f: Mapping[str, Any] | None) -> LabelPart:
@@ -425,8 +431,8 @@ class Decider:
                 _num(f.get(c)) for c in ("recency_days", "orders_recent", "orders_previous")
             )
             why = (
-                f"last purchase {rec:.0f} days ago, {now_:.0f} orders in the recent window and "
-                f"{before:.0f} in the one before, {member_for}"
+                f"last purchase {rec:.0f} days ago, orders in the recent window: {now_:.0f}, "
+                f"in the one before: {before:.0f}, {member_for}"
             )
         return LabelPart(RULES, self.as_of, f"{stage or 'no stage'}: {why}", stage)
 

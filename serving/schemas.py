@@ -21,77 +21,108 @@ from serving.vocabulary import (
     ValueTier,
 )
 
-# A real answer from the demo shop (`make demo`: 3,000 members, as of 2025-12-31).
+# Real answers from the demo shop (`make demo`: 3,000 members, as of 2025-12-31; floats
+# rounded), asked on 2026-11-30.
 DECISION_EXAMPLE: dict[str, Any] = {
-    "member_id": "M01466",
+    "member_id": "M00651",
     "known_member": True,
     "as_of": "2025-12-31",
     "products": [
-        {"product_id": "P0126", "score": 2.104, "reason": "buy_again"},
-        {"product_id": "P0099", "score": 1.318, "reason": "similar_members"},
-        {"product_id": "P0025", "score": 0.962, "reason": "similar_members"},
+        {"product_id": "P0021", "score": 1.9342, "reason": "buy_again"},
+        {"product_id": "P0166", "score": 1.7005, "reason": "buy_again"},
+        {"product_id": "P0093", "score": 1.5626, "reason": "buy_again"},
     ],
-    "coupon": None,
-    "coupon_reason": (
-        "no coupon: the coupon model has not been promoted (it did not beat giving no coupon "
-        "on held-out randomized offers, or there is no such history)"
-    ),
+    "coupon": {
+        "coupon_id": "PCT10",
+        "expected_incremental_margin": 0.2548,
+        "reason": "PCT10: +0.25 expected incremental margin net of cost",
+    },
+    "coupon_reason": "PCT10: +0.25 expected incremental margin net of cost",
     "send_time": {
         "channel": "email",
-        "at_utc": "2026-12-05T10:00:00Z",
-        "at_local": "2026-12-05T11:00:00+01:00",
-        "timezone": "Europe/Berlin",
-        "hour_of_week": 131,
-        "confidence": 0.31,
+        "at_utc": "2026-12-07T13:00:00Z",
+        "at_local": "2026-12-07T08:00:00-05:00",
+        "timezone": "America/New_York",
+        "hour_of_week": 8,
+        "confidence": 0.268,
         "source": "member",
     },
-    "churn_risk": 0.27,
-    "tags": ["price_sensitive"],
-    "lifecycle_stage": "active",
-    "value_tier": "gold",
-    "rfm_segment": "loyal_customers",
-    "rfm_scores": {"r_score": 4.0, "f_score": 4.0, "m_score": 4.0},
+    "churn_risk": 0.2061,
+    "tags": ["high_order_value", "dormant", "warn_activity_down", "warn_gap_exceeded"],
+    "lifecycle_stage": "dormant",
+    "value_tier": "silver",
+    "rfm_segment": "at_risk",
+    "rfm_scores": {"r_score": 2.0, "f_score": 3.0, "m_score": 3.0},
     "parts": {
-        "products": {"role": "model", "version": "1",
-                     "reason": "ALS, item-item similarity and buy-again blend "
-                               "(buy_again 1, similar_members 2)"},
-        "coupon": {"role": "baseline", "version": "2",
-                   "reason": "no coupon: the coupon model has not been promoted (it did not "
-                             "beat giving no coupon on held-out randomized offers, or there "
-                             "is no such history)"},
-        "send_time": {"role": "model", "version": "1",
-                      "reason": "the member's own engagement hours, outside quiet hours, in "
-                                "Europe/Berlin"},
-        "churn": {"role": "model", "version": "1",
-                  "reason": "27% chance of no purchase within 90 days (calibrated gradient "
-                            "boosting on the tags and BG/NBD)"},
-        "tags": {"role": "rules", "version": "2025-12-31",
-                 "reason": "price_sensitive: 34% of spend discounted"},
-        "lifecycle_stage": {"role": "rules", "version": "2025-12-31",
-                            "reason": "active: last purchase 21 days ago, 3 orders in the "
-                                      "recent window and 3 in the one before, member for "
-                                      "690 days"},
-        "value_tier": {"role": "rules", "version": "2025-12-31",
-                       "reason": "gold: 1480.25 spent in total; tiers split members by total "
-                                 "spend, top tier first"},
-        "rfm_segment": {"role": "rules", "version": "2025-12-31",
-                        "reason": "loyal_customers: recency score 4, frequency 4, monetary 4 "
-                                  "(quintiles among buyers, 5 = best)"},
+        "products": {
+            "role": "model",
+            "version": "1",
+            "reason": "ALS, item-item similarity and buy-again blend (3 buy again)",
+        },
+        "coupon": {
+            "role": "model",
+            "version": "1",
+            "reason": "PCT10: +0.25 expected incremental margin net of cost",
+        },
+        "send_time": {
+            "role": "model",
+            "version": "1",
+            "reason": "the member's own engagement hours, outside quiet hours, in America/New_York",
+        },
+        "churn": {
+            "role": "model",
+            "version": "1",
+            "reason": "21% chance of no purchase within 90 days (calibrated gradient "
+            "boosting on the tags and BG/NBD)",
+        },
+        "tags": {
+            "role": "rules",
+            "version": "2025-12-31",
+            "reason": "high_order_value: largest order 164.99; dormant: last purchase "
+            "77 days ago; warn_activity_down: orders in the recent window: "
+            "1, in the one before: 2; warn_gap_exceeded: 2.7x the usual "
+            "purchase cycle since the last order",
+        },
+        "lifecycle_stage": {
+            "role": "rules",
+            "version": "2025-12-31",
+            "reason": "dormant: last purchase 77 days ago, orders in the "
+            "recent window: 1, in the one before: 2, member for "
+            "1071 days",
+        },
+        "value_tier": {
+            "role": "rules",
+            "version": "2025-12-31",
+            "reason": "silver: 949.57 spent in total; tiers split members by "
+            "total spend, top tier first",
+        },
+        "rfm_segment": {
+            "role": "rules",
+            "version": "2025-12-31",
+            "reason": "at_risk: recency score 2, frequency 3, monetary 3 "
+            "(quintiles among buyers, 5 = best)",
+        },
     },
-    "model_versions": {"products": "1", "churn": "1", "coupon": "2", "send_time": "1"},
-    "model_roles": {"products": "model", "churn": "model", "coupon": "baseline",
-                    "send_time": "model"},
-}  # fmt: skip
+    "model_versions": {"products": "1", "coupon": "1", "send_time": "1", "churn": "1"},
+    "model_roles": {"products": "model", "coupon": "model", "send_time": "model", "churn": "model"},
+}
 
 SEGMENT_EXAMPLE: dict[str, Any] = {
     "as_of": "2025-12-31",
-    "count": 41,
+    "count": 56,
     "members": [
-        {"member_id": "M00017", "rfm_segment": "at_risk", "lifecycle_stage": "dormant",
-         "value_tier": "gold", "tags": ["dormant", "warn_gap_exceeded"],
-         "r_score": 2.0, "f_score": 3.0, "m_score": 4.0},
+        {
+            "member_id": "M00009",
+            "rfm_segment": "cant_lose_them",
+            "lifecycle_stage": "churned",
+            "value_tier": "gold",
+            "tags": ["high_order_value", "dormant", "warn_gap_exceeded"],
+            "r_score": 2.0,
+            "f_score": 5.0,
+            "m_score": 5.0,
+        }
     ],
-}  # fmt: skip
+}
 
 
 class ProductPublic(BaseModel):
@@ -183,7 +214,12 @@ class SegmentPublic(BaseModel):
 class Health(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"status": "ready", "detail": "as of 2025-12-31; precomputed: 3000"}]
+            "examples": [
+                {
+                    "status": "ready",
+                    "detail": "as of 2025-12-31; churn and coupon decisions precomputed: 3000",
+                }
+            ]
         }
     )
 

@@ -35,7 +35,7 @@ router = APIRouter(prefix="/members", tags=["members"])
 MemberId = Annotated[
     str,
     Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$",
-         description="the shop's member id", examples=["M01466"]),
+         description="the shop's member id", examples=["M00651"]),
 ]  # fmt: skip
 
 

@@ -103,7 +103,7 @@ def test_coupon_reason_says_when_the_baseline_serves(world):
 
 def test_tag_reasons_quote_the_evidence(world):
     tags = world.tags
-    member = tags.loc[tags["dormant"], "member_id"].iloc[0]
+    member = tags.loc[tags["dormant"] & tags["recency_days"].notna(), "member_id"].iloc[0]
     d = world.decider().decide(member, online_row(tags, member), NOW)
     assert "dormant" in d.tags.tags
     days = tags.loc[tags["member_id"] == member, "recency_days"].iloc[0]
