@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from serving.vocabulary import (
     Channel,
     DecisionPart,
+    HealthStatus,
     LifecycleStage,
     ProductReason,
     RfmSegment,
@@ -223,7 +224,7 @@ class Health(BaseModel):
         }
     )
 
-    status: str
+    status: HealthStatus
     detail: str | None = None
 
 

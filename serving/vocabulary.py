@@ -57,3 +57,11 @@ ProductReason.__doc__ = "Why a product is recommended."
 
 SendSource = StrEnum("SendSource", _values(MEMBER, SEGMENT, GLOBAL))  # type: ignore[misc]
 SendSource.__doc__ = "Whose engagement history chose the hour."
+
+
+class HealthStatus(StrEnum):
+    """What /healthz and /readyz say."""
+
+    OK = "ok"
+    READY = "ready"
+    NOT_READY = "not ready"

@@ -5,6 +5,7 @@ from fastapi.responses import JSONResponse
 
 from serving.deps import StateDep
 from serving.schemas import Health, example_of
+from serving.vocabulary import HealthStatus
 
 router = APIRouter(tags=["health"])
 
@@ -12,7 +13,7 @@ router = APIRouter(tags=["health"])
 @router.get("/healthz", response_model=Health, responses=example_of(Health))
 def healthz() -> Health:
     """The process is up."""
-    return Health(status="ok")
+    return Health(status=HealthStatus.OK)
 
 
 @router.get(
@@ -22,5 +23,7 @@ def readyz(state: StateDep):
     """Ready only when every champion model and the feature store are loaded."""
     if state.ready:
         detail = f"as of {state.as_of}; churn and coupon decisions precomputed: {state.precomputed}"
-        return Health(status="ready", detail=detail)
-    return JSONResponse(status_code=503, content={"status": "not ready", "detail": state.error})
+        return Health(status=HealthStatus.READY, detail=detail)
+    return JSONResponse(
+        status_code=503, content={"status": HealthStatus.NOT_READY.value, "detail": state.error}
+    )
