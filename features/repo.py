@@ -100,16 +100,16 @@ def repo_config(settings: MemberwiseSettings) -> Any:
     """Feast RepoConfig for this home: file offline store, SQLite or Redis online store."""
     from feast.repo_config import RepoConfig
 
-    if settings.online_store == "redis":
+    if settings.stores.online_store == "redis":
         online: dict[str, Any] = {
             "type": "redis",
-            "connection_string": settings.redis_url,
+            "connection_string": settings.stores.redis_url,
             "key_ttl_seconds": None,
         }
     else:
         online = {"type": "sqlite", "path": str(settings.feast_dir / "online.db")}
     return RepoConfig(
-        project=settings.feast_project,
+        project=settings.stores.feast_project,
         registry={
             "registry_type": "file",
             "path": str(settings.feast_dir / "registry.db"),

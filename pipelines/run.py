@@ -15,7 +15,8 @@ from features import repo
 from features.settings import MemberwiseSettings
 from features.tags import reference_instant
 from pipelines import steps
-from pipelines.ingest import load_shop, write_quarantine
+from pipelines.contract import TABLES
+from pipelines.ingest import DUPLICATE_LINE, ShopData, load_shop, write_quarantine
 from training.churn import churn_labels, train_churn
 from training.config import TrainConfig
 from training.coupon import offer_outcomes, train_coupon
@@ -40,15 +41,19 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """Run every step into ``settings.home``; returns the run report (also written as JSON).
 
+    Every model is configured from ``settings`` (its ``products``, ``churn``, ``coupon`` and
+    ``send_time`` sections); ``cfg`` replaces its ``training`` section when given.
+
     Raises pipelines.ingest.ContractError before anything is written when a required
     table or column is missing.
     """
-    cfg = cfg or TrainConfig()
+    cfg = cfg or settings.training
     progress(f"reading {data_dir} as of {as_of}")
-    shop = load_shop(data_dir, as_of)  # raises before any write
+    shop = load_shop(data_dir, as_of, settings.ingest)  # raises before any write
     home = settings.home_dir
     home.mkdir(parents=True, exist_ok=True)
     write_quarantine(shop, settings.quarantine_dir, settings.reports_dir)
+    notes = shop_notes(shop)
     for name, rep in shop.report.items():
         progress(f"  {name:<14} kept {rep.kept:>9,}  quarantined {rep.quarantined:>7,}  "
                  f"after as-of {rep.after_as_of:>7,}")  # fmt: skip
@@ -67,20 +72,26 @@ def run_pipeline(
     results: list[TrainResult] = []
 
     progress("training products (ALS + buy-again vs popularity)")
-    results.append(train_products(shop.tables["order_lines"], cutoff, cfg))
+    results.append(train_products(shop.tables["order_lines"], cutoff, cfg, settings.products))
 
     progress(f"training churn (label: no purchase within {cfg.horizon_days} days)")
     results.append(train_churn(churn_training_frame(shop, store, frames, dates["churn_cutoff"], cfg),
-                               repo.CHURN_FEATURES, cfg))  # fmt: skip
+                               repo.CHURN_FEATURES, cfg, settings.churn,
+                               history=tags_now))  # fmt: skip
 
     progress("training coupon policy (uplift per coupon vs control, net of cost)")
-    results.append(_train_coupon(shop, store, cutoff, cfg))
+    results.append(_train_coupon(shop, store, cutoff, cfg, settings))
 
     progress("training send time (hour of week per member and channel)")
     segments = dict(zip(tags_now["member_id"], tags_now["rfm_segment"], strict=False))
     results.append(
         train_send_time(
-            steps.engagements(shop), steps.member_timezones(shop), segments, cutoff, cfg
+            steps.engagements(shop),
+            steps.member_timezones(shop),
+            segments,
+            cutoff,
+            cfg,
+            settings.send_time,
         )
     )
 
@@ -94,6 +105,7 @@ def run_pipeline(
         "ingest": shop.report_dict(),
         "snapshots": {k: [d.isoformat() for d in v] for k, v in dates.items()},
         "members": len(tags_now),
+        "notes": notes,
         "models": {
             r.name: {**asdict(r), "notes": res.notes} for r, res in zip(regs, results, strict=True)
         },
@@ -112,8 +124,36 @@ def run_pipeline(
                  f"-> champion: {r.champion_role} v{r.champion_version}")  # fmt: skip
         for note in res.notes:
             progress(f"    note: {note}")
+    for note in notes:
+        progress(f"  note: {note}")
     progress(f"report: {path}")
     return report
+
+
+def shop_notes(shop: ShopData) -> list[str]:
+    """What this shop's data leaves out or changes, in words for the run report: optional
+    tables absent, duplicate lines, order lines without product detail, members whose
+    history is a single order. (Each model adds its own notes on what it skipped.)"""
+    notes: list[str] = []
+    absent = [n for n, t in TABLES.items() if not t.required and n not in shop.tables]
+    if absent:
+        notes.append("optional table(s) absent, their signals are left out: " + ", ".join(absent))
+    rep = shop.report["order_lines"]
+    if rep.duplicates:
+        dropped = rep.reasons.get(DUPLICATE_LINE, 0)
+        notes.append(
+            f"{rep.duplicates:,} exact duplicate order line(s): "
+            + (f"{dropped:,} quarantined (ingest.duplicate_lines=drop)" if dropped
+               else "kept (ingest.duplicate_lines=keep)")
+        )  # fmt: skip
+    ol = shop.tables["order_lines"]
+    no_product = int(ol["product_id"].isna().sum())
+    if no_product:
+        notes.append(f"{no_product:,} of {len(ol):,} order lines have no product_id (spend only)")
+    orders = ol.loc[ol["quantity"] > 0].groupby("member_id")["order_id"].nunique()
+    if len(orders) and (orders <= 1).all():
+        notes.append("every member has a single order: no repeat purchase to learn from")
+    return notes
 
 
 def churn_training_frame(
@@ -176,5 +216,8 @@ def coupon_training_frame(shop, store, cutoff: pd.Timestamp, cfg: TrainConfig) -
     )  # fmt: skip
 
 
-def _train_coupon(shop, store, cutoff: pd.Timestamp, cfg: TrainConfig) -> TrainResult:
-    return train_coupon(coupon_training_frame(shop, store, cutoff, cfg), repo.COUPON_FEATURES, cfg)
+def _train_coupon(
+    shop, store, cutoff: pd.Timestamp, cfg: TrainConfig, settings: MemberwiseSettings
+) -> TrainResult:
+    frame = coupon_training_frame(shop, store, cutoff, cfg)
+    return train_coupon(frame, repo.COUPON_FEATURES, cfg, settings.coupon)

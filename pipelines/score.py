@@ -25,15 +25,18 @@ def latest_as_of(settings: MemberwiseSettings) -> str:
 
 
 def score_members(
-    settings: MemberwiseSettings, now: datetime | None = None, n_products: int = 10,
+    settings: MemberwiseSettings, now: datetime | None = None, n_products: int | None = None,
     progress: Callable[[str], None] = print,
 ) -> pd.DataFrame:  # fmt: skip
     """One row per member of the latest snapshot, decided by the decision core
     (``models.decision``, the same as the API): member_id, churn_risk, coupon_id (None for
     no coupon), coupon_reason, expected_incremental_margin, send_channel, send_at (UTC),
-    send_at_local, products (best first), tags, segment columns and every part's role,
-    version and reason (see ``models.decision.decisions_frame``)."""
+    send_at_local, products (best first; ``n_products``, default the settings'
+    ``serving.default_products``), tags, segment columns and every part's role, version and
+    reason (see ``models.decision.decisions_frame``)."""
     now = now or datetime.now(UTC)
+    if n_products is None:
+        n_products = settings.serving.default_products
     as_of = latest_as_of(settings)
     champions = load_champions(settings.tracking_uri)
     store = repo.feature_store(settings)

@@ -10,8 +10,8 @@ from fastapi import FastAPI, Request
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from starlette.responses import Response
 
+from features.settings import MemberwiseSettings, get_settings
 from serving.routes import health, v1
-from serving.settings import ServingSettings, get_settings
 from serving.state import AppState
 
 LATENCY = Histogram(
@@ -22,7 +22,10 @@ LATENCY = Histogram(
 )
 
 
-def create_app(settings: ServingSettings | None = None) -> FastAPI:
+def create_app(settings: MemberwiseSettings | None = None) -> FastAPI:
+    """The app for ``settings`` (default: the process-wide ones, from the environment and
+    HOME/memberwise.toml); routes read the same object through ``SettingsDep``."""
+    given = settings
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -40,6 +43,8 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.memberwise = AppState(settings=settings)
+    if given is not None:
+        app.dependency_overrides[get_settings] = lambda: given
     app.include_router(health.router)
     app.include_router(v1.router)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from serving.settings import ServingSettings, get_settings
+from features.settings import MemberwiseSettings, get_settings
 from serving.state import AppState
 
 
@@ -28,7 +28,7 @@ def get_now() -> datetime:
     return datetime.now(UTC)
 
 
-SettingsDep = Annotated[ServingSettings, Depends(get_settings)]
+SettingsDep = Annotated[MemberwiseSettings, Depends(get_settings)]
 StateDep = Annotated[AppState, Depends(get_state)]
 ReadyStateDep = Annotated[AppState, Depends(get_ready_state)]
 NowDep = Annotated[datetime, Depends(get_now)]

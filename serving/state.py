@@ -12,9 +12,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from features import repo
+from features.settings import MemberwiseSettings
 from models.decision import Decider
 from models.registry import Champions, load_champions
-from serving.settings import ServingSettings
 from serving.vocabulary import LifecycleStage, RfmSegment, Tag, ValueTier
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class OnlineFeatures:
     refs: list[str]
 
     @classmethod
-    def open(cls, settings: ServingSettings) -> OnlineFeatures:
+    def open(cls, settings: MemberwiseSettings) -> OnlineFeatures:
         store = repo.feature_store(settings)
         refs: list[str] = []
         for name in SERVICES:
@@ -67,7 +67,7 @@ def decider_for(champions: Champions, as_of: str | None) -> Decider:
 
 @dataclass
 class AppState:
-    settings: ServingSettings
+    settings: MemberwiseSettings
     decider: Decider | None = None
     features: FeatureReader | None = None
     as_of: str | None = None
@@ -104,13 +104,14 @@ class AppState:
 
     def _snapshot(self, as_of: str | None) -> pd.DataFrame | None:
         """The latest tag snapshot's decision inputs and vocabulary columns, or None when
-        there is none or it has more than ``coupon_precompute_max_members`` rows."""
+        there is none or it has more than ``serving.coupon_precompute_max_members`` rows."""
         if as_of is None:
             return None
         path = repo.snapshot_path(self.settings, as_of)
         if not path.exists():
             return None
-        if pq.read_metadata(path).num_rows > self.settings.coupon_precompute_max_members:
+        limit = self.settings.serving.coupon_precompute_max_members
+        if pq.read_metadata(path).num_rows > limit:
             return None
         cols = [*repo.CHURN_FEATURES, *repo.COUPON_FEATURES, *VOCABULARY_COLUMNS]
         return pq.read_table(path, columns=list(dict.fromkeys(cols))).to_pandas()

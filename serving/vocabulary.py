@@ -3,8 +3,9 @@
 OpenAPI schema lists the allowed values and an unknown one in a request is a 422 naming
 them.
 
-Value tier names are configurable (``MEMBERWISE_TAGS__VALUE_TIER_NAMES``): they are read
-from the configuration when this module is first imported, i.e. when the app starts.
+Value tier names and message channels are configurable (``MEMBERWISE_TAGS__VALUE_TIER_NAMES``,
+``MEMBERWISE_SEND_TIME__MESSAGE_CHANNELS``): they are read from the configuration when this
+module is first imported, i.e. when the app starts.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from features.settings import get_settings
 from features.tags import BOOL_TAGS, LIFECYCLE_STAGES, RFM_SEGMENTS
 from models.decision import BASELINE, MODEL, PARTS, RULES
 from models.products import BUY_AGAIN, POPULAR, SIMILAR_MEMBERS
-from models.send_time import GLOBAL, MEMBER, SEGMENT, SendTimeConfig
+from models.send_time import GLOBAL, MEMBER, SEGMENT
 
 NO_PURCHASE = "no_purchase"  # the RFM segment of a member without a purchase (features.tags)
 
@@ -38,8 +39,8 @@ RfmSegment.__doc__ = "The classic RFM grid on recency and frequency scores."
 ValueTier = StrEnum("ValueTier", _values(*get_settings().tags.value_tier_names))  # type: ignore[misc]
 ValueTier.__doc__ = "A pyramid on total spend, top tier first (configured tier names)."
 
-Channel = StrEnum("Channel", _values(*SendTimeConfig().message_channels))  # type: ignore[misc]
-Channel.__doc__ = "A message channel."
+Channel = StrEnum("Channel", _values(*get_settings().send_time.message_channels))  # type: ignore[misc]
+Channel.__doc__ = "A message channel (the configured send_time.message_channels)."
 
 Role = StrEnum("Role", _values(MODEL, BASELINE, RULES))  # type: ignore[misc]
 Role.__doc__ = (

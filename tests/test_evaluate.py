@@ -9,11 +9,16 @@ from pipelines.convert import convert_complete_journey
 from pipelines.evaluate import evaluate
 from pipelines.synthetic import generate
 from tests.conftest import require_shared_data
-from training.config import TrainConfig
 
 pytestmark = pytest.mark.slow
 SECTIONS = ("products", "churn", "send_time", "coupons")
-FAST = TrainConfig(als_iterations=5, als_factors=16)
+
+
+@pytest.fixture(autouse=True)
+def fast(monkeypatch):
+    """A quick shipped recommender, set the way a user would: through the environment."""
+    monkeypatch.setenv("MEMBERWISE_PRODUCTS__HYBRID__ITERATIONS", "5")
+    monkeypatch.setenv("MEMBERWISE_PRODUCTS__HYBRID__FACTORS", "16")
 
 
 def _same_metric_names(section: dict) -> None:
@@ -27,7 +32,7 @@ def test_synthetic_backtest_report(tmp_path):
     data = tmp_path / "shop"
     generate(data, members=500, seed=5)
     out = tmp_path / "eval"
-    evaluate(data, date(2025, 9, 30), out, cfg=FAST, progress=lambda _: None)
+    evaluate(data, date(2025, 9, 30), out, progress=lambda _: None)
     result = json.loads((out / "evaluation.json").read_text())
     assert result["dataset"] == "shop" and result["horizon_days"] == 90
     assert result["as_of"] == "2025-09-30"
@@ -54,7 +59,7 @@ def test_complete_journey_reports_why_uplift_cannot_be_validated(tmp_path):
     data = tmp_path / "cj"
     convert_complete_journey(src, data)
     out = tmp_path / "eval"
-    evaluate(data, date(2017, 9, 30), out, cfg=FAST, progress=lambda _: None)
+    evaluate(data, date(2017, 9, 30), out, progress=lambda _: None)
     result = json.loads((out / "evaluation.json").read_text())
     assert result["coupons"] is None
     assert "randomized" in result["notes"]["coupons"]

@@ -22,7 +22,7 @@ from models.bgnbd import BetaGeoModel, rfm_summary
 from models.registry import CHALLENGER, load_model
 from models.send_time import GlobalSendTimeModel
 from training import backtest
-from training.config import TrainConfig
+from training.config import TrainConfig, send_time_config
 from training.coupon import campaign_decisions, policy_scores
 from training.metrics import calibration_table, qini_curve
 
@@ -108,7 +108,7 @@ def send_time(ctx: Context) -> dict[str, Any] | None:
     seg = dict(zip(ctx.tags["member_id"], ctx.tags["rfm_segment"], strict=False))
     shipped = load_candidate(ctx.settings, "send_time")
     rec = np.array([shipped.best(m, segment=seg.get(m)).hour_of_week for m in members])
-    glob = GlobalSendTimeModel().fit(
+    glob = GlobalSendTimeModel(send_time_config(ctx.settings.send_time)).fit(
         ctx.engagements["member_id"].to_numpy(str), ctx.engagements["channel"].to_numpy(str),
         ctx.engagements["ts"].to_numpy("datetime64[us]"), timezones=ctx.timezones,
     )  # fmt: skip
@@ -280,7 +280,7 @@ def _propensity_only(hist: pd.DataFrame, fut: pd.DataFrame) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- all
 def run_all(ctx: Context) -> dict[str, Any]:
-    from training.products_backtest import products_section
+    from training.products_backtest import ProductsBacktestConfig, products_section
 
     result: dict[str, Any] = {
         "dataset": ctx.dataset,
@@ -292,8 +292,10 @@ def run_all(ctx: Context) -> dict[str, Any]:
         },
     }
     ctx.progress("backtest: products (shipped vs popularity, buy-again, item cosine, ALS, BPR)")
+    config = ProductsBacktestConfig(k=ctx.cfg.top_k, seed=ctx.cfg.seed,
+                                    products=ctx.settings.products)  # fmt: skip
     result["products"] = products_section(
-        ctx.full_lines, ctx.start, ctx.horizon_days, progress=ctx.progress
+        ctx.full_lines, ctx.start, ctx.horizon_days, config, progress=ctx.progress
     )
     ctx.progress("backtest: churn (shipped vs BG/NBD)")
     result["churn"] = churn(ctx)

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit
 
-from models.coupon import CouponConfig, CouponPolicy, NoCouponPolicy
-from training.config import TrainConfig
+from features.settings import CouponSettings
+from models.coupon import CouponPolicy, NoCouponPolicy
+from training.config import TrainConfig, coupon_config
 from training.metrics import policy_weights, qini_coefficient
 from training.result import TrainResult
 
@@ -49,13 +50,20 @@ def offer_outcomes(
     return offers.drop(columns="_row")
 
 
-def train_coupon(frame: pd.DataFrame, features: list[str], cfg: TrainConfig) -> TrainResult:
+def train_coupon(
+    frame: pd.DataFrame,
+    features: list[str],
+    cfg: TrainConfig,
+    coupon: CouponSettings | None = None,
+) -> TrainResult:
     """``frame``: one row per past offer with the member's features at the offer, ``arm``
     ('' = control) and ``net_margin``. Evaluated on held-out members by inverse-propensity
     policy value (randomized offers), as incremental margin per member over giving none.
+    ``coupon``: the settings tree's ``coupon`` section (its defaults when None).
     """
-    ccfg = CouponConfig()
+    ccfg = coupon_config(coupon or CouponSettings(), cfg)
     metrics: dict[str, dict[str, float]] = {}
+    evaluation: dict[str, np.ndarray] = {}
     notes: list[str] = []
 
     def fit(rows: pd.DataFrame) -> CouponPolicy:
@@ -76,6 +84,7 @@ def train_coupon(frame: pd.DataFrame, features: list[str], cfg: TrainConfig) -> 
         if policy.fitted:
             arm = test["arm"].to_numpy(str)
             y = test["net_margin"].to_numpy(float)
+            evaluation = {"arm": arm, "net_margin": y}
             assigned, score, _ = campaign_decisions(policy, test, features)
             camp = test["campaign_id"].to_numpy(str)
             metrics["shipped"] = policy_scores(arm, y, assigned, score, camp)
@@ -89,7 +98,7 @@ def train_coupon(frame: pd.DataFrame, features: list[str], cfg: TrainConfig) -> 
             "the policy recommends no coupon"
         )
     shipped = fit(frame) if has_control and has_treated else CouponPolicy(ccfg)
-    if not shipped.fitted and has_control and has_treated:
+    if not shipped.fitted and has_control and has_treated and shipped.reason_unfitted not in notes:
         notes.append(shipped.reason_unfitted)
     return TrainResult(
         name="coupon",
@@ -104,6 +113,7 @@ def train_coupon(frame: pd.DataFrame, features: list[str], cfg: TrainConfig) -> 
         },  # fmt: skip
         notes=notes,
         input_example=None,
+        evaluation=evaluation,
     )
 
 

@@ -7,8 +7,9 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
-from models.products import HybridConfig, HybridRecommender, PopularityRecommender, Recommender
-from training.config import TrainConfig
+from features.settings import ProductsSettings
+from models.products import HybridRecommender, PopularityRecommender, Recommender
+from training.config import TrainConfig, hybrid_config, recommender_config
 from training.metrics import catalogue_coverage, map_at_k, ndcg_at_k, recall_at_k
 from training.result import TrainResult
 
@@ -47,24 +48,21 @@ def purchases_between(
     return {m: set(g) for m, g in w.groupby("member_id")["product_id"]}
 
 
-def hybrid_config(cfg: TrainConfig) -> HybridConfig:
-    return HybridConfig(
-        factors=cfg.als_factors,
-        regularization=cfg.als_regularization,
-        iterations=cfg.als_iterations,
-        alpha=cfg.als_alpha,
-        buy_again_weight=cfg.buy_again_weight,
-        recent_days=cfg.recent_days,
-        random_state=cfg.seed,
-    )
-
-
-def train_products(lines: pd.DataFrame, cutoff: pd.Timestamp, cfg: TrainConfig) -> TrainResult:
+def train_products(
+    lines: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    cfg: TrainConfig,
+    products: ProductsSettings | None = None,
+) -> TrainResult:
     """Fit on everything before ``cutoff - validation_days``, score the validation window,
     then refit both models on everything before ``cutoff``.
 
     ``lines``: order lines with member_id, product_id (non-null), ts (naive UTC), quantity.
+    ``products``: the settings tree's ``products`` section (its defaults when None).
     """
+    products = products or ProductsSettings()
+    shipped_cfg = hybrid_config(products, cfg.seed)
+    baseline_cfg = recommender_config("popularity", products, cfg.seed)
     lines = lines[lines["product_id"].notna()]
     lines = lines[lines["ts"] < cutoff]
     split = cutoff - timedelta(days=cfg.validation_days)
@@ -73,25 +71,30 @@ def train_products(lines: pd.DataFrame, cutoff: pd.Timestamp, cfg: TrainConfig) 
     catalogue = lines["product_id"].nunique()
     metrics: dict[str, dict[str, float]] = {}
     notes: list[str] = []
-    if len(past) and truth:
+    if lines.empty:  # spend-only data (CDNOW style): nothing to recommend from
+        notes.append(
+            "no order line has a product_id (spend-only data): product lists are empty; "
+            "churn, send time and coupons do not need them"
+        )
+    elif len(past) and truth:
         candidates = {
-            "shipped": HybridRecommender(hybrid_config(cfg)),
-            "baseline": PopularityRecommender(),
+            "shipped": HybridRecommender(shipped_cfg),
+            "baseline": PopularityRecommender(baseline_cfg),
         }
         for role, model in candidates.items():
             _fit(model, past, split)
             metrics[role] = ranking_metrics(model, truth, cfg.top_k, catalogue)
     else:
         notes.append("no purchases in the validation window: models not compared")
-    shipped = _fit(HybridRecommender(hybrid_config(cfg)), lines, cutoff)
-    baseline = _fit(PopularityRecommender(), lines, cutoff)
+    shipped = _fit(HybridRecommender(shipped_cfg), lines, cutoff)
+    baseline = _fit(PopularityRecommender(baseline_cfg), lines, cutoff)
     return TrainResult(
         name="products",
         shipped=shipped,
         baseline=baseline,
         metrics=metrics,
         primary=f"ndcg@{cfg.top_k}",
-        params={**vars(hybrid_config(cfg)), "validation_days": cfg.validation_days},
+        params={**vars(shipped_cfg), "validation_days": cfg.validation_days},
         notes=notes,
-        input_example=pd.DataFrame({"member_id": [str(lines["member_id"].iloc[0])]}),
+        input_example=pd.DataFrame({"member_id": [str(m) for m in lines["member_id"].head(1)]}),
     )

@@ -27,23 +27,10 @@ from typing import Any
 
 import pandas as pd
 
-from models.peers import (
-    ALSConfig,
-    ALSRecommender,
-    BPRConfig,
-    BPRRecommender,
-    BuyAgainConfig,
-    BuyAgainRecommender,
-    ItemCosineConfig,
-    ItemCosineRecommender,
-)
-from models.products import (
-    HybridConfig,
-    HybridRecommender,
-    PopularityConfig,
-    PopularityRecommender,
-    Recommender,
-)
+from features.settings import ProductsSettings
+from models.peers import ALSRecommender, BPRRecommender, BuyAgainRecommender, ItemCosineRecommender
+from models.products import HybridRecommender, PopularityRecommender, Recommender
+from training.config import recommender_config
 from training.products import purchases_between, ranking_metrics
 from training.tuning import Params, fit_lines, grid_search
 
@@ -111,31 +98,31 @@ def default_grids() -> dict[str, list[Params]]:
 class ProductsBacktestConfig:
     """Tunable numbers of the products backtest (days are calendar days)."""
 
-    k: int = 10  # list length scored
+    k: int = 10  # list length scored (memberwise evaluate: training.top_k)
     validation_days: int | None = None  # tuning window before as_of; None = horizon_days
     seed: int = 0  # random_state of every stochastic model
     num_threads: int = 1  # implicit's threads (1: reproducible, BPR is Hogwild otherwise)
     max_grid_points: int = 8  # the search budget, the same for every model
     grids: dict[str, list[Params]] = field(default_factory=default_grids)
+    # every model's values outside its grid (the settings tree's ``products`` section)
+    products: ProductsSettings = field(default_factory=ProductsSettings)
 
 
 def make_model(name: str, params: Params, cfg: ProductsBacktestConfig) -> Recommender:
     """The recommender ``name`` ("shipped" or a peer of ``PEERS``) with ``params``."""
-    seeded = {"random_state": cfg.seed, "num_threads": cfg.num_threads}
-    threads = {"num_threads": cfg.num_threads}
-    if name == SHIPPED:
-        return HybridRecommender(HybridConfig(**{**seeded, **params}))
-    if name == "popularity":
-        return PopularityRecommender(PopularityConfig(**params))
-    if name == "buy_again":
-        return BuyAgainRecommender(BuyAgainConfig(**params))
-    if name == "item_cosine":
-        return ItemCosineRecommender(ItemCosineConfig(**{**threads, **params}))
-    if name == "als":
-        return ALSRecommender(ALSConfig(**{**seeded, **params}))
-    if name == "bpr":
-        return BPRRecommender(BPRConfig(**{**seeded, **params}))
-    raise ValueError(f"unknown recommender {name!r}: expected {SHIPPED!r} or one of {PEERS}")
+    kinds: dict[str, Any] = {
+        SHIPPED: HybridRecommender,
+        "popularity": PopularityRecommender,
+        "buy_again": BuyAgainRecommender,
+        "item_cosine": ItemCosineRecommender,
+        "als": ALSRecommender,
+        "bpr": BPRRecommender,
+    }
+    if name not in kinds:
+        raise ValueError(f"unknown recommender {name!r}: expected {SHIPPED!r} or one of {PEERS}")
+    threads = {} if name in ("popularity", "buy_again") else {"num_threads": cfg.num_threads}
+    config = recommender_config(name, cfg.products, cfg.seed, **{**threads, **params})
+    return kinds[name](config)
 
 
 def products_section(

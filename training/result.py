@@ -12,7 +12,11 @@ class TrainResult:
 
     ``metrics`` maps "shipped" and "baseline" to {metric name: value}; ``primary`` names
     the metric the promotion gate compares (higher is better unless ``higher_is_better``).
-    ``flavor`` is "sklearn" (native MLflow flavour) or "pyfunc" (a models.pyfunc wrapper).
+    ``flavor`` is "sklearn" (native MLflow flavour) or "pyfunc" (``models.pyfunc``, logged
+    from code). ``evaluation`` holds held-out arrays the run's figures draw (see
+    ``training.plots``): for churn ``y_true`` and each role's P(churned) under ``shipped``
+    and ``baseline``; for coupon each held-out offer's ``arm`` ('' = control) and
+    ``net_margin``.
     """
 
     name: str
@@ -25,6 +29,7 @@ class TrainResult:
     params: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     input_example: Any = None
+    evaluation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def shipped_wins(self) -> bool:

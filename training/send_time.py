@@ -7,8 +7,9 @@ from datetime import timedelta
 import numpy as np
 import pandas as pd
 
-from models.send_time import GlobalSendTimeModel, SendTimeConfig, SendTimeModel
-from training.config import TrainConfig
+from features.settings import SendTimeSettings
+from models.send_time import GlobalSendTimeModel, SendTimeModel
+from training.config import TrainConfig, send_time_config
 from training.metrics import hour_hit_rate, hour_of_day_hit_rate
 from training.result import TrainResult
 
@@ -57,10 +58,12 @@ def train_send_time(
     segments: dict[str, str],
     cutoff: pd.Timestamp,
     cfg: TrainConfig,
+    send_time: SendTimeSettings | None = None,
 ) -> TrainResult:
-    """``engagements``: member_id, channel (email/sms/push, or "web" for orders and browsing),
-    ts (naive UTC), all before ``cutoff``."""
-    scfg = SendTimeConfig()
+    """``engagements``: member_id, channel (one of ``send_time.message_channels``, or "web"
+    for orders and browsing), ts (naive UTC), all before ``cutoff``. ``send_time``: the
+    settings tree's ``send_time`` section (its defaults when None)."""
+    scfg = send_time_config(send_time or SendTimeSettings())
     split = cutoff - timedelta(days=cfg.validation_days)
     past = engagements[engagements["ts"] < split]
     after = engagements[engagements["ts"] >= split]

@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
+from fastapi.exceptions import RequestValidationError
 
 from models.decision import MemberDecision
-from serving.deps import NowDep, ReadyStateDep
+from serving.deps import NowDep, ReadyStateDep, SettingsDep
 from serving.schemas import (
     CouponPublic,
     MemberDecisionPublic,
@@ -47,9 +48,20 @@ MemberId = Annotated[
 def recommendations(
     member_id: MemberId,
     state: ReadyStateDep,
+    settings: SettingsDep,
     now: NowDep,
-    n: Annotated[int, Query(ge=1, le=100, description="number of products")] = 10,
-    channel: Annotated[Channel | None, Query(description="force a message channel")] = None,
+    n: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            description="number of products (default serving.default_products, "
+            "at most serving.max_products)",
+        ),
+    ] = None,
+    channel: Annotated[
+        Channel | None,
+        Query(description="force a message channel (one of send_time.message_channels)"),
+    ] = None,
 ) -> MemberDecisionPublic:
     """Products (best first), the coupon that moves this member most net of its cost (or
     none, with the reason), the next good moment to message them, their churn risk, rule
@@ -59,15 +71,28 @@ def recommendations(
     An unknown member gets a cold-start answer (popular products, no coupon, a segment or
     the global send time, no churn risk or tags), not an error.
     """
+    n = n if n is not None else settings.serving.default_products
+    if n > settings.serving.max_products:
+        raise invalid("n", n, f"n={n} is above the maximum of {settings.serving.max_products}")
+    channels = settings.send_time.message_channels
+    if channel is not None and str(channel) not in channels:
+        raise invalid("channel", str(channel), f"unknown channel; one of {list(channels)}")
     assert state.decider is not None
     decision = state.decider.decide(
         member_id,
         state.member_features(member_id),
         now,
-        n_products=min(n, state.settings.max_products),
+        n_products=n,
         channel=str(channel) if channel is not None else None,
     )
     return public(decision, state.as_of)
+
+
+def invalid(name: str, value: object, msg: str) -> RequestValidationError:
+    """A 422 with the same typed body as FastAPI's own validation errors."""
+    return RequestValidationError([
+        {"type": "value_error", "loc": ("query", name), "msg": msg, "input": value}
+    ])  # fmt: skip
 
 
 def public(d: MemberDecision, as_of: str | None) -> MemberDecisionPublic:

@@ -64,7 +64,8 @@ def test_sqlite_online_store_serves_the_latest_snapshot(tmp_path):
 def test_redis_online_store(tmp_path):
     require_service("Redis", "127.0.0.1", 6379)
     settings = MemberwiseSettings(
-        home=tmp_path, online_store="redis", feast_project=f"mw_test_{uuid4().hex[:8]}"
+        home=tmp_path,
+        stores={"online_store": "redis", "feast_project": f"mw_test_{uuid4().hex[:8]}"},
     )
     store = _apply(settings)
     try:

@@ -11,6 +11,7 @@ import pytest
 
 from features import repo
 from features.tags import BOOL_TAGS
+from models.coupon import FixedCouponPolicy
 from models.decision import (
     EVIDENCE_COLUMNS,
     PARTS,
@@ -124,6 +125,28 @@ def test_a_forced_channel_is_kept(world):
     member = world.tags["member_id"].iloc[0]
     d = world.decider().decide(member, online_row(world.tags, member), NOW, channel="sms")
     assert d.send_time.channel == "sms" and "set by the request" in d.send_time.reason
+
+
+def test_any_coupon_policy_decides_through_the_same_calls(world):
+    """A champion that gives one coupon to everyone (kind fixed_coupon) decides one member
+    at a time, in the batch and precomputed alike, with its own reason."""
+    fixed = FixedCouponPolicy("PCT10", 0.42).fit(
+        np.zeros((0, len(repo.COUPON_FEATURES))), np.array([]), np.array([]),
+        list(repo.COUPON_FEATURES),
+    )  # fmt: skip
+    champions = dataclasses.replace(world.model, coupon=fixed)
+    decider = Decider(champions, repo.CHURN_FEATURES, repo.COUPON_FEATURES, AS_OF.isoformat())
+    assert decider.precompute(world.tags) == len(world.tags)
+    batch = decider.decide_many(world.tags, NOW, n_products=3)
+    for many in batch[:10]:
+        one = decider.decide(many.member_id, online_row(world.tags, many.member_id), NOW, 3)
+        assert_same(one, many)
+    assert {(d.coupon.coupon_id, d.coupon.expected_incremental_margin) for d in batch} == {
+        ("PCT10", 0.42)
+    }
+    assert batch[0].coupon.reason == fixed.reason and "PCT10 for every member" in fixed.reason
+    cold = decider.decide("someone-new", None, NOW)
+    assert cold.coupon.coupon_id is None and cold.coupon.reason.startswith("unknown member")
 
 
 def test_bad_inputs_say_what_is_wrong(world):

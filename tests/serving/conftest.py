@@ -12,9 +12,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from features import repo
+from features.settings import MemberwiseSettings
 from serving.app import create_app
 from serving.deps import get_now, get_state
-from serving.settings import ServingSettings
 from serving.state import AppState
 from tests.serving.world import AS_OF, FrameFeatures, ShopWorld, shop_world
 
@@ -27,16 +27,16 @@ def world(tmp_path_factory) -> ShopWorld:
 
 
 @pytest.fixture(scope="session")
-def settings(tmp_path_factory, world) -> ServingSettings:
+def settings(tmp_path_factory, world) -> MemberwiseSettings:
     """A home holding only the tag snapshot (read by the segments route)."""
-    s = ServingSettings(home=tmp_path_factory.mktemp("home"))
+    s = MemberwiseSettings(home=tmp_path_factory.mktemp("home"))
     path = repo.snapshot_path(s, AS_OF)
     path.parent.mkdir(parents=True)
     world.tags.to_parquet(path, index=False)
     return s
 
 
-def in_memory_state(settings: ServingSettings, world: ShopWorld, baseline: bool = False):
+def in_memory_state(settings: MemberwiseSettings, world: ShopWorld, baseline: bool = False):
     return AppState(
         settings=settings,
         decider=world.decider(baseline),
@@ -63,4 +63,6 @@ def serve(app, settings, world) -> Iterator[Callable[..., TestClient]]:
         return TestClient(app)
 
     yield make
-    app.dependency_overrides.clear()
+    # the settings override create_app registered stays
+    app.dependency_overrides.pop(get_state, None)
+    app.dependency_overrides.pop(get_now, None)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from fastapi.testclient import TestClient
 
+from serving.app import create_app
+from serving.deps import get_now, get_state
 from serving.routes.members import public
 from serving.schemas import MemberDecisionPublic
 from serving.state import AppState
-from tests.serving.conftest import NOW
+from tests.serving.conftest import NOW, in_memory_state
 from tests.serving.world import online_row
 
 pytestmark = pytest.mark.filterwarnings("ignore:OpenBLAS is configured:RuntimeWarning")
@@ -92,6 +95,27 @@ def test_bad_parameters_are_a_422_saying_which(serve, path, params, where):
     r = serve().get(path, params=params)
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"][-1] == where
+
+
+def test_product_list_lengths_and_channels_come_from_the_settings(settings, world):
+    configured = settings.model_copy(update={
+        "serving": settings.serving.model_copy(update={"default_products": 3, "max_products": 4}),
+        "send_time": settings.send_time.model_copy(update={"message_channels": ("email", "sms")}),
+    })  # fmt: skip
+    app = create_app(configured)
+    state = in_memory_state(configured, world)
+    app.dependency_overrides[get_state] = lambda: state
+    app.dependency_overrides[get_now] = lambda: NOW
+    client = TestClient(app)
+    member = world.tags["member_id"].iloc[7]
+    assert len(client.get(url(member)).json()["products"]) == 3
+    assert len(client.get(url(member), params={"n": 4}).json()["products"]) == 4
+    for params, where, said in (({"n": 5}, "n", "maximum of 4"),
+                                ({"channel": "push"}, "channel", "'sms'")):  # fmt: skip
+        r = client.get(url(member), params=params)
+        assert r.status_code == 422
+        issue = r.json()["detail"][0]
+        assert issue["loc"] == ["query", where] and said in issue["msg"]
 
 
 def test_an_unknown_channel_lists_the_allowed_ones(serve):
