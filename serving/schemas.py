@@ -34,11 +34,11 @@ DECISION_EXAMPLE: dict[str, Any] = {
         {"product_id": "P0093", "score": 1.5626, "reason": "buy_again"},
     ],
     "coupon": {
-        "coupon_id": "PCT10",
-        "expected_incremental_margin": 0.2548,
-        "reason": "PCT10: +0.25 expected incremental margin net of cost",
+        "coupon_id": "AMT5",
+        "expected_incremental_margin": 1.1781,
+        "reason": "AMT5: +1.18 expected incremental margin net of cost (80% lower bound +0.54)",
     },
-    "coupon_reason": "PCT10: +0.25 expected incremental margin net of cost",
+    "coupon_reason": "AMT5: +1.18 expected incremental margin net of cost (80% lower bound +0.54)",
     "send_time": {
         "channel": "email",
         "at_utc": "2026-12-07T13:00:00Z",
@@ -48,7 +48,7 @@ DECISION_EXAMPLE: dict[str, Any] = {
         "confidence": 0.268,
         "source": "member",
     },
-    "churn_risk": 0.2061,
+    "churn_risk": 0.1972,
     "tags": ["high_order_value", "dormant", "warn_activity_down", "warn_gap_exceeded"],
     "lifecycle_stage": "dormant",
     "value_tier": "silver",
@@ -63,7 +63,7 @@ DECISION_EXAMPLE: dict[str, Any] = {
         "coupon": {
             "role": "model",
             "version": "1",
-            "reason": "PCT10: +0.25 expected incremental margin net of cost",
+            "reason": "AMT5: +1.18 expected incremental margin net of cost (80% lower bound +0.54)",
         },
         "send_time": {
             "role": "model",
@@ -73,7 +73,7 @@ DECISION_EXAMPLE: dict[str, Any] = {
         "churn": {
             "role": "model",
             "version": "1",
-            "reason": "21% chance of no purchase within 90 days (calibrated gradient "
+            "reason": "20% chance of no purchase within 90 days (calibrated gradient "
             "boosting on the tags and BG/NBD)",
         },
         "tags": {
