@@ -21,10 +21,9 @@ from pipelines.cli import app
 from pipelines.run import run_pipeline
 from pipelines.score import score_members
 from pipelines.synthetic import generate
-from training.config import TrainConfig
 
 AS_OF = date(2025, 12, 31)
-FAST = TrainConfig(als_iterations=3, als_factors=8, churn_cutoffs=2)
+FAST = {"products": {"hybrid": {"iterations": 3, "factors": 8}}, "training": {"churn_cutoffs": 2}}
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +54,9 @@ def run_and_score(tmp_path):
     what must hold for every shop (a champion per model, one score row per member)."""
 
     def go(shop: Path) -> tuple[dict, pd.DataFrame]:
-        settings = MemberwiseSettings(home=tmp_path / "home")
+        settings = MemberwiseSettings(home=tmp_path / "home", **FAST)
         printed: list[str] = []
-        report = run_pipeline(shop, AS_OF, settings, FAST, progress=printed.append)
+        report = run_pipeline(shop, AS_OF, settings, progress=printed.append)
         for name in MODEL_NAMES:
             assert report["models"][name]["champion_version"] is not None, name
         for note in report["notes"]:  # the shop's notes are printed as well as reported
