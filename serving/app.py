@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from starlette.responses import Response
 
 from features.settings import MemberwiseSettings, get_settings
-from serving.routes import health, members, segments
+from serving.routes import health, v1
 from serving.state import AppState
 
 LATENCY = Histogram(
@@ -35,7 +35,10 @@ def create_app(settings: MemberwiseSettings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="memberwise",
-        summary="Per-member products, coupon and send time for a membership programme",
+        summary=(
+            "Per-member products, coupon, send time, churn risk, tags and segment for a "
+            "membership programme"
+        ),
         version="0.1.0",
         lifespan=lifespan,
     )
@@ -43,8 +46,7 @@ def create_app(settings: MemberwiseSettings | None = None) -> FastAPI:
     if given is not None:
         app.dependency_overrides[get_settings] = lambda: given
     app.include_router(health.router)
-    app.include_router(members.router)
-    app.include_router(segments.router)
+    app.include_router(v1.router)
 
     @app.middleware("http")
     async def timing(request: Request, call_next):
