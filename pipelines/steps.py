@@ -98,44 +98,36 @@ def engagements(shop: ShopData) -> pd.DataFrame:
     return out[out["ts"] < shop.cutoff].reset_index(drop=True)
 
 
+def column_map(shop: ShopData, table: str, key: str, column: str) -> pd.Series:
+    """``key`` -> ``column`` of an optional table (str index; rows where the value is missing
+    dropped); empty when the table or the column is absent."""
+    t = shop.get(table)
+    if t is None or column not in t:
+        return pd.Series(dtype=object)
+    t = t[t[column].notna()]
+    return pd.Series(t[column].to_numpy(), index=t[key].astype(str).to_numpy())
+
+
 def member_timezones(shop: ShopData) -> dict[str, str]:
-    m = shop.get("members")
-    if m is None or "timezone" not in m:
-        return {}
-    m = m[m["timezone"].notna()]
-    return dict(zip(m["member_id"].astype(str), m["timezone"].astype(str), strict=False))
-
-
-def margin_rates(shop: ShopData) -> pd.Series:
-    p = shop.get("products")
-    if p is None or "margin_rate" not in p:
-        return pd.Series(dtype=float)
-    p = p[p["margin_rate"].notna()]
-    return pd.Series(p["margin_rate"].astype(float).to_numpy(), index=p["product_id"].astype(str))
-
-
-def offer_costs(shop: ShopData) -> pd.Series:
-    """coupon_id -> fixed cost of making one offer (the coupons table's optional ``cost``)."""
-    c = shop.get("coupons")
-    if c is None or "cost" not in c:
-        return pd.Series(dtype=float)
-    c = c[c["cost"].notna()]
-    return pd.Series(c["cost"].astype(float).to_numpy(), index=c["coupon_id"].astype(str))
+    """member -> IANA time zone (members table)."""
+    return column_map(shop, "members", "member_id", "timezone").astype(str).to_dict()
 
 
 def member_countries(shop: ShopData) -> dict[str, str]:
     """member -> country (the segment a member with no purchases is recommended from)."""
-    m = shop.get("members")
-    if m is None or "country" not in m:
-        return {}
-    m = m[m["country"].notna()]
-    return dict(zip(m["member_id"].astype(str), m["country"].astype(str), strict=False))
+    return column_map(shop, "members", "member_id", "country").astype(str).to_dict()
 
 
 def product_categories(shop: ShopData) -> dict[str, str]:
     """product -> category (for the recommendations' category filter)."""
-    p = shop.get("products")
-    if p is None or "category" not in p:
-        return {}
-    p = p[p["category"].notna()]
-    return dict(zip(p["product_id"].astype(str), p["category"].astype(str), strict=False))
+    return column_map(shop, "products", "product_id", "category").astype(str).to_dict()
+
+
+def margin_rates(shop: ShopData) -> pd.Series:
+    """product -> margin rate (products table)."""
+    return column_map(shop, "products", "product_id", "margin_rate").astype(float)
+
+
+def offer_costs(shop: ShopData) -> pd.Series:
+    """coupon_id -> fixed cost of making one offer (the coupons table's optional ``cost``)."""
+    return column_map(shop, "coupons", "coupon_id", "cost").astype(float)
