@@ -35,11 +35,14 @@ demo: env ## generate a shop, build tags into Feast, train + register models, se
 	print('  open http://127.0.0.1:$(PORT)/docs ; MLflow UI: make mlflow-ui\n')"
 	.venv/bin/memberwise serve --home $(DEMO_HOME) --port $(PORT)
 
-test: env ## run the test suite (service-backed tests skip when PostgreSQL/Redis are absent)
-	.venv/bin/pytest -q
-
-test-fast: env ## unit tests only (no end-to-end)
+test: env ## run the test suite (fast: unit, route and small end-to-end tests; service-backed tests skip when PostgreSQL/Redis are absent)
 	.venv/bin/pytest -q -m "not slow"
+
+test-slow: env ## the slow tests: whole pipelines on small shops, the Feast CLI, the public datasets
+	.venv/bin/pytest -q -m slow
+
+test-all: env ## every test
+	.venv/bin/pytest -q
 
 lint: env ## ruff lint + format check, mypy on models/ and serving/
 	.venv/bin/ruff check .
@@ -90,4 +93,4 @@ evaluate-hillstrom: env ## backtest on the Hillstrom e-mail experiment as of the
 clean-demo: ## remove the demo data and home
 	rm -rf $(DEMO_DATA) $(DEMO_HOME)
 
-.PHONY: help env demo test test-fast lint format mlflow-ui feast-ui clean-demo evaluate evaluate-synthetic evaluate-online-retail evaluate-completejourney evaluate-matrix evaluate-hillstrom
+.PHONY: help env demo test test-slow test-all lint format mlflow-ui feast-ui clean-demo evaluate evaluate-synthetic evaluate-online-retail evaluate-completejourney evaluate-matrix evaluate-hillstrom
