@@ -1,8 +1,10 @@
 """The decision for a member, composed in one place: products, coupon (or none), send time,
 churn risk, rule tags, lifecycle stage, value tier and RFM segment, each part with its
 reason, its role (``model`` or ``baseline`` for registered models, ``rules`` for the tags
-of the snapshot) and its version (the registered model version, or the tag snapshot's
-as-of date).
+of the snapshot), its version (the registered model version, or the tag snapshot's
+as-of date), the policy serving it and the promotion gate's reason for that policy
+(``Champions.policies`` / ``Champions.reasons``). Also the products to show with a product
+(``similar_products``: bought together and similar), with the same provenance.
 
 :class:`Decider` holds the loaded champions (``models.registry.Champions``) and turns a
 member's features into a :class:`MemberDecision`:
@@ -11,6 +13,8 @@ member's features into a :class:`MemberDecision`:
   to value as read from the online store (None or NaN = unknown), or None for a member the
   store does not have (a cold-start answer: popular products, no coupon, a segment or
   global send time, no churn risk or tags);
+- ``decide(..., category=, exclude=)``: the products of one category only, or never the
+  products listed (e.g. the basket's);
 - ``decide_many(frame, now)``: every row of a features frame at once (churn and coupon
   vectorised, products through ``recommend_many``), giving the same decisions ``decide``
   gives member by member.
@@ -23,6 +27,8 @@ given to the Decider by the caller, from the feature services):
 
 - churn and coupon inputs: ``churn_features`` / ``coupon_features`` (float, NaN allowed);
 - send time: ``timezone`` and ``rfm_segment`` (str);
+- products: ``country`` (str), the segment a member without purchases is recommended from
+  (what members of the same country buy most, reason "popular_in_segment");
 - tags and segments: ``tags`` (comma-separated rule tags), ``lifecycle_stage``,
   ``value_tier``, ``rfm_segment``, ``r_score``, ``f_score``, ``m_score``;
 - the evidence quoted in reasons: see :data:`EVIDENCE_COLUMNS`.
@@ -35,7 +41,7 @@ import math
 import string
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
@@ -66,7 +72,7 @@ _QUOTED = {
 }
 PROFILE_COLUMNS: tuple[str, ...] = (
     "timezone", "rfm_segment", "lifecycle_stage", "value_tier", "tags", "r_score", "f_score",
-    "m_score",
+    "m_score", "country",
 )  # fmt: skip
 EVIDENCE_COLUMNS: tuple[str, ...] = (
     "recency_days", "frequency", "monetary", "orders_recent", "orders_previous", "tenure_days",
@@ -78,10 +84,9 @@ _COUPON_BASELINE = (
     "no coupon: the coupon model has not been promoted (it did not beat giving no coupon "
     "on held-out randomized offers, or there is no such history)"
 )
-_CHURN_WHAT = {
-    MODEL: "calibrated gradient boosting on the tags and BG/NBD",
-    BASELINE: "the BG/NBD baseline on the purchase history",
-}
+_CHURN_WHAT = {MODEL: "calibrated gradient boosting on the tags and BG/NBD"}
+TAG_RULES = "tag_rules"  # the policy of the parts the snapshot's tag rules decide
+_RULES_GATE: dict[str, Any] = {"policy": TAG_RULES, "gate_reason": None}
 
 
 # ---------------------------------------------------------------------------- the parts
@@ -89,11 +94,16 @@ _CHURN_WHAT = {
 class Part:
     """What every part of a decision carries: ``role`` ("model", "baseline" or "rules"),
     ``version`` (registered model version, or the tag snapshot's as-of date; None when
-    unknown) and a sentence saying why."""
+    unknown), a sentence saying why this answer, ``policy`` (the policy serving the part:
+    the registered champion's, e.g. "hybrid_tuned(item_weight=1.5)" or "recency_rule", or
+    "tag_rules") and ``gate_reason`` (the promotion gate's verdict that made it the
+    champion; None for the tag rules, which are not gated, or when the registry has none)."""
 
     role: str
     version: str | None
     reason: str
+    policy: str = field(kw_only=True)
+    gate_reason: str | None = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +174,26 @@ class MemberDecision:
     def parts(self) -> dict[str, Part]:
         """Every part by name, in :data:`PARTS` order."""
         return {name: getattr(self, name) for name in PARTS}
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbour:
+    product_id: str
+    score: float  # the ranking score, comparable within one list
+    together: int  # orders (bought together) or members (similar) holding both products
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class SimilarProducts(Part):
+    """Products to show with a product: ``bought_together`` (in the same orders) and
+    ``similar`` (bought by the same members), best first; both empty for a product no
+    order holds (``known_product`` False)."""
+
+    product_id: str
+    known_product: bool
+    bought_together: tuple[Neighbour, ...]
+    similar: tuple[Neighbour, ...]
 
 
 # ---------------------------------------------------------------------------- values
@@ -246,10 +276,13 @@ class Decider:
         now: datetime,
         n_products: int = 10,
         channel: str | None = None,
+        category: str | None = None,
+        exclude: Sequence[str] = (),
     ) -> MemberDecision:
         """The decision for one member. ``features``: name -> value (None / NaN = unknown),
         None for a member the store lacks; ``now``: aware UTC instant the send time is
-        after; ``channel``: force a message channel."""
+        after; ``channel``: force a message channel; ``category``: only products of this
+        category; ``exclude``: product ids never to recommend (e.g. the basket's)."""
         f = features
         churn = coupon = None
         if f is not None:
@@ -257,15 +290,17 @@ class Decider:
             churn = self._churn_one(xc)
             xk = np.array([_num(f.get(c)) for c in self.coupon_features], dtype=np.float64)
             coupon = self.champions.coupon.decide(xk)
-        return self._compose(
+        recs = self.champions.products.recommend(
             member_id,
-            f,
-            self.champions.products.recommend(member_id, n=n_products),
-            churn,
-            coupon,
-            now,
-            channel,
+            n=n_products,
+            segment=_text((f or {}).get("country")),
+            category=category,
+            exclude=exclude,
         )
+        filters = (f"; category {category!r}" if category else "") + (
+            f"; {len(set(exclude))} product ids excluded" if exclude else ""
+        )
+        return self._compose(member_id, f, recs, churn, coupon, now, channel, filters)
 
     def decide_many(
         self, frame: pd.DataFrame, now: datetime, n_products: int = 10
@@ -280,7 +315,8 @@ class Decider:
         members = frame["member_id"].astype(str).tolist()
         churn = self._churn_many(frame[self.churn_features])
         coupons = self.champions.coupon.decide_many(frame[self.coupon_features].to_numpy(float))
-        recs = self.champions.products.recommend_many(members, n=n_products)
+        segments = [_text(c) for c in frame["country"].tolist()]
+        recs = self.champions.products.recommend_many(members, n=n_products, segments=segments)
         cols = [c for c in dict.fromkeys((*PROFILE_COLUMNS, *EVIDENCE_COLUMNS)) if c in frame]
         values = frame[cols].astype(object).where(frame[cols].notna(), None)
         rows = values.to_dict("records")
@@ -288,6 +324,36 @@ class Decider:
             self._compose(m, row, r, float(p), c, now, None)
             for m, row, r, p, c in zip(members, rows, recs, churn, coupons, strict=True)
         ]
+
+    def similar_products(self, product_id: str, n: int = 10) -> SimilarProducts:
+        """Up to ``n`` products bought together with ``product_id`` and up to ``n`` similar
+        ones, from the ``similar`` champion; a ValueError when the champions have none."""
+        model = self.champions.similar
+        if model is None:
+            raise ValueError("no similar-products model among the champions: run `memberwise run`")
+        role, version, gate = self._model_part("similar")
+        known = bool(model.known(product_id))
+
+        def listed(part: Any, why: str) -> tuple[Neighbour, ...]:
+            return tuple(
+                Neighbour(x.product_id, float(x.score), int(x.together), why.format(t=x.together))
+                for x in part.neighbours(product_id, n)
+            )
+
+        together = listed(model.bought_together, "in {t} orders with it")
+        similar = listed(model.similar, "bought by {t} of its buyers")
+        if not known:
+            since = f" up to {self.as_of}" if self.as_of else ""
+            reason = f"no order{since} holds {product_id}: no neighbours yet"
+        else:
+            ranked = "raw co-occurrence counts" if role == BASELINE else "co-occurrence counts"
+            reason = (
+                f"{ranked} in orders (bought together) and in members' histories (similar), "
+                f"ranked by {gate['policy']}"
+            )
+        return SimilarProducts(
+            role, version, reason, product_id, known, together, similar, **gate
+        )  # fmt: skip
 
     def precompute(self, frame: pd.DataFrame) -> int:
         """Decide churn and coupon for every row of ``frame`` (a snapshot's features) in one
@@ -323,8 +389,14 @@ class Decider:
             return float(self._churn_many(pd.DataFrame(x, columns=self.churn_features))[0])
 
     # ------------------------------------------------------------------ composition
-    def _model_part(self, name: str) -> tuple[str, str | None]:
-        return self._roles.get(name, MODEL), self.champions.versions.get(name)
+    def _model_part(self, name: str) -> tuple[str, str | None, dict[str, Any]]:
+        """Role, version and the ``policy`` / ``gate_reason`` keywords of a model's part."""
+        role = self._roles.get(name, MODEL)
+        gate = {
+            "policy": self.champions.policies.get(name) or role,
+            "gate_reason": self.champions.reasons.get(name) or None,
+        }
+        return role, self.champions.versions.get(name), gate
 
     def _compose(
         self,
@@ -335,8 +407,10 @@ class Decider:
         coupon: tuple[str | None, float, str] | None,
         now: datetime,
         channel: str | None,
+        filters: str = "",
     ) -> MemberDecision:
-        known = f is not None or self.champions.products.known_member(member_id)
+        bought = self.champions.products.known_member(member_id)
+        known = f is not None or bought
         g: Mapping[str, Any] = f or {}
         segment = _text(g.get("rfm_segment"))
         st = self.champions.send_time.next_send(
@@ -345,7 +419,7 @@ class Decider:
         return MemberDecision(
             member_id=member_id,
             known_member=known,
-            products=self._products(recs, known),
+            products=self._products(recs, known, bought, _text(g.get("country")), filters),
             coupon=self._coupon(coupon),
             send_time=self._send_time(st, channel),
             churn=self._churn(churn),
@@ -355,32 +429,47 @@ class Decider:
             rfm_segment=self._rfm(f),
         )
 
-    def _products(self, recs: Sequence[tuple[str, float, str]], known: bool) -> ProductsPart:
-        role, version = self._model_part("products")
+    def _products(
+        self,
+        recs: Sequence[tuple[str, float, str]],
+        known: bool,
+        bought: bool,
+        country: str | None,
+        filters: str,
+    ) -> ProductsPart:
+        role, version, gate = self._model_part("products")
         items = tuple(Product(p, float(s), r) for p, s, r in recs)
         counts = Counter(p.reason for p in items)
         mix = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()) or "none"
+        mix += filters
         if not known:
             reason = f"unknown member: the most popular products ({mix})"
+        elif not bought:
+            where = f"members in {country}" if country else "all members (no country known)"
+            reason = f"no purchase yet: what {where} buy most ({mix})"
         elif role == BASELINE:
-            reason = f"popularity baseline, the blended model has not been promoted ({mix})"
+            reason = (
+                f"the simple policy {gate['policy']}: the blended model has not been "
+                f"promoted ({mix})"
+            )
         else:
             reason = f"ALS, item-item similarity and buy-again blend ({mix})"
-        return ProductsPart(role, version, reason, items)
+        return ProductsPart(role, version, reason, items, **gate)
 
     def _coupon(self, decided: tuple[str | None, float, str] | None) -> CouponPart:
-        role, version = self._model_part("coupon")
+        role, version, gate = self._model_part("coupon")
         if decided is None:
             return CouponPart(
-                role, version, "unknown member: no coupon until the member has history", None, 0.0
-            )
+                role, version, "unknown member: no coupon until the member has history", None, 0.0,
+                **gate,
+            )  # fmt: skip
         coupon_id, margin, reason = decided
         if coupon_id is None and role == BASELINE:
             reason = _COUPON_BASELINE
-        return CouponPart(role, version, reason, coupon_id, float(margin))
+        return CouponPart(role, version, reason, coupon_id, float(margin), **gate)
 
     def _send_time(self, st: Any, channel: str | None) -> SendTimePart:
-        role, version = self._model_part("send_time")
+        role, version, gate = self._model_part("send_time")
         if st.source == "member":
             reason = "the member's own engagement hours"
         elif st.source == "segment":
@@ -394,33 +483,34 @@ class Decider:
             reason += "; channel set by the request"
         return SendTimePart(
             role, version, reason, st.channel, int(st.hour_of_week), float(st.confidence),
-            st.timezone, st.source, st.at_utc, st.at_local,
+            st.timezone, st.source, st.at_utc, st.at_local, **gate,
         )  # fmt: skip
 
     def _churn(self, risk: float | None) -> ChurnPart:
-        role, version = self._model_part("churn")
+        role, version, gate = self._model_part("churn")
         if risk is None:
-            return ChurnPart(role, version, "unknown member: no history to score", None)
+            return ChurnPart(role, version, "unknown member: no history to score", None, **gate)
         within = f"within {self._horizon} days" if self._horizon else "within the horizon"
-        what = _CHURN_WHAT.get(role, role)
-        return ChurnPart(role, version, f"{risk:.0%} chance of no purchase {within} ({what})", risk)
+        what = _CHURN_WHAT[MODEL] if role == MODEL else f"the {gate['policy']} baseline"
+        reason = f"{risk:.0%} chance of no purchase {within} ({what})"
+        return ChurnPart(role, version, reason, risk, **gate)
 
     def _tag_part(self, f: Mapping[str, Any] | None) -> TagsPart:
         if f is None:
-            return TagsPart(RULES, None, _UNKNOWN, ())
+            return TagsPart(RULES, None, _UNKNOWN, (), **_RULES_GATE)
         tags = _tags(f.get("tags"))
         if not tags:
-            return TagsPart(RULES, self.as_of, "no rule tag holds", ())
+            return TagsPart(RULES, self.as_of, "no rule tag holds", (), **_RULES_GATE)
         said = []
         for t in tags:
             values = {c: _num(f.get(c)) for c in _QUOTED.get(t, ())}
             quote = values and not any(math.isnan(v) for v in values.values())
             said.append(f"{t}: {TAG_EVIDENCE[t].format(**values)}" if quote else t)
-        return TagsPart(RULES, self.as_of, "; ".join(said), tags)
+        return TagsPart(RULES, self.as_of, "; ".join(said), tags, **_RULES_GATE)
 
     def _lifecycle(self, f: Mapping[str, Any] | None) -> LabelPart:
         if f is None:
-            return LabelPart(RULES, None, _UNKNOWN, None)
+            return LabelPart(RULES, None, _UNKNOWN, None, **_RULES_GATE)
         stage = _text(f.get("lifecycle_stage"))
         tenure = _num(f.get("tenure_days"))
         member_for = f"member for {tenure:.0f} days" if not math.isnan(tenure) else "no tenure"
@@ -434,20 +524,20 @@ class Decider:
                 f"last purchase {rec:.0f} days ago, orders in the recent window: {now_:.0f}, "
                 f"in the one before: {before:.0f}, {member_for}"
             )
-        return LabelPart(RULES, self.as_of, f"{stage or 'no stage'}: {why}", stage)
+        return LabelPart(RULES, self.as_of, f"{stage or 'no stage'}: {why}", stage, **_RULES_GATE)
 
     def _value_tier(self, f: Mapping[str, Any] | None) -> LabelPart:
         if f is None:
-            return LabelPart(RULES, None, _UNKNOWN, None)
+            return LabelPart(RULES, None, _UNKNOWN, None, **_RULES_GATE)
         tier = _text(f.get("value_tier"))
         spent = _num(f.get("monetary"))
         spend = f"{spent:.2f} spent in total" if not math.isnan(spent) else "spend unknown"
         why = f"{tier or 'no tier'}: {spend}; tiers split members by total spend, top tier first"
-        return LabelPart(RULES, self.as_of, why, tier)
+        return LabelPart(RULES, self.as_of, why, tier, **_RULES_GATE)
 
     def _rfm(self, f: Mapping[str, Any] | None) -> RfmPart:
         if f is None:
-            return RfmPart(RULES, None, _UNKNOWN, None, None, None, None)
+            return RfmPart(RULES, None, _UNKNOWN, None, None, None, None, **_RULES_GATE)
         seg = _text(f.get("rfm_segment"))
         r, fr, m = (_score(f.get(c)) for c in ("r_score", "f_score", "m_score"))
         if r is None or fr is None:
@@ -458,7 +548,7 @@ class Decider:
                 f"{seg or 'no segment'}: recency score {r:.0f}, frequency {fr:.0f}{mm} "
                 "(quintiles among buyers, 5 = best)"
             )
-        return RfmPart(RULES, self.as_of, why, seg, r, fr, m)
+        return RfmPart(RULES, self.as_of, why, seg, r, fr, m, **_RULES_GATE)
 
 
 # ---------------------------------------------------------------------------- tables

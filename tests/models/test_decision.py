@@ -17,6 +17,7 @@ from models.decision import (
     PARTS,
     PROFILE_COLUMNS,
     TAG_EVIDENCE,
+    TAG_RULES,
     Decider,
     MemberDecision,
     decisions_frame,
@@ -98,8 +99,9 @@ def test_coupon_reason_says_when_the_baseline_serves(world):
     d = world.decider(baseline=True).decide_many(world.tags.head(1), NOW)[0]
     assert d.coupon.coupon_id is None and d.coupon.role == "baseline"
     assert "not been promoted" in d.coupon.reason
-    assert "popularity baseline" in d.products.reason
-    assert "baseline" in d.churn.reason
+    assert "simple policy popularity" in d.products.reason
+    assert "not been promoted" in d.products.reason
+    assert "bg_nbd baseline" in d.churn.reason
 
 
 def test_tag_reasons_quote_the_evidence(world):
@@ -164,7 +166,93 @@ def test_decisions_frame_has_one_row_per_member(world):
     assert frame["member_id"].tolist() == world.tags["member_id"].tolist()
     assert frame["products"].map(len).eq(3).all()
     assert np.allclose(frame["churn_risk"], [d.churn.risk for d in batch])
-    assert {f"{p}_{a}" for p in PARTS for a in ("role", "version", "reason")} <= set(frame)
+    attrs = ("role", "version", "reason", "policy", "gate_reason")
+    assert {f"{p}_{a}" for p in PARTS for a in attrs} <= set(frame)
+    assert frame["products_policy"].eq("hybrid").all()
+    assert frame["send_time_gate_reason"].eq(world.model.reasons["send_time"]).all()
+    assert frame["tags_policy"].eq(TAG_RULES).all() and frame["tags_gate_reason"].isna().all()
+
+
+@pytest.mark.parametrize("baseline", [False, True], ids=["models", "baselines"])
+def test_every_part_names_the_policy_serving_it_and_the_gates_reason(world, baseline):
+    champions = world.baseline if baseline else world.model
+    member = world.tags["member_id"].iloc[3]
+    one = world.decider(baseline).decide(member, online_row(world.tags, member), NOW)
+    for name, part in one.parts().items():
+        if part.role == "rules":
+            assert (part.policy, part.gate_reason) == (TAG_RULES, None), name
+        else:
+            assert part.policy == champions.policies[name], name
+            assert part.gate_reason == champions.reasons[name], name
+
+
+def test_without_policies_in_the_registry_the_role_stands_in(world):
+    bare = dataclasses.replace(world.model, policies={}, reasons={})
+    decider = Decider(bare, repo.CHURN_FEATURES, repo.COUPON_FEATURES, AS_OF.isoformat())
+    d = decider.decide("never-seen", None, NOW)
+    assert (d.products.policy, d.products.gate_reason) == ("model", None)
+
+
+def test_a_member_without_purchases_gets_what_their_country_buys(world):
+    """Cold start from the segment: the store knows the member (and their country), the
+    products model has no history for them; one at a time and in the batch alike."""
+    tags = world.tags
+    new = tags[tags["frequency"].eq(0) & tags["country"].notna()]
+    assert len(new) >= 3
+    batch = world.decider().decide_many(new, NOW, n_products=4)
+    for d, country in zip(batch, new["country"], strict=True):
+        assert d.known_member and not world.model.products.known_member(d.member_id)
+        assert {p.reason for p in d.products.items} == {"popular_in_segment"}
+        expected = world.model.products.recommend(d.member_id, 4, segment=country)
+        assert [p.product_id for p in d.products.items] == [p for p, _, _ in expected]
+        assert f"what members in {country} buy most" in d.products.reason
+        one = world.decider().decide(d.member_id, online_row(tags, d.member_id), NOW, 4)
+        assert_same(one, d)
+    countries = new.groupby("country")["member_id"].first()
+    lists = {c: [p.product_id for p in world.decider().decide(
+        m, online_row(tags, m), NOW, 5).products.items] for c, m in countries.items()}  # fmt: skip
+    assert len({tuple(v) for v in lists.values()}) > 1, "every country buys the same"
+
+
+def test_category_and_exclude_filter_the_products(world):
+    decider, recommender = world.decider(), world.model.products
+    member = world.tags["member_id"].iloc[7]
+    f = online_row(world.tags, member)
+    d = decider.decide(member, f, NOW, 5, category="books")
+    categories = dict(zip(recommender._product_ids, recommender._categories, strict=True))
+    assert len(d.products.items) == 5
+    assert {categories[p.product_id] for p in d.products.items} == {"books"}
+    assert "category 'books'" in d.products.reason
+    top = [p.product_id for p in decider.decide(member, f, NOW, 5).products.items]
+    d = decider.decide(member, f, NOW, 5, exclude=top[:2])
+    assert [p.product_id for p in d.products.items][:3] == top[2:5]
+    assert not {p.product_id for p in d.products.items} & set(top[:2])
+    assert "2 product ids excluded" in d.products.reason
+    assert decider.decide(member, f, NOW, 5, category="no-such-category").products.items == ()
+
+
+def test_similar_products_of_a_known_and_an_unknown_product(world):
+    decider = world.decider()
+    product = world.model.similar.bought_together.neighbours("P0001", 1)[0].product_id
+    s = decider.similar_products(product, 4)
+    assert s.known_product and s.product_id == product
+    assert 1 <= len(s.bought_together) <= 4 and 1 <= len(s.similar) <= 4
+    assert product not in {x.product_id for x in s.bought_together + s.similar}
+    first = s.bought_together[0]
+    assert first.together == world.model.similar.bought_together.neighbours(product, 1)[0].together
+    assert first.reason == f"in {first.together} orders with it"
+    assert [x.score for x in s.similar] == sorted((x.score for x in s.similar), reverse=True)
+    assert (s.role, s.version, s.policy) == ("model", "1", "discounted_counts(power=0.5)")
+    assert s.gate_reason == world.model.reasons["similar"]
+    unknown = decider.similar_products("P-new", 4)
+    assert not unknown.known_product and unknown.bought_together == unknown.similar == ()
+    assert "no order up to 2025-12-31 holds P-new" in unknown.reason
+    baseline = world.decider(baseline=True).similar_products(product, 4)
+    assert (baseline.role, baseline.policy) == ("baseline", "co_occurrence_counts")
+    assert "raw co-occurrence counts" in baseline.reason
+    with pytest.raises(ValueError, match="no similar-products model"):
+        Decider(dataclasses.replace(world.model, similar=None), repo.CHURN_FEATURES,
+                repo.COUPON_FEATURES).similar_products(product)  # fmt: skip
 
 
 def test_the_columns_it_reads_are_served_by_the_feature_services():

@@ -24,8 +24,9 @@ from models.decision import Decider
 from models.products import HybridConfig, HybridRecommender, PopularityRecommender
 from models.registry import MODEL_NAMES, Champions
 from models.send_time import GlobalSendTimeModel, SendTimeModel
+from models.similar import NeighboursConfig, ProductNeighbours, SimilarProducts
 from pipelines.ingest import load_shop
-from pipelines.steps import engagements, member_timezones
+from pipelines.steps import engagements, member_countries, member_timezones, product_categories
 from pipelines.synthetic import generate
 
 AS_OF = date(2025, 12, 31)
@@ -74,8 +75,19 @@ def shop_world(folder: Path, members: int = 120, seed: int = 5) -> ShopWorld:
         "quantity": ol["quantity"].to_numpy(float),
         "as_of": np.datetime64(AS_OF.isoformat(), "us"),
     }
-    hybrid = HybridRecommender(HybridConfig(factors=4, iterations=3, num_threads=1)).fit(**lines)
-    popular = PopularityRecommender().fit(**lines)
+    # as registered: cold start from the member's country, the category filter
+    known = {"segments": member_countries(shop), "categories": product_categories(shop)}
+    hybrid = HybridRecommender(HybridConfig(factors=4, iterations=3, num_threads=1)).fit(
+        **lines, **known
+    )
+    popular = PopularityRecommender().fit(**lines, **known)
+
+    def neighbours(power: float) -> SimilarProducts:
+        cfg = NeighboursConfig(popularity_power=power, K=20)
+        return SimilarProducts(
+            ProductNeighbours(cfg).fit(ol["order_id"].astype(str), lines["product_ids"]),
+            ProductNeighbours(cfg).fit(lines["member_ids"], lines["product_ids"]),
+        )
 
     # churn: a noisy label that depends on recency, so both classes are present
     X = tags[repo.CHURN_FEATURES].astype(float)
@@ -111,10 +123,26 @@ def shop_world(folder: Path, members: int = 120, seed: int = 5) -> ShopWorld:
             *models,
             versions={n: "1" if role == "model" else "2" for n in MODEL_NAMES},
             roles=dict.fromkeys(MODEL_NAMES, role),
+            policies=POLICIES[role],
+            reasons={
+                n: f"{POLICIES[role][n]} chosen by the gate on this tiny shop" for n in MODEL_NAMES
+            },  # fmt: skip
         )
 
     return ShopWorld(
         tags=tags,
-        model=champions("model", hybrid, churn, coupon, send),
-        baseline=champions("baseline", popular, churn_baseline, no_coupon, send_global),
+        model=champions("model", hybrid, churn, coupon, send, neighbours(0.5)),
+        baseline=champions(
+            "baseline", popular, churn_baseline, no_coupon, send_global, neighbours(0.0)
+        ),
     )
+
+
+# the policy names the registry would tag these champions with
+POLICIES: dict[str, dict[str, str]] = {
+    "model": {"products": "hybrid", "churn": "model", "coupon": "personalised",
+              "send_time": "member_most_frequent_hour",
+              "similar": "discounted_counts(power=0.5)"},
+    "baseline": {"products": "popularity", "churn": "bg_nbd", "coupon": "no_coupon",
+                 "send_time": "global_hour", "similar": "co_occurrence_counts"},
+}  # fmt: skip
