@@ -346,11 +346,14 @@ class Decider:
             since = f" up to {self.as_of}" if self.as_of else ""
             reason = f"no order{since} holds {product_id}: no neighbours yet"
         else:
-            ranked = "raw co-occurrence counts" if role == BASELINE else "co-occurrence counts"
-            reason = (
-                f"{ranked} in orders (bought together) and in members' histories (similar), "
-                f"ranked by {gate['policy']}"
-            )
+            counts = "in the same orders (bought together) and members' histories (similar)"
+            if role == BASELINE:
+                reason = f"most often {counts}, raw counts"
+            else:
+                reason = (
+                    f"most often {counts}, discounting products bought with everything "
+                    f"({gate['policy']})"
+                )
         return SimilarProducts(
             role, version, reason, product_id, known, together, similar, **gate
         )  # fmt: skip

@@ -22,6 +22,11 @@ from serving.vocabulary import (
     ValueTier,
 )
 
+ID_PATTERN = r"^[A-Za-z0-9_.:@-]+$"  # member and product ids
+ID_MAX_LENGTH = 128
+CATEGORY_PATTERN = r"^[\w][\w &/.,'()+-]*$"  # e.g. "books", "MEAT-PCKGD", "COUP/STR & MFG"
+CATEGORY_MAX_LENGTH = 100
+
 # Real answers from the demo shop (`make demo`: 3,000 members, as of 2025-12-31; floats
 # rounded), asked on 2026-11-30.
 DECISION_EXAMPLE: dict[str, Any] = {
@@ -108,6 +113,19 @@ DECISION_EXAMPLE: dict[str, Any] = {
     "model_roles": {"products": "model", "coupon": "model", "send_time": "model", "churn": "model"},
 }
 
+SIMILAR_EXAMPLE: dict[str, Any] = {
+    "product_id": "P0021",
+    "known_product": True,
+    "as_of": "2025-12-31",
+    "bought_together": [],
+    "similar": [],
+    "reason": "",
+    "role": "model",
+    "version": "1",
+    "policy": "",
+    "gate_reason": "",
+}
+
 SEGMENT_EXAMPLE: dict[str, Any] = {
     "as_of": "2025-12-31",
     "count": 56,
@@ -161,7 +179,15 @@ class PartPublic(BaseModel):
     version: str | None = Field(
         description="the registered model version, or the tag snapshot's as-of date"
     )
-    reason: str
+    reason: str = Field(description="why this answer for this member")
+    policy: str = Field(
+        description="the policy serving this part: the registered champion's (e.g. "
+        "hybrid_tuned(item_weight=1.5), recency_rule, no_coupon) or tag_rules"
+    )
+    gate_reason: str | None = Field(
+        description="why the promotion gate made this policy the champion; null for the "
+        "tag rules, which are not gated"
+    )
 
 
 class MemberDecisionPublic(BaseModel):
@@ -189,6 +215,34 @@ class MemberDecisionPublic(BaseModel):
     )
     model_versions: dict[str, str]
     model_roles: dict[str, Role] = Field(description="model or baseline, per model")
+
+
+class NeighbourPublic(BaseModel):
+    product_id: str
+    score: float = Field(description="the ranking score, comparable within one list")
+    together: int = Field(
+        ge=0, description="orders (bought_together) or members (similar) holding both products"
+    )
+    reason: str
+
+
+class SimilarProductsPublic(BaseModel):
+    """Products to show with a product, with the policy serving them and why."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [SIMILAR_EXAMPLE]})
+
+    product_id: str
+    known_product: bool = Field(
+        description="an order before the snapshot holds it; false: both lists are empty"
+    )
+    as_of: str | None = Field(description="date of the snapshot the models were trained to")
+    bought_together: list[NeighbourPublic] = Field(description="in the same orders, best first")
+    similar: list[NeighbourPublic] = Field(description="bought by the same members, best first")
+    reason: str
+    role: Role = Field(description="model, or baseline (raw co-occurrence counts)")
+    version: str | None = Field(description="the registered model version")
+    policy: str = Field(description="the policy serving the lists, e.g. co_occurrence_counts")
+    gate_reason: str | None = Field(description="why the promotion gate made it the champion")
 
 
 class MemberTagsPublic(BaseModel):

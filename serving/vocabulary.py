@@ -15,7 +15,7 @@ from enum import StrEnum
 from features.settings import get_settings
 from features.tags import BOOL_TAGS, LIFECYCLE_STAGES, RFM_SEGMENTS
 from models.decision import BASELINE, MODEL, PARTS, RULES
-from models.products import BUY_AGAIN, POPULAR, SIMILAR_MEMBERS
+from models.products import BUY_AGAIN, POPULAR, POPULAR_IN_SEGMENT, SIMILAR_MEMBERS
 from models.send_time import GLOBAL, MEMBER, SEGMENT
 
 NO_PURCHASE = "no_purchase"  # the RFM segment of a member without a purchase (features.tags)
@@ -52,7 +52,7 @@ DecisionPart = StrEnum("DecisionPart", _values(*PARTS))  # type: ignore[misc]
 DecisionPart.__doc__ = "A part of a member's decision."
 
 ProductReason = StrEnum(  # type: ignore[misc]
-    "ProductReason", _values(BUY_AGAIN, SIMILAR_MEMBERS, POPULAR)
+    "ProductReason", _values(BUY_AGAIN, SIMILAR_MEMBERS, POPULAR_IN_SEGMENT, POPULAR)
 )
 ProductReason.__doc__ = "Why a product is recommended."
 

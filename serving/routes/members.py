@@ -7,10 +7,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 from fastapi.exceptions import RequestValidationError
+from pydantic import StringConstraints
 
 from models.decision import MemberDecision
 from serving.deps import NowDep, ReadyStateDep, SettingsDep
 from serving.schemas import (
+    CATEGORY_MAX_LENGTH,
+    CATEGORY_PATTERN,
+    ID_MAX_LENGTH,
+    ID_PATTERN,
     CouponPublic,
     MemberDecisionPublic,
     PartPublic,
@@ -35,9 +40,12 @@ router = APIRouter(prefix="/members", tags=["members"])
 
 MemberId = Annotated[
     str,
-    Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$",
+    Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN,
          description="the shop's member id", examples=["M00651"]),
 ]  # fmt: skip
+MAX_EXCLUDED = 100  # product ids one request may exclude
+ExcludedId = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX_LENGTH,
+                                              pattern=ID_PATTERN)]  # fmt: skip
 
 
 @router.get(
@@ -62,14 +70,36 @@ def recommendations(
         Channel | None,
         Query(description="force a message channel (one of send_time.message_channels)"),
     ] = None,
+    category: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=CATEGORY_MAX_LENGTH,
+            pattern=CATEGORY_PATTERN,
+            description="only products of this category (the products table's category, "
+            "exact match); a category no product has gives an empty list",
+            examples=["books"],
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[ExcludedId] | None,
+        Query(
+            max_length=MAX_EXCLUDED,
+            description=f"product ids never to recommend, e.g. what is already in the basket "
+            f"(repeat the parameter: exclude=P0021&exclude=P0166; at most {MAX_EXCLUDED})",
+        ),
+    ] = None,
 ) -> MemberDecisionPublic:
     """Products (best first), the coupon that moves this member most net of its cost (or
     none, with the reason), the next good moment to message them, their churn risk, rule
     tags, lifecycle stage, value tier and RFM segment; ``parts`` gives each one's role
     (model, baseline or rules), version and reason.
 
-    An unknown member gets a cold-start answer (popular products, no coupon, a segment or
-    the global send time, no churn risk or tags), not an error.
+    A member with no purchase yet gets what members of their country buy most (reason
+    ``popular_in_segment``); an unknown member gets a cold-start answer (popular products,
+    no coupon, a segment or the global send time, no churn risk or tags), not an error.
+    ``category`` and ``exclude`` filter the products; a filtered list is filled from the
+    member's segment's and the shop's popular products of the same filter.
     """
     n = n if n is not None else settings.serving.default_products
     if n > settings.serving.max_products:
@@ -84,6 +114,8 @@ def recommendations(
         now,
         n_products=n,
         channel=str(channel) if channel is not None else None,
+        category=category,
+        exclude=tuple(exclude or ()),
     )
     return public(decision, state.as_of)
 
@@ -131,7 +163,13 @@ def public(d: MemberDecision, as_of: str | None) -> MemberDecisionPublic:
         rfm_segment=RfmSegment(rfm.segment) if rfm.segment else None,
         rfm_scores=RfmScoresPublic(r_score=rfm.r_score, f_score=rfm.f_score, m_score=rfm.m_score),
         parts={
-            DecisionPart(name): PartPublic(role=Role(p.role), version=p.version, reason=p.reason)
+            DecisionPart(name): PartPublic(
+                role=Role(p.role),
+                version=p.version,
+                reason=p.reason,
+                policy=p.policy,
+                gate_reason=p.gate_reason,
+            )
             for name, p in d.parts().items()
         },
         model_versions={k: v.version or "" for k, v in champions.items()},

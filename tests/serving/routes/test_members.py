@@ -32,6 +32,7 @@ def test_a_known_member_gets_the_decision_cores_answer(serve, world):
                                   "lifecycle_stage", "value_tier", "rfm_segment"}  # fmt: skip
     assert body["parts"]["churn"] == {
         "role": "model", "version": "1", "reason": expected.churn.reason,
+        "policy": world.model.policies["churn"], "gate_reason": world.model.reasons["churn"],
     }  # fmt: skip
     assert body["parts"]["tags"]["role"] == "rules"
     assert body["parts"]["tags"]["version"] == "2025-12-31"
@@ -39,6 +40,77 @@ def test_a_known_member_gets_the_decision_cores_answer(serve, world):
         ["products", "coupon", "send_time", "churn"], "1"
     )
     assert body["coupon_reason"] == body["parts"]["coupon"]["reason"]
+
+
+def test_every_part_names_its_policy_and_the_gates_reason(serve, world):
+    member = world.tags["member_id"].iloc[7]
+    parts = serve().get(url(member)).json()["parts"]
+    for name in ("products", "coupon", "send_time", "churn"):
+        assert parts[name]["policy"] == world.model.policies[name]
+        assert parts[name]["gate_reason"] == world.model.reasons[name]
+    for name in ("tags", "lifecycle_stage", "value_tier", "rfm_segment"):
+        assert (parts[name]["policy"], parts[name]["gate_reason"]) == ("tag_rules", None)
+
+
+def categories(world) -> dict[str, str]:
+    rec = world.model.products
+    return dict(zip(rec._product_ids.tolist(), rec._categories.tolist(), strict=True))
+
+
+def test_category_keeps_only_that_categorys_products(serve, world):
+    member = world.tags["member_id"].iloc[7]
+    body = serve().get(url(member), params={"n": 4, "category": "books"}).json()
+    assert len(body["products"]) == 4
+    assert {categories(world)[p["product_id"]] for p in body["products"]} == {"books"}
+    assert "category 'books'" in body["parts"]["products"]["reason"]
+    none = serve().get(url(member), params={"category": "garden gnomes"}).json()
+    assert none["products"] == []
+
+
+def test_excluded_products_are_never_recommended(serve, world):
+    member = world.tags["member_id"].iloc[7]
+    client = serve()
+    top = [p["product_id"] for p in client.get(url(member), params={"n": 5}).json()["products"]]
+    body = client.get(url(member), params=[("n", 5), ("exclude", top[0]), ("exclude", top[1])])
+    ids = [p["product_id"] for p in body.json()["products"]]
+    assert len(ids) == 5 and not set(ids) & set(top[:2]) and ids[:3] == top[2:]
+    assert "2 product ids excluded" in body.json()["parts"]["products"]["reason"]
+
+
+def test_a_member_without_purchases_gets_what_their_country_buys(serve, world):
+    tags = world.tags
+    row = tags[tags["frequency"].eq(0) & tags["country"].notna()].iloc[0]
+    body = serve().get(url(row["member_id"]), params={"n": 3}).json()
+    assert body["known_member"] is True
+    assert [p["reason"] for p in body["products"]] == ["popular_in_segment"] * 3
+    expected = world.model.products.recommend(row["member_id"], 3, segment=row["country"])
+    assert [p["product_id"] for p in body["products"]] == [p for p, _, _ in expected]
+    assert f"members in {row['country']}" in body["parts"]["products"]["reason"]
+
+
+@pytest.mark.parametrize(
+    ("params", "where"),
+    [
+        ([("category", "")], "category"),
+        ([("category", "<script>")], "category"),
+        ([("category", "x" * 101)], "category"),
+        ([("exclude", "bad id!")], "exclude"),
+        ([("exclude", "")], "exclude"),
+        ([("exclude", f"P{i:04d}") for i in range(101)], "exclude"),
+    ],
+    ids=[
+        "empty-category",
+        "category-pattern",
+        "long-category",
+        "exclude-pattern",
+        "empty-exclude",
+        "too-many-excluded",
+    ],  # fmt: skip
+)
+def test_bad_filters_are_a_422_saying_which(serve, params, where):
+    r = serve().get(url("M00001"), params=params)
+    assert r.status_code == 422
+    assert where in r.json()["detail"][0]["loc"]
 
 
 def test_the_answer_validates_against_its_schema(serve, world):
