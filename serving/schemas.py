@@ -27,103 +27,149 @@ ID_MAX_LENGTH = 128
 CATEGORY_PATTERN = r"^[\w][\w &/.,'()+-]*$"  # e.g. "books", "MEAT-PCKGD", "COUP/STR & MFG"
 CATEGORY_MAX_LENGTH = 100
 
-# Real answers from the demo shop (`make demo`: 3,000 members, as of 2025-12-31; floats
-# rounded), asked on 2026-11-30.
+# Real answers from a small demo shop (`memberwise generate --members 800 --seed 7`, run
+# as of 2025-12-31; floats rounded), asked on 2026-11-30: member M00002 (n=3) and the
+# shop's best-selling product P0170 (n=3).
 DECISION_EXAMPLE: dict[str, Any] = {
-    "member_id": "M00651",
+    "member_id": "M00002",
     "known_member": True,
     "as_of": "2025-12-31",
     "products": [
-        {"product_id": "P0021", "score": 1.9342, "reason": "buy_again"},
-        {"product_id": "P0166", "score": 1.7005, "reason": "buy_again"},
-        {"product_id": "P0093", "score": 1.5626, "reason": "buy_again"},
+        {"product_id": "P0170", "score": 1.9775, "reason": "buy_again"},
+        {"product_id": "P0173", "score": 1.702, "reason": "similar_members"},
+        {"product_id": "P0161", "score": 1.6468, "reason": "similar_members"},
     ],
-    "coupon": {
-        "coupon_id": "AMT5",
-        "expected_incremental_margin": 1.1781,
-        "reason": "AMT5: +1.18 expected incremental margin net of cost (80% lower bound +0.54)",
-    },
-    "coupon_reason": "AMT5: +1.18 expected incremental margin net of cost (80% lower bound +0.54)",
+    "coupon": None,
+    "coupon_reason": "no coupon: the coupon model has not been promoted (it did not beat giving "
+    "no coupon on held-out randomized offers, or there is no such history)",
     "send_time": {
         "channel": "email",
         "at_utc": "2026-12-07T13:00:00Z",
         "at_local": "2026-12-07T08:00:00-05:00",
         "timezone": "America/New_York",
         "hour_of_week": 8,
-        "confidence": 0.268,
+        "confidence": 0.1463,
         "source": "member",
     },
-    "churn_risk": 0.1972,
-    "tags": ["high_order_value", "dormant", "warn_activity_down", "warn_gap_exceeded"],
-    "lifecycle_stage": "dormant",
+    "churn_risk": 0.1179,
+    "tags": ["high_order_value", "warn_activity_down"],
+    "lifecycle_stage": "reactivated",
     "value_tier": "silver",
-    "rfm_segment": "at_risk",
-    "rfm_scores": {"r_score": 2.0, "f_score": 3.0, "m_score": 3.0},
+    "rfm_segment": "potential_loyalists",
+    "rfm_scores": {"r_score": 5.0, "f_score": 2.0, "m_score": 3.0},
     "parts": {
         "products": {
             "role": "model",
             "version": "1",
-            "reason": "ALS, item-item similarity and buy-again blend (3 buy again)",
+            "reason": "ALS, item-item similarity and buy-again blend (1 buy again, "
+            "2 similar members)",
+            "policy": "hybrid_tuned(item_weight=1.5)",
+            "gate_reason": "hybrid_tuned(item_weight=1.5) beats hybrid by +0.01583 "
+            "(lower bound +0.007405, z=1.645)",
         },
         "coupon": {
-            "role": "model",
-            "version": "1",
-            "reason": "AMT5: +1.18 expected incremental margin net of cost (80% lower bound +0.54)",
+            "role": "baseline",
+            "version": "2",
+            "reason": "no coupon: the coupon model has not been promoted (it did not "
+            "beat giving no coupon on held-out randomized offers, or there "
+            "is no such history)",
+            "policy": "no_coupon",
+            "gate_reason": "no_coupon: simplest policy that could be evaluated",
         },
         "send_time": {
-            "role": "model",
-            "version": "1",
+            "role": "baseline",
+            "version": "2",
             "reason": "the member's own engagement hours, outside quiet hours, in America/New_York",
+            "policy": "member_most_frequent_hour",
+            "gate_reason": "member_most_frequent_hour beats global_hour by "
+            "+0.3137 (lower bound +0.2764, z=1.645)",
         },
         "churn": {
             "role": "model",
             "version": "1",
-            "reason": "20% chance of no purchase within 90 days (calibrated gradient "
+            "reason": "12% chance of no purchase within 90 days (calibrated gradient "
             "boosting on the tags and BG/NBD)",
+            "policy": "model",
+            "gate_reason": "model beats bg_nbd by +0.02073 (lower bound +0.007267, z=1.645)",
         },
         "tags": {
             "role": "rules",
             "version": "2025-12-31",
-            "reason": "high_order_value: largest order 164.99; dormant: last purchase "
-            "77 days ago; warn_activity_down: orders in the recent window: "
-            "1, in the one before: 2; warn_gap_exceeded: 2.7x the usual "
-            "purchase cycle since the last order",
+            "reason": "high_order_value: largest order 157.97; warn_activity_down: "
+            "orders in the recent window: 1, in the one before: 2",
+            "policy": "tag_rules",
+            "gate_reason": None,
         },
         "lifecycle_stage": {
             "role": "rules",
             "version": "2025-12-31",
-            "reason": "dormant: last purchase 77 days ago, orders in the "
+            "reason": "reactivated: last purchase 2 days ago, orders in the "
             "recent window: 1, in the one before: 2, member for "
-            "1071 days",
+            "1268 days",
+            "policy": "tag_rules",
+            "gate_reason": None,
         },
         "value_tier": {
             "role": "rules",
             "version": "2025-12-31",
-            "reason": "silver: 949.57 spent in total; tiers split members by "
+            "reason": "silver: 994.78 spent in total; tiers split members by "
             "total spend, top tier first",
+            "policy": "tag_rules",
+            "gate_reason": None,
         },
         "rfm_segment": {
             "role": "rules",
             "version": "2025-12-31",
-            "reason": "at_risk: recency score 2, frequency 3, monetary 3 "
-            "(quintiles among buyers, 5 = best)",
+            "reason": "potential_loyalists: recency score 5, frequency 2, "
+            "monetary 3 (quintiles among buyers, 5 = best)",
+            "policy": "tag_rules",
+            "gate_reason": None,
         },
     },
-    "model_versions": {"products": "1", "coupon": "1", "send_time": "1", "churn": "1"},
-    "model_roles": {"products": "model", "coupon": "model", "send_time": "model", "churn": "model"},
+    "model_versions": {"products": "1", "coupon": "2", "send_time": "2", "churn": "1"},
+    "model_roles": {
+        "products": "model",
+        "coupon": "baseline",
+        "send_time": "baseline",
+        "churn": "model",
+    },
 }
 
 SIMILAR_EXAMPLE: dict[str, Any] = {
-    "product_id": "P0021",
+    "product_id": "P0170",
     "known_product": True,
     "as_of": "2025-12-31",
-    "bought_together": [],
-    "similar": [],
-    "reason": "",
-    "role": "model",
-    "version": "1",
-    "policy": "",
-    "gate_reason": "",
+    "bought_together": [
+        {"product_id": "P0194", "score": 35.0, "together": 35, "reason": "in 35 orders with it"},
+        {"product_id": "P0173", "score": 34.0, "together": 34, "reason": "in 34 orders with it"},
+        {"product_id": "P0161", "score": 32.0, "together": 32, "reason": "in 32 orders with it"},
+    ],
+    "similar": [
+        {
+            "product_id": "P0194",
+            "score": 109.0,
+            "together": 109,
+            "reason": "bought by 109 of its buyers",
+        },
+        {
+            "product_id": "P0069",
+            "score": 96.0,
+            "together": 96,
+            "reason": "bought by 96 of its buyers",
+        },
+        {
+            "product_id": "P0173",
+            "score": 85.0,
+            "together": 85,
+            "reason": "bought by 85 of its buyers",
+        },
+    ],
+    "reason": "most often in the same orders (bought together) and members' histories (similar), "
+    "raw counts",
+    "role": "baseline",
+    "version": "2",
+    "policy": "co_occurrence_counts",
+    "gate_reason": "co_occurrence_counts: simplest policy that could be evaluated",
 }
 
 SEGMENT_EXAMPLE: dict[str, Any] = {
@@ -184,9 +230,11 @@ class PartPublic(BaseModel):
         description="the policy serving this part: the registered champion's (e.g. "
         "hybrid_tuned(item_weight=1.5), recency_rule, no_coupon) or tag_rules"
     )
+    # defaults only so that the OpenAPI example, whose nulls FastAPI drops, validates
     gate_reason: str | None = Field(
+        default=None,
         description="why the promotion gate made this policy the champion; null for the "
-        "tag rules, which are not gated"
+        "tag rules, which are not gated",
     )
 
 
@@ -199,7 +247,9 @@ class MemberDecisionPublic(BaseModel):
     known_member: bool = Field(description="the store or the products model knows the member")
     as_of: str | None = Field(description="date of the tag snapshot the features come from")
     products: list[ProductPublic] = Field(description="best first")
-    coupon: CouponPublic | None = Field(description="null: no coupon is worth its cost")
+    coupon: CouponPublic | None = Field(
+        default=None, description="null: no coupon is worth its cost"
+    )
     coupon_reason: str
     send_time: SendTimePublic
     churn_risk: float | None = Field(
@@ -242,7 +292,9 @@ class SimilarProductsPublic(BaseModel):
     role: Role = Field(description="model, or baseline (raw co-occurrence counts)")
     version: str | None = Field(description="the registered model version")
     policy: str = Field(description="the policy serving the lists, e.g. co_occurrence_counts")
-    gate_reason: str | None = Field(description="why the promotion gate made it the champion")
+    gate_reason: str | None = Field(
+        default=None, description="why the promotion gate made it the champion"
+    )
 
 
 class MemberTagsPublic(BaseModel):

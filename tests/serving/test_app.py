@@ -32,7 +32,7 @@ def resolve(spec, schema):
 
 def test_every_200_response_has_an_example_valid_against_its_model(spec):
     models = {m.__name__: m for m in (schemas.MemberDecisionPublic, schemas.SegmentPublic,
-                                      schemas.Health)}  # fmt: skip
+                                      schemas.SimilarProductsPublic, schemas.Health)}  # fmt: skip
     seen = 0
     for path, method, op in operations(spec):
         content = op["responses"]["200"]["content"]["application/json"]
@@ -40,7 +40,7 @@ def test_every_200_response_has_an_example_valid_against_its_model(spec):
         name = content["schema"]["$ref"].rsplit("/", 1)[-1]
         models[name].model_validate(content["example"])
         seen += 1
-    assert seen == 4  # /healthz, /readyz, the member decision, the segment selection
+    assert seen == 5  # /healthz, /readyz, the member decision, similar products, segments
 
 
 def test_closed_vocabularies_are_enums(spec):
@@ -70,6 +70,7 @@ def test_closed_vocabularies_are_enums(spec):
 def test_every_v1_route_documents_typed_errors(spec):
     v1 = [(path, op) for path, _, op in operations(spec) if path.startswith("/v1/")]
     assert {p for p, _ in v1} == {"/v1/members/{member_id}/recommendations",
+                                  "/v1/products/{product_id}/similar",
                                   "/v1/segments/members"}  # fmt: skip
     for path, op in v1:
         for code, model in (("404", "ErrorPublic"), ("422", "ValidationErrorPublic"),
@@ -86,3 +87,18 @@ def test_health_and_readiness(serve, settings):
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
     not_ready = serve(AppState(settings=settings, error="no models")).get("/readyz")
     assert not_ready.status_code == 503 and not_ready.json()["detail"] == "no models"
+
+
+def test_the_storefront_filters_are_documented(spec):
+    params = {p["name"]: p for p in
+              spec["paths"]["/v1/members/{member_id}/recommendations"]["get"]["parameters"]}  # fmt: skip
+    category = params["category"]["schema"]["anyOf"][0]
+    assert category["pattern"] == schemas.CATEGORY_PATTERN
+    assert category["maxLength"] == schemas.CATEGORY_MAX_LENGTH
+    exclude = params["exclude"]["schema"]["anyOf"][0]
+    assert exclude["type"] == "array" and exclude["maxItems"] == 100
+    assert exclude["items"]["pattern"] == schemas.ID_PATTERN
+    assert "basket" in params["exclude"]["description"]
+    similar = spec["paths"]["/v1/products/{product_id}/similar"]["get"]
+    assert {p["name"] for p in similar["parameters"]} == {"product_id", "n"}
+    assert "known_product" in similar["description"]
