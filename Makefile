@@ -27,9 +27,12 @@ demo: env ## generate a shop, build tags into Feast, train + register models, se
 		.venv/bin/memberwise generate --out $(DEMO_DATA) --members $(DEMO_MEMBERS) --seed 7; fi
 	.venv/bin/memberwise run --data $(DEMO_DATA) --as-of $(DEMO_AS_OF) --home $(DEMO_HOME)
 	.venv/bin/memberwise score --home $(DEMO_HOME) --out $(DEMO_HOME)/scores.parquet
-	@$(PY) -c "import pandas as pd; m=pd.read_parquet('$(DEMO_HOME)/scores.parquet').sort_values('churn_risk').member_id.iloc[len(pd.read_parquet('$(DEMO_HOME)/scores.parquet'))//2]; \
+	@$(PY) -c "import pandas as pd; s=pd.read_parquet('$(DEMO_HOME)/scores.parquet'); m=s.sort_values('churn_risk').member_id.iloc[len(s)//2]; \
+	p=s.products.explode().mode().iloc[0]; \
 	print('\nTry, once the server below says it is ready:'); \
 	print(f'  curl -s \"http://127.0.0.1:$(PORT)/v1/members/{m}/recommendations?n=5\" | python3 -m json.tool'); \
+	print(f'  curl -s \"http://127.0.0.1:$(PORT)/v1/members/{m}/recommendations?n=5&category=books&exclude={p}\" | python3 -m json.tool'); \
+	print(f'  curl -s \"http://127.0.0.1:$(PORT)/v1/products/{p}/similar?n=5\" | python3 -m json.tool'); \
 	print('  curl -s \"http://127.0.0.1:$(PORT)/v1/members/someone-new/recommendations\" | python3 -m json.tool'); \
 	print('  curl -s \"http://127.0.0.1:$(PORT)/v1/segments/members?tag=dormant&value_tier=gold&limit=5\" | python3 -m json.tool'); \
 	print('  open http://127.0.0.1:$(PORT)/docs ; MLflow UI: make mlflow-ui\n')"

@@ -561,8 +561,8 @@ def decisions_frame(decisions: Sequence[MemberDecision]) -> pd.DataFrame:
     send_channel, send_at (UTC), send_at_local (ISO text), send_hour_of_week,
     send_timezone, send_confidence, send_source, products (ids, best first),
     product_scores, product_reasons, tags, lifecycle_stage, value_tier, rfm_segment,
-    r/f/m_score, then ``<part>_role``, ``<part>_version`` and ``<part>_reason`` of every
-    part."""
+    r/f/m_score, then ``<part>_role``, ``<part>_version``, ``<part>_reason``,
+    ``<part>_policy`` and ``<part>_gate_reason`` of every part."""
     d = decisions
     out = pd.DataFrame({
         "member_id": [x.member_id for x in d],

@@ -32,8 +32,10 @@ def score_members(
     (``models.decision``, the same as the API): member_id, churn_risk, coupon_id (None for
     no coupon), coupon_reason, expected_incremental_margin, send_channel, send_at (UTC),
     send_at_local, products (best first; ``n_products``, default the settings'
-    ``serving.default_products``), tags, segment columns and every part's role, version and
-    reason (see ``models.decision.decisions_frame``)."""
+    ``serving.default_products``; a member with no purchase gets what members of their
+    country buy most, as in the API), tags, segment columns and every part's role, version,
+    reason, serving policy and the promotion gate's reason for it (``<part>_policy``,
+    ``<part>_gate_reason``; see ``models.decision.decisions_frame``)."""
     now = now or datetime.now(UTC)
     if n_products is None:
         n_products = settings.serving.default_products

@@ -31,7 +31,7 @@ def home(tmp_path_factory):
 
 def test_run_registers_every_model_and_writes_reports(home):
     path, report = home
-    assert set(report["models"]) == {"products", "churn", "coupon", "send_time"}
+    assert set(report["models"]) == {"products", "churn", "coupon", "send_time", "similar"}
     for name, reg in report["models"].items():
         assert reg["champion_version"] is not None, name
         assert reg["champion_role"] in {"model", "baseline"}
@@ -43,6 +43,16 @@ def test_run_registers_every_model_and_writes_reports(home):
 def test_score_writes_one_row_per_member(home):
     path, report = home
     scores = score_members(MemberwiseSettings(home=path), progress=lambda _: None)
+    for part in ("products", "coupon", "send_time", "churn"):
+        assert scores[f"{part}_policy"].map(bool).all(), part
+        assert scores[f"{part}_gate_reason"].map(bool).all(), part
+    assert scores["tags_policy"].eq("tag_rules").all()
+    bought_nothing = scores[scores["rfm_segment"].eq("no_purchase")]
+    assert (
+        bought_nothing["product_reasons"]
+        .map(lambda r: set(r) <= {"popular_in_segment", "popular"} and "popular_in_segment" in r)
+        .all()
+    )
     assert len(scores) == report["members"] and scores["member_id"].is_unique
     assert scores["churn_risk"].between(0, 1).all()
     assert scores["products"].map(len).gt(0).all()
@@ -66,6 +76,19 @@ def test_api_answers_known_and_unknown_members(home):
         cold = client.get("/v1/members/nobody-here/recommendations").json()
         assert cold["known_member"] is False and cold["coupon"] is None
         assert all(p["reason"] == "popular" for p in cold["products"])
+        product = body["products"][0]["product_id"]
+        similar = client.get(f"/v1/products/{product}/similar", params={"n": 3}).json()
+        assert similar["known_product"] is True and similar["bought_together"]
+        assert len(similar["bought_together"]) <= 3 and len(similar["similar"]) <= 3
+        assert similar["policy"] and similar["gate_reason"] and similar["version"]
+        new = client.get("/v1/products/not-a-product/similar").json()
+        assert new["known_product"] is False and new["bought_together"] == new["similar"] == []
+        filtered = client.get(
+            f"/v1/members/{member}/recommendations",
+            params=[("n", 5), ("category", "books"), ("exclude", product)],
+        ).json()
+        assert product not in {p["product_id"] for p in filtered["products"]}
+        assert "category 'books'" in filtered["parts"]["products"]["reason"]
         bad = client.get(f"/v1/members/{member}/recommendations", params={"n": 0})
         assert bad.status_code == 422
         seg = client.get("/v1/segments/members", params={"tag": "dormant", "limit": 3}).json()
@@ -100,7 +123,13 @@ def test_api_and_score_decide_the_same_for_every_member(home):
             assert (body["lifecycle_stage"], body["value_tier"], body["rfm_segment"]) == (
                 row.lifecycle_stage, row.value_tier, row.rfm_segment,
             )  # fmt: skip
-            assert body["parts"]["churn"]["reason"] == row.churn_reason
+            for name, part in body["parts"].items():
+                assert (part["role"], part["version"], part["reason"], part["policy"],
+                        part["gate_reason"]) == tuple(
+                    getattr(row, f"{name}_{a}")
+                    for a in ("role", "version", "reason", "policy", "gate_reason")
+                ), (row.member_id, name)  # fmt: skip
+            assert [p["reason"] for p in body["products"]] == list(row.product_reasons)
 
 
 def test_the_api_takes_its_product_list_lengths_from_the_settings(home, monkeypatch):
