@@ -31,7 +31,7 @@ def home(tmp_path_factory):
 
 def test_run_registers_every_model_and_writes_reports(home):
     path, report = home
-    assert set(report["models"]) == {"products", "churn", "coupon", "send_time"}
+    assert set(report["models"]) == {"products", "churn", "coupon", "send_time", "similar"}
     for name, reg in report["models"].items():
         assert reg["champion_version"] is not None, name
         assert reg["champion_role"] in {"model", "baseline"}
@@ -60,7 +60,13 @@ def test_api_answers_known_and_unknown_members(home):
         assert body["known_member"] is True
         assert 1 <= len(body["products"]) <= 5
         assert body["send_time"]["channel"] in {"email", "sms", "push"}
-        assert set(body["model_versions"]) == {"products", "churn", "coupon", "send_time"}
+        assert set(body["model_versions"]) == {
+            "products",
+            "churn",
+            "coupon",
+            "send_time",
+            "similar",
+        }
         assert body["coupon"] is None or body["coupon"]["coupon_id"]
         assert body["coupon_reason"]
         cold = client.get("/v1/members/nobody-here/recommendations").json()

@@ -161,7 +161,7 @@ def train_products(
         cands.append(Candidate("hybrid", "model", len(gate.peers),
                                units=_ndcg_units(fitted["hybrid"], truth, cfg.top_k)))  # fmt: skip
         if tuned:
-            name = "hybrid_tuned(" + ", ".join(f"{k}={v:g}" for k, v in tuned.items()) + ")"
+            name = "hybrid_tuned(" + ",".join(f"{k}={v:g}" for k, v in tuned.items()) + ")"
             fitted[name] = _fit(_recommender("shipped", products, cfg.seed, **tuned), past, split)
             cands.append(Candidate(name, "model", len(gate.peers) + 1,
                                    units=_ndcg_units(fitted[name], truth, cfg.top_k)))  # fmt: skip
