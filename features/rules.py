@@ -775,13 +775,14 @@ def _parse_file(
         problems.append(RuleError(f"unknown top-level key {key!r}: use tags, groups", top[key].line))  # fmt: skip
     seen: dict[str, int] = {}
 
-    def claim(name: str, line: int) -> None:
+    def claim(name: str, line: int) -> bool:
         if name in seen:
             problems.append(RuleError(f"duplicate name {name!r} (first on line {seen[name]})", line))  # fmt: skip
-        else:
-            seen[name] = line
+            return False
+        seen[name] = line
+        return True
 
-    def tag(item: _Located, where: str) -> Tag | None:
+    def tag(item: _Located, where: str, claim_name: Any) -> Tag | None:
         if not isinstance(item.value, dict):
             problems.append(RuleError(f"each entry of {where} is a mapping with name and rule", item.line))  # fmt: skip
             return None
@@ -792,6 +793,7 @@ def _parse_file(
         if not isinstance(name, str) or not _NAME.match(name):
             problems.append(RuleError(f"tag name {name!r} is not a name (letters, digits, _ and -)", item.line))  # fmt: skip
             return None
+        fresh = claim_name(name, item.line)
         texts = {}
         for key in ("description", "owner", "explain"):
             v = _plain(d.get(key, _Located("", item.line)))
@@ -812,6 +814,8 @@ def _parse_file(
             for m in re.finditer(r"\{([^{}]*)\}", texts["explain"]):
                 if m.group(1) not in kinds:
                     problems.append(RuleError(f"explain of {name!r} names unknown feature {{{m.group(1)}}}", d["explain"].line))  # fmt: skip
+        if not fresh:
+            return None
         return Tag(name, expr, texts["description"], texts["owner"], texts["explain"], item.line)
 
     tags: list[Tag] = []
@@ -820,9 +824,8 @@ def _parse_file(
         problems.append(RuleError("'tags' is a list of tags", t_node.line))
     else:
         for item in t_node.value:
-            t = tag(item, "tags")
+            t = tag(item, "tags", claim)
             if t:
-                claim(t.name, t.line)
                 tags.append(t)
     groups: list[Group] = []
     g_node = top.get("groups", _Located([], root.line))
@@ -848,14 +851,18 @@ def _parse_file(
             inner: list[Tag] = []
             inner_seen: dict[str, int] = {}
             rules_seen: dict[Expr, str] = {}
+
+            def claim_inner(name: str, line: int, gname: str = gname, inner_seen: dict[str, int] = inner_seen) -> bool:  # fmt: skip
+                if name in inner_seen:
+                    problems.append(RuleError(f"duplicate name {name!r} in group {gname!r} (first on line {inner_seen[name]})", line))  # fmt: skip
+                    return False
+                inner_seen[name] = line
+                return True
+
             for sub in members_node.value:
-                t = tag(sub, f"group {gname!r}")
+                t = tag(sub, f"group {gname!r}", claim_inner)
                 if not t:
                     continue
-                if t.name in inner_seen:
-                    problems.append(RuleError(f"duplicate name {t.name!r} in group {gname!r} (first on line {inner_seen[t.name]})", t.line))  # fmt: skip
-                    continue
-                inner_seen[t.name] = t.line
                 if t.rule in rules_seen:
                     problems.append(RuleError(f"tag {t.name!r} of group {gname!r} can never hold: {rules_seen[t.rule]!r} above has the same rule and wins", t.line))  # fmt: skip
                 rules_seen.setdefault(t.rule, t.name)
