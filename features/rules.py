@@ -927,6 +927,37 @@ def _lit(v: Scalar) -> str:
 _NEGATE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
 
 
+def _missing(v: Any) -> bool:
+    return v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v))
+
+
+_PY_OPS = {
+    "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b, "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
+}  # fmt: skip
+
+
+def _holds(expr: Expr, row: Mapping[str, Any]) -> bool:
+    """The rule on one row (a dict), with the same semantics as :func:`to_mask`."""
+    if isinstance(expr, And):
+        return all(_holds(i, row) for i in expr.items)
+    if isinstance(expr, Or):
+        return any(_holds(i, row) for i in expr.items)
+    if isinstance(expr, Not):
+        return not _holds(expr.item, row)
+    v = row.get(expr.feature)
+    if _missing(v):
+        return False
+    if isinstance(expr, Between):
+        return bool(expr.low <= v <= expr.high)
+    if isinstance(expr, In):
+        return (v in expr.values) != expr.negate
+    if expr.of is not None:
+        other = row.get(expr.of)
+        return not _missing(other) and bool(_PY_OPS[expr.op](v, expr.value * other))
+    return bool(_PY_OPS[expr.op](v, expr.value))
+
+
 def _why(expr: Expr, row: Mapping[str, Any], holds: bool) -> str:
     """Why ``expr`` holds (``holds``) or fails on ``row``, quoting values and thresholds."""
     if isinstance(expr, Not):
@@ -936,7 +967,7 @@ def _why(expr: Expr, row: Mapping[str, Any], holds: bool) -> str:
         need_all = isinstance(expr, And) == holds
         parts = []
         for item in expr.items:
-            item_holds = bool(to_mask(item, pd.DataFrame([row]))[0])
+            item_holds = _holds(item, row)
             if need_all or item_holds == holds:
                 parts.append(_why(item, row, holds))
         joiner = " and " if isinstance(expr, And) == holds else " or "

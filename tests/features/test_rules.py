@@ -18,6 +18,7 @@ from features.rules import (
     Or,
     RuleError,
     RulesInvalid,
+    _holds,
     evaluate_tags,
     feature_kinds,
     group_to_sql,
@@ -151,7 +152,10 @@ def test_pandas_and_duckdb_agree_row_for_row(frame, text):
     con.register("members", frame)
     got = con.execute(f"SELECT member_id FROM members WHERE {sql} ORDER BY member_id", params)
     in_sql = [r[0] for r in got.fetchall()]
-    assert in_sql == sorted(frame.loc[to_mask(expr, frame), "member_id"])
+    mask = to_mask(expr, frame)
+    assert in_sql == sorted(frame.loc[mask, "member_id"])
+    # the row-by-row evaluation behind the reasons agrees too
+    assert [_holds(expr, row) for row in frame.to_dict("records")] == mask.tolist()
 
 
 def test_known_answers_with_missing_values(frame):
