@@ -945,7 +945,7 @@ def _holds(expr: Expr, row: Mapping[str, Any]) -> bool:
         return any(_holds(i, row) for i in expr.items)
     if isinstance(expr, Not):
         return not _holds(expr.item, row)
-    v = row.get(expr.feature)
+    v: Any = row.get(expr.feature)
     if _missing(v):
         return False
     if isinstance(expr, Between):
@@ -953,8 +953,8 @@ def _holds(expr: Expr, row: Mapping[str, Any]) -> bool:
     if isinstance(expr, In):
         return (v in expr.values) != expr.negate
     if expr.of is not None:
-        other = row.get(expr.of)
-        return not _missing(other) and bool(_PY_OPS[expr.op](v, expr.value * other))
+        other: Any = row.get(expr.of)
+        return not _missing(other) and bool(_PY_OPS[expr.op](v, float(expr.value) * other))
     return bool(_PY_OPS[expr.op](v, expr.value))
 
 
