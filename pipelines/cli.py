@@ -394,6 +394,9 @@ def tags_validate(
     except UnicodeDecodeError as exc:
         console.print(f"[red]{escape(str(file))}: not UTF-8 text ({exc.reason})[/red]")
         raise typer.Exit(code=2) from exc
+    except OSError as exc:
+        console.print(f"[red]{escape(str(file))}: cannot be read ({exc.strerror})[/red]")
+        raise typer.Exit(code=2) from exc
     if problems or rules is None:
         for p in problems:
             console.print(f"{escape(str(file))}:{p.line}: [red]{escape(p.message)}[/red]")
