@@ -776,6 +776,9 @@ def _parse_file(
     seen: dict[str, int] = {}
 
     def claim(name: str, line: int) -> bool:
+        if name == "member_id" or name.endswith("_reason"):
+            problems.append(RuleError(f"{name!r} is reserved for the output's columns: choose another name", line))  # fmt: skip
+            return False
         if name in seen:
             problems.append(RuleError(f"duplicate name {name!r} (first on line {seen[name]})", line))  # fmt: skip
             return False

@@ -265,6 +265,13 @@ def test_validate_finds_contradictions_and_shadowed_group_tags(tmp_path):
     assert [(p.line, "never" in p.message) for p in problems] == [(5, True), (6, True)]
 
 
+def test_names_of_output_columns_are_reserved(tmp_path):
+    path = _write(tmp_path, "tags:\n  - {name: member_id, rule: frequency > 1}\n"
+                            "  - {name: x_reason, rule: frequency > 1}\n")  # fmt: skip
+    _, problems = validate_rules(path)
+    assert [(p.line, "reserved" in p.message) for p in problems] == [(2, True), (3, True)]
+
+
 def test_yaml_errors_and_duplicate_keys_have_lines(tmp_path):
     _, problems = validate_rules(_write(tmp_path, "tags:\n  - name: a\n    rule: [\n"))
     assert problems and problems[0].line >= 3 and "YAML" in problems[0].message
