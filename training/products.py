@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from models.products import HybridConfig, HybridRecommender, PopularityRecommender, Recommender
 from training.config import TrainConfig
 from training.metrics import catalogue_coverage, map_at_k, ndcg_at_k, recall_at_k
 from training.result import TrainResult
-
-
-def _fit(model: Recommender, lines: pd.DataFrame, as_of: pd.Timestamp) -> Recommender:
-    return model.fit(
-        lines["member_id"].to_numpy(str),
-        lines["product_id"].to_numpy(str),
-        lines["ts"].to_numpy("datetime64[us]"),
-        lines["quantity"].to_numpy(float),
-        as_of=np.datetime64(as_of.to_datetime64(), "us"),
-    )
+from training.tuning import SHIPPED, default_grids, fit_lines, tune
 
 
 def ranking_metrics(
@@ -47,16 +38,38 @@ def purchases_between(
     return {m: set(g) for m, g in w.groupby("member_id")["product_id"]}
 
 
-def hybrid_config(cfg: TrainConfig) -> HybridConfig:
-    return HybridConfig(
-        factors=cfg.als_factors,
-        regularization=cfg.als_regularization,
-        iterations=cfg.als_iterations,
-        alpha=cfg.als_alpha,
-        buy_again_weight=cfg.buy_again_weight,
-        recent_days=cfg.recent_days,
-        random_state=cfg.seed,
-    )
+def hybrid_config(cfg: TrainConfig, **params: Any) -> HybridConfig:
+    """The shipped hybrid's configuration: ``cfg``'s values, then ``params`` (a grid point
+    of ``training.tuning.default_grids()["shipped"]``) on top. One thread, so a fit is
+    reproducible for a seed."""
+    base = {
+        "factors": cfg.als_factors,
+        "regularization": cfg.als_regularization,
+        "iterations": cfg.als_iterations,
+        "alpha": cfg.als_alpha,
+        "buy_again_weight": cfg.buy_again_weight,
+        "recent_days": cfg.recent_days,
+        "random_state": cfg.seed,
+        "num_threads": 1,
+    }
+    return HybridConfig(**{**base, **params})
+
+
+def tune_hybrid(
+    lines: pd.DataFrame, cutoff: pd.Timestamp, cfg: TrainConfig
+) -> tuple[dict[str, Any], list[dict[str, Any]], str | None]:
+    """The hybrid's grid point chosen on the tuning window before ``cutoff`` (see
+    training.tuning): (params, table, None), or ({}, [], why) when that window has nothing
+    to tune on and the configured values are kept."""
+    grid = default_grids()[SHIPPED]
+    try:
+        best, table = tune(
+            lambda p: HybridRecommender(hybrid_config(cfg, **p)),
+            grid, lines, cutoff, cfg.validation_days, k=cfg.top_k,
+        )  # fmt: skip
+    except ValueError as exc:
+        return {}, [], f"hybrid not tuned, configured values kept: {exc}"
+    return best, table, None
 
 
 def train_products(lines: pd.DataFrame, cutoff: pd.Timestamp, cfg: TrainConfig) -> TrainResult:
@@ -73,25 +86,32 @@ def train_products(lines: pd.DataFrame, cutoff: pd.Timestamp, cfg: TrainConfig) 
     catalogue = lines["product_id"].nunique()
     metrics: dict[str, dict[str, float]] = {}
     notes: list[str] = []
+    best, _, why = tune_hybrid(lines, cutoff, cfg)
+    if why:
+        notes.append(why)
     if len(past) and truth:
         candidates = {
-            "shipped": HybridRecommender(hybrid_config(cfg)),
+            "shipped": HybridRecommender(hybrid_config(cfg, **best)),
             "baseline": PopularityRecommender(),
         }
         for role, model in candidates.items():
-            _fit(model, past, split)
+            fit_lines(model, past, split)
             metrics[role] = ranking_metrics(model, truth, cfg.top_k, catalogue)
     else:
         notes.append("no purchases in the validation window: models not compared")
-    shipped = _fit(HybridRecommender(hybrid_config(cfg)), lines, cutoff)
-    baseline = _fit(PopularityRecommender(), lines, cutoff)
+    shipped = fit_lines(HybridRecommender(hybrid_config(cfg, **best)), lines, cutoff)
+    baseline = fit_lines(PopularityRecommender(), lines, cutoff)
     return TrainResult(
         name="products",
         shipped=shipped,
         baseline=baseline,
         metrics=metrics,
         primary=f"ndcg@{cfg.top_k}",
-        params={**vars(hybrid_config(cfg)), "validation_days": cfg.validation_days},
+        params={
+            **vars(hybrid_config(cfg, **best)),
+            "validation_days": cfg.validation_days,
+            "tuned": ",".join(sorted(best)) or "none",
+        },
         notes=notes,
         input_example=pd.DataFrame({"member_id": [str(lines["member_id"].iloc[0])]}),
     )
