@@ -10,6 +10,7 @@ from pipelines.evaluate import evaluate
 from pipelines.synthetic import generate
 from tests.conftest import require_shared_data
 from training.config import TrainConfig
+from training.tuning import default_grids
 
 pytestmark = pytest.mark.slow
 SECTIONS = ("products", "churn", "send_time", "coupons")
@@ -19,6 +20,7 @@ FAST = TrainConfig(als_iterations=5, als_factors=16)
 def _same_metric_names(section: dict) -> None:
     names = set(section["shipped"])
     assert names, "shipped has no metrics"
+    assert {section["primary"], section["primary"] + "_se"} <= names  # compared with its noise
     for name, metrics in section["baselines"].items():
         assert set(metrics) == names, name
 
@@ -36,6 +38,12 @@ def test_synthetic_backtest_report(tmp_path):
         _same_metric_names(result[s])
     assert set(result["products"]["baselines"]) == {"popularity", "buy_again", "item_cosine",
                                                     "als", "bpr"}  # fmt: skip
+    # the hybrid run registered, its blend tuned on the grid the backtest's peers share
+    shipped = result["products"]["shipped_params"]
+    assert {k: shipped[k] for k in default_grids()["shipped"][0]} in default_grids()["shipped"]
+    assert shipped["factors"] == FAST.als_factors and shipped["iterations"] == FAST.als_iterations
+    for s in SECTIONS:
+        assert set(result["wins"][s]["beats_beyond_noise"]) <= set(result[s]["baselines"])
     assert set(result["churn"]["baselines"]) == {"bg_nbd"}
     assert set(result["send_time"]["baselines"]) == {"global_best_hour", "member_mode_hour",
                                                      "member_mode_hour_allowed"}  # fmt: skip

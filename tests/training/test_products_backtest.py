@@ -1,4 +1,5 @@
-"""The products backtest and its grid search on a tiny world whose right answer is known.
+"""The products backtest, the hybrid `run` trains and the grid search they share, on a tiny
+world whose right answer is known.
 
 The world: every member re-buys one personal staple every 10 days, before and after the
 as-of date, and everybody bought the same three common products once, long ago. After the
@@ -14,24 +15,29 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import training.products_backtest as pb
+import training.backtest.products as bp
+import training.products
 import training.tuning as tuning
 from models.peers import BuyAgainRecommender
 from models.products import PopularityRecommender
-from training.products_backtest import (
+from training.backtest.products import compare
+from training.config import TrainConfig
+from training.products import train_products, tune_hybrid
+from training.tuning import (
+    MAX_GRID_POINTS,
     PEERS,
-    ProductsBacktestConfig,
+    SHIPPED,
     default_grids,
+    grid_search,
     product_grid,
-    products_section,
+    tuning_window,
 )
-from training.tuning import grid_search
 
 pytestmark = pytest.mark.filterwarnings("ignore:OpenBLAS is configured:RuntimeWarning")
 
 AS_OF = pd.Timestamp("2025-06-01")
 HORIZON = 60
-METRICS = {"ndcg@10", "recall@10", "map@10", "coverage"}
+METRICS = {"ndcg@10", "ndcg@10_se", "recall@10", "map@10", "coverage"}
 
 
 def repeat_world(members: int = 30) -> pd.DataFrame:
@@ -48,24 +54,23 @@ def repeat_world(members: int = 30) -> pd.DataFrame:
     return df.assign(quantity=1.0, unit_price=2.5)
 
 
-def tiny_config() -> ProductsBacktestConfig:
-    als = {"factors": 4, "iterations": 3}
-    return ProductsBacktestConfig(
-        grids={
-            "shipped": [als, {**als, "buy_again_weight": 0.5}],
-            "popularity": [{}],
-            "buy_again": product_grid(half_life_days=[30.0, 120.0]),
-            "item_cosine": product_grid(K=[5], filter_already_bought=[False, True]),
-            "als": [{**als, "filter_already_bought": False}],
-            "bpr": [{"factors": 4, "iterations": 10, "filter_already_bought": False}],
-        }
-    )
+CFG = TrainConfig(als_factors=4, als_iterations=3, validation_days=30)
+
+
+def tiny_grids() -> dict[str, list[dict]]:
+    return {
+        "popularity": [{}],
+        "buy_again": product_grid(half_life_days=[30.0, 120.0]),
+        "item_cosine": product_grid(K=[5], filter_already_bought=[False, True]),
+        "als": [{"factors": 4, "iterations": 3, "filter_already_bought": False}],
+        "bpr": [{"factors": 4, "iterations": 10, "filter_already_bought": False}],
+    }
 
 
 @pytest.fixture(scope="module")
 def section():
-    """The section on the repeat world, with every fit recorded: (model, as_of, latest ts
-    and products of the lines it was given)."""
+    """The hybrid `run` trains (train_products) and the section around it on the repeat
+    world, with every fit recorded: (model, as_of, latest ts and products of its lines)."""
     fits: list[tuple[str, pd.Timestamp, pd.Timestamp, set[str]]] = []
     real = tuning.fit_lines
 
@@ -73,36 +78,47 @@ def section():
         fits.append((model.kind, pd.Timestamp(as_of), lines["ts"].max(), set(lines["product_id"])))
         return real(model, lines, as_of)
 
+    world = repeat_world()
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(tuning, "fit_lines", spy)
-        mp.setattr(pb, "fit_lines", spy)
-        out = products_section(
-            repeat_world(), AS_OF, HORIZON, tiny_config(), progress=lambda _: None
-        )
-    return out, fits
+        for module in (tuning, bp, training.products):
+            mp.setattr(module, "fit_lines", spy)
+        trained = train_products(world[world["ts"] < AS_OF], AS_OF, CFG)
+        out = compare(world, AS_OF, HORIZON, CFG, trained.shipped, tiny_grids(), lambda _: None)
+    return out, fits, trained
 
 
 def test_returns_every_key_with_the_same_metric_names(section):
-    out, _ = section
+    out, _, _ = section
     assert set(out) >= {
-        "shipped", "baselines", "search", "members_evaluated", "validation_window", "test_window",
+        "shipped", "baselines", "search", "members_evaluated", "tuning_window", "test_window",
     }  # fmt: skip
     assert set(out["baselines"]) == set(PEERS)
     for metrics in [out["shipped"], *out["baselines"].values()]:
         assert set(metrics) == METRICS
         assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in metrics.values())
-    assert set(out["search"]) == {"shipped", *PEERS}
+    assert set(out["search"]) == set(PEERS)
     for name, search in out["search"].items():
-        assert len(search["table"]) == len(tiny_config().grids[name])
-        assert search["best_params"] in tiny_config().grids[name]
+        grid = tiny_grids()[name]
+        assert len(search["table"]) == (len(grid) if len(grid) > 1 else 0)
+        assert search["best_params"] in grid
     assert out["members_evaluated"] == 30 and out["members_known"] == 30
 
 
+def test_the_shipped_model_is_the_one_run_trains(section):
+    out, _, trained = section
+    # train_products tuned the hybrid on the same grid the backtest documents
+    assert trained.params["tuned"] == "buy_again_weight,exclude_owned,item_weight"
+    chosen = {k: out["shipped_params"][k] for k in default_grids()[SHIPPED][0]}
+    assert chosen in default_grids()[SHIPPED]
+    assert out["shipped_params"] == vars(trained.shipped.config)
+
+
 def test_repeat_world_is_won_by_buying_again(section):
-    out, _ = section
+    out, _, _ = section
     base = out["baselines"]
     # the staple at rank 1 for everybody; NEW (bought by all after as-of) is unknowable
     assert base["buy_again"]["ndcg@10"] == pytest.approx(1 / (1 + 1 / np.log2(3)))
+    assert base["buy_again"]["ndcg@10_se"] == pytest.approx(0.0, abs=1e-12)
     assert base["buy_again"]["recall@10"] == pytest.approx(0.5)
     assert base["popularity"]["ndcg@10"] < base["buy_again"]["ndcg@10"] - 0.3
     assert out["shipped"]["ndcg@10"] >= base["buy_again"]["ndcg@10"] - 1e-9
@@ -110,34 +126,44 @@ def test_repeat_world_is_won_by_buying_again(section):
     assert out["search"]["item_cosine"]["best_params"]["filter_already_bought"] is False
 
 
-def test_tuning_never_sees_the_test_window(section):
-    out, fits = section
-    split = AS_OF - timedelta(days=HORIZON)  # validation_days defaults to the horizon
-    assert out["validation_window"] == [split.isoformat(), AS_OF.isoformat()]
+def test_tuning_never_sees_the_gate_window_or_the_horizon(section):
+    out, fits, _ = section
+    split, end = tuning_window(AS_OF, CFG.validation_days)
+    assert (split, end) == (AS_OF - timedelta(days=60), AS_OF - timedelta(days=30))
+    assert out["tuning_window"] == [split.isoformat(), end.isoformat()]
     assert out["test_window"] == [AS_OF.isoformat(), (AS_OF + timedelta(days=HORIZON)).isoformat()]
-    n_search = sum(len(g) for g in tiny_config().grids.values())
-    assert len(fits) == n_search + 1 + len(PEERS)  # every grid point, then one refit each
+    searched = len(default_grids()[SHIPPED]) + sum(
+        len(g) for g in tiny_grids().values() if len(g) > 1
+    )
+    # every grid point; the hybrid and popularity at the gate's split and at the cutoff;
+    # one refit per peer
+    assert len(fits) == searched + 4 + len(PEERS)
     for _, as_of, latest, products in fits:
-        assert as_of in (split, AS_OF) and latest < as_of and "NEW" not in products
-    assert sum(as_of == split for _, as_of, _, _ in fits) == n_search
+        assert as_of in (split, end, AS_OF) and latest < as_of and "NEW" not in products
+    assert sum(as_of == split for _, as_of, _, _ in fits) == searched
 
 
 def test_every_model_gets_the_same_budget():
     grids = default_grids()
-    assert set(grids) == {"shipped", *PEERS}
-    assert len({len(g) for g in grids.values()}) == 1
-    assert max(len(g) for g in grids.values()) <= ProductsBacktestConfig().max_grid_points
-    cfg = ProductsBacktestConfig(grids={"bpr": [{}] * 9})
+    assert set(grids) == {SHIPPED, *PEERS}
+    assert {len(g) for g in grids.values()} == {MAX_GRID_POINTS}
     with pytest.raises(ValueError, match="budget"):
-        products_section(repeat_world(4), AS_OF, HORIZON, cfg, progress=lambda _: None)
+        grid_search(lambda p: PopularityRecommender(), [{}] * 9, repeat_world(4),
+                    AS_OF - timedelta(days=30), AS_OF)  # fmt: skip
 
 
 def test_default_grids_build_their_models():
-    cfg = ProductsBacktestConfig()
-    for name, grid in cfg.grids.items():
+    for name, grid in default_grids().items():
         for params in grid:
-            model = pb.make_model(name, params, cfg)
+            model = bp.make_model(name, params, CFG)
             assert all(getattr(model.config, k) == v for k, v in params.items())
+
+
+def test_an_untunable_history_keeps_the_configured_hybrid():
+    world = repeat_world(4)
+    recent = world[world["ts"] >= AS_OF - timedelta(days=40)]  # nothing before the window
+    best, table, why = tune_hybrid(recent[recent["ts"] < AS_OF], AS_OF, CFG)
+    assert best == {} and table == [] and "nothing to tune" in why
 
 
 def test_grid_search_picks_the_best_ndcg_and_reports_every_point():
