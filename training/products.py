@@ -73,8 +73,10 @@ def tune_hybrid(
 
 
 def train_products(lines: pd.DataFrame, cutoff: pd.Timestamp, cfg: TrainConfig) -> TrainResult:
-    """Fit on everything before ``cutoff - validation_days``, score the validation window,
-    then refit both models on everything before ``cutoff``.
+    """Choose the hybrid's blend on the tuning window (training.tuning: the
+    ``validation_days`` before the validation window), fit it and popularity on everything
+    before ``cutoff - validation_days``, score the validation window, then refit both on
+    everything before ``cutoff``. The backtest scores this very model.
 
     ``lines``: order lines with member_id, product_id (non-null), ts (naive UTC), quantity.
     """
