@@ -73,7 +73,21 @@ evaluate-completejourney: env ## backtest on The Complete Journey as of 2017-09-
 
 evaluate: evaluate-synthetic evaluate-online-retail evaluate-completejourney ## all three backtests
 
+MATRIX_WORLDS ?= all
+MATRIX_MEMBERS ?= 6000
+MATRIX_OUT ?= $(EVAL_DIR)/matrix
+
+evaluate-matrix: env ## backtest every preset synthetic world (6,000 members each) -> docs/evaluation/matrix/
+	$(PY) benchmarks/world_matrix.py --members $(MATRIX_MEMBERS) --seed 7 --as-of 2025-09-30 \
+		--data eval-data/worlds --out $(MATRIX_OUT) $(if $(filter-out all,$(MATRIX_WORLDS)),--worlds $(MATRIX_WORLDS))
+
+HILLSTROM_AS_OF ?= 2008-03-02
+
+evaluate-hillstrom: env ## backtest on the Hillstrom e-mail experiment as of the eve of its 2008-03-03 send
+	.venv/bin/memberwise convert hillstrom $(SHARED)/hillstrom eval-data/hillstrom
+	.venv/bin/memberwise evaluate --data eval-data/hillstrom --as-of $(HILLSTROM_AS_OF) --horizon-days 14 --out $(EVAL_DIR)/hillstrom
+
 clean-demo: ## remove the demo data and home
 	rm -rf $(DEMO_DATA) $(DEMO_HOME)
 
-.PHONY: help env demo test test-fast lint format mlflow-ui feast-ui clean-demo evaluate evaluate-synthetic evaluate-online-retail evaluate-completejourney
+.PHONY: help env demo test test-fast lint format mlflow-ui feast-ui clean-demo evaluate evaluate-synthetic evaluate-online-retail evaluate-completejourney evaluate-matrix evaluate-hillstrom

@@ -46,10 +46,11 @@ def _members(home: Path, k: int) -> list[str]:
 
 def in_process(home: Path, members: list[str]) -> dict[str, dict[str, float]]:
     from features import repo
-    from serving.settings import ServingSettings
+    from features.settings import MemberwiseSettings
     from serving.state import AppState, as_float
 
-    state = AppState(settings=ServingSettings(home=home))
+    settings = MemberwiseSettings(home=home)
+    state = AppState(settings=settings)
     state.load()
     assert state.ready, state.error
     ch = state.champions
@@ -59,7 +60,7 @@ def in_process(home: Path, members: list[str]) -> dict[str, dict[str, float]]:
         t0 = time.perf_counter()
         f = state.member_features(m) or {}
         t1 = time.perf_counter()
-        ch.products.recommend(m, n=10)
+        ch.products.recommend(m, n=settings.serving.default_products)
         t2 = time.perf_counter()
         ch.coupon.decide(np.array([as_float(f.get(c)) for c in repo.COUPON_FEATURES]))
         t3 = time.perf_counter()

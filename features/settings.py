@@ -1,58 +1,365 @@
-"""One visible configuration for everything a user might tune.
+"""The one configuration tree: every number a user might tune, by concern.
 
-Values come from (highest first) keyword arguments, environment variables prefixed
-``MEMBERWISE_`` (nested with ``__``, e.g. ``MEMBERWISE_TAGS__DORMANT_DAYS=45``) and the
-defaults below, which are the numbers the programme's seed documents use.
+``MemberwiseSettings`` is the root; each concern is a nested section::
+
+    home                 where all state lives
+    stores.*             online store, Redis, MLflow tracking URI, Feast project
+    tags.*               tag thresholds (features/tags.py)
+    training.*           horizon, cutoffs, windows, seed, k, held-out share
+    products.popularity  what every recommender shares (just-bought filter, popularity)
+    products.hybrid      the shipped recommender (ALS + item-item + buy-again)
+    products.{buy_again,item_cosine,als,bpr}   the peers the backtest compares with
+    churn.*              the calibrated gradient-boosted churn model
+    coupon.*             the coupon policy (uplift learner)
+    send_time.*          the send-time model, the message channels
+    serving.*            the API: bind address, product list lengths, start-up work
+
+Values come from, highest first: keyword arguments; environment variables
+``MEMBERWISE_<SECTION>__<NAME>`` (e.g. ``MEMBERWISE_TRAINING__HORIZON_DAYS=60``); the file
+``HOME/memberwise.toml`` (one table per section, e.g. ``[training]`` ``horizon_days = 60``);
+the defaults below, which are the programme's numbers. ``home`` itself comes from keyword
+arguments, ``MEMBERWISE_HOME`` or the default, since the file lives in it. ``memberwise
+config`` prints every effective value and where it came from (:func:`explain`).
+
+The model configuration classes in models/ stay plain dataclasses (models import nothing
+from here); training/config.py builds them from these sections, so the sections are the
+source of their values. Fields named as in the model classes mean the same thing.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "MEMBERWISE_"
+FILE_NAME = "memberwise.toml"
+DEFAULT_HOME = Path("~/.memberwise")
 
 
-class TagConfig(BaseModel):
+class Section(BaseModel):
+    """A section of the tree: unknown names are an error, so a typo never goes unnoticed."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class StoresSettings(Section):
+    online_store: Literal["sqlite", "redis"] = Field(
+        "sqlite", description="Feast online store: SQLite file in the home, or Redis"
+    )
+    redis_url: str = Field("127.0.0.1:6379", description="Redis host:port (online_store=redis)")
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking + registry URI; unset: HOME/mlflow/mlflow.db (SQLite)"
+    )
+    feast_project: str = Field("memberwise", description="Feast project name")
+
+
+class TagSettings(Section):
     """Thresholds of the member tags (days are calendar days, money in the shop's currency)."""
 
-    dormant_days: int = 60  # no purchase for this long -> dormant
-    churned_days: int = 180  # no purchase for this long -> churned
-    new_member_days: int = 30  # first purchase / signup this recent -> new
-    high_frequency_orders: int = 3  # at least this many orders ...
-    high_frequency_window_days: int = 30  # ... within this many days -> high_frequency
-    high_order_value: float | None = None  # a single order above this -> high_order_value;
-    high_order_value_quantile: float = 0.9  # None: this quantile of all order values
-    value_tier_shares: tuple[float, ...] = (0.05, 0.15, 0.30, 0.30, 0.20)  # top tier first
-    value_tier_names: tuple[str, ...] = ("platinum", "gold", "silver", "bronze", "basic")
-    activity_window_days: int = 90  # "recent" vs "previous" activity windows
-    activity_drop_ratio: float = 0.5  # recent <= ratio * previous -> activity_down warning
-    growth_ratio: float = 1.5  # recent >= ratio * previous -> growing
-    gap_cycle_multiplier: float = 1.5  # gap since last order > x * usual cycle -> warning
-    mature_tenure_days: int = 365
-    price_sensitive_share: float = 0.3  # share of spend on discounted lines -> price_sensitive
-    top_categories: int = 3
+    dormant_days: int = Field(60, description="no purchase for this long -> dormant")
+    churned_days: int = Field(180, description="no purchase for this long -> churned")
+    new_member_days: int = Field(30, description="first purchase / signup this recent -> new")
+    high_frequency_orders: int = Field(3, description="at least this many orders ...")
+    high_frequency_window_days: int = Field(30, description="... within this many days -> high_frequency")  # fmt: skip
+    high_order_value: float | None = Field(
+        None, description="one order above this -> high_order_value (unset: the quantile below)"
+    )
+    high_order_value_quantile: float = Field(0.9, description="quantile of all order values used when high_order_value is unset")  # fmt: skip
+    value_tier_shares: tuple[float, ...] = Field(
+        (0.05, 0.15, 0.30, 0.30, 0.20), description="share of members per value tier, top first"
+    )
+    value_tier_names: tuple[str, ...] = Field(
+        ("platinum", "gold", "silver", "bronze", "basic"), description="value tier names, top first"
+    )
+    activity_window_days: int = Field(90, description='length of the "recent" and "previous" activity windows')  # fmt: skip
+    activity_drop_ratio: float = Field(0.5, description="recent <= ratio * previous orders -> activity_down warning")  # fmt: skip
+    growth_ratio: float = Field(1.5, description="recent >= ratio * previous orders -> growing")
+    gap_cycle_multiplier: float = Field(1.5, description="gap since the last order > x * usual cycle -> warning")  # fmt: skip
+    mature_tenure_days: int = Field(365, description="tenure from which an active member is mature")  # fmt: skip
+    price_sensitive_share: float = Field(0.3, description="share of spend on discounted lines -> price_sensitive")  # fmt: skip
+    top_categories: int = Field(3, description="preferred categories kept per member")
+
+
+TagConfig = TagSettings  # the name features/tags.py and its callers use
+
+
+class TrainingSettings(Section):
+    """How models are trained and compared (windows in days, money in the shop's currency)."""
+
+    seed: int = Field(0, description="random seed of every stochastic step and model")
+    horizon_days: int = Field(90, description="churn label: no purchase within this many days after the cutoff; also the backtest horizon")  # fmt: skip
+    churn_cutoffs: int = Field(8, description="training cutoffs stacked for churn, the latest one horizon before as-of")  # fmt: skip
+    churn_cutoff_step_days: int = Field(14, description="days between those cutoffs")
+    validation_days: int = Field(30, description="last days before as-of held out to compare model and baseline")  # fmt: skip
+    top_k: int = Field(10, description="list length of the ranking metrics (NDCG@k ...)")
+    test_share: float = Field(0.25, description="share of members held out for churn and coupon evaluation")  # fmt: skip
+    coupon_response_days: int = Field(14, description="an offer's outcome is the net margin in this window")  # fmt: skip
+    default_margin_rate: float = Field(0.3, description="margin rate of products without one")
+    max_coupon_snapshots: int = Field(24, description="at most this many offer dates get their own tag snapshot")  # fmt: skip
+
+
+class PopularitySettings(Section):
+    """Shared by every recommender (models.products.PopularityConfig); days before as-of."""
+
+    recent_days: int = Field(14, description='the "just bought" filter window')
+    popular_days: int = Field(30, description="buyers within this window count extra towards popularity")  # fmt: skip
+    popular_recent_weight: float = Field(1.0, description="popularity = buyers + weight * recent buyers")  # fmt: skip
+    repeat_rate_threshold: float = Field(0.2, description="share of a product's buyers who bought it twice or more -> repeatable")  # fmt: skip
+    repeat_min_buyers: int = Field(5, description="fewer buyers than this: the repeat rate is not trusted")  # fmt: skip
+
+
+class HybridSettings(Section):
+    """The shipped recommender (models.products.HybridConfig; random_state = training.seed)."""
+
+    factors: int = Field(64, description="ALS latent factors")
+    regularization: float = Field(0.05, description="ALS L2 regularization")
+    iterations: int = Field(15, description="ALS iterations")
+    alpha: float = Field(5.0, description="ALS confidence = alpha * weight")
+    weighting: Literal["log", "count", "bm25"] = Field("log", description="interaction weight")
+    bm25_k1: float = Field(100.0, description="BM25 k1 (weighting=bm25)")
+    bm25_b: float = Field(0.8, description="BM25 b (weighting=bm25)")
+    num_threads: int = Field(0, description="implicit's threads; 0 = all cores")
+    buy_again_weight: float = Field(2.0, description="weight of the member's own repeat purchases")  # fmt: skip
+    buy_again_half_life_days: float = Field(60.0, description="recency decay of the buy-again score")  # fmt: skip
+    buy_again_saturation: float = Field(1.0, description="buy-again frequency term = count / (count + this)")  # fmt: skip
+    item_weight: float = Field(0.5, description="weight of item-item similarity; 0 turns it off")
+    item_neighbours: int = Field(20, description="most similar products kept per product")
+    exclude_owned: bool = Field(True, description="hide past products that are not repeatable")
+
+
+class BuyAgainSettings(Section):
+    """Peer: the member's own products (models.peers.BuyAgainConfig)."""
+
+    half_life_days: float = Field(60.0, description="recency decay of a past purchase")
+    count_power: float = Field(1.0, description="score = count ** power * decay")
+
+
+class ItemCosineSettings(Section):
+    """Peer: implicit's item-item cosine (models.peers.ItemCosineConfig)."""
+
+    K: int = Field(100, description="neighbours kept per product")  # noqa: N815 (implicit's name)
+    weighting: Literal["log", "count", "bm25"] = Field("count", description="interaction weight")
+    bm25_k1: float = Field(100.0, description="BM25 k1")
+    bm25_b: float = Field(0.8, description="BM25 b")
+    filter_already_bought: bool = Field(True, description="hide what the member bought")
+    num_threads: int = Field(0, description="implicit's threads; 0 = all cores")
+
+
+class ALSSettings(Section):
+    """Peer: implicit's ALS alone (models.peers.ALSConfig; random_state = training.seed)."""
+
+    factors: int = Field(64, description="latent factors")
+    regularization: float = Field(0.05, description="L2 regularization")
+    alpha: float = Field(10.0, description="confidence = alpha * weight")
+    iterations: int = Field(15, description="iterations")
+    weighting: Literal["log", "count", "bm25"] = Field("bm25", description="interaction weight")
+    bm25_k1: float = Field(100.0, description="BM25 k1")
+    bm25_b: float = Field(0.8, description="BM25 b")
+    filter_already_bought: bool = Field(True, description="hide what the member bought")
+    num_threads: int = Field(0, description="implicit's threads; 0 = all cores")
+
+
+class BPRSettings(Section):
+    """Peer: implicit's BPR (models.peers.BPRConfig; random_state = training.seed)."""
+
+    factors: int = Field(64, description="latent factors")
+    learning_rate: float = Field(0.05, description="SGD learning rate")
+    regularization: float = Field(0.01, description="L2 regularization")
+    iterations: int = Field(100, description="epochs")
+    filter_already_bought: bool = Field(True, description="hide what the member bought")
+    num_threads: int = Field(0, description="> 1 is Hogwild (not reproducible)")
+
+
+class ProductsSettings(Section):
+    similar_neighbours: int = Field(50, ge=1, description="products kept as bought together / similar per product")  # fmt: skip
+    popularity: PopularitySettings = PopularitySettings()
+    hybrid: HybridSettings = HybridSettings()
+    buy_again: BuyAgainSettings = BuyAgainSettings()
+    item_cosine: ItemCosineSettings = ItemCosineSettings()
+    als: ALSSettings = ALSSettings()
+    bpr: BPRSettings = BPRSettings()
+
+
+class ChurnSettings(Section):
+    """The churn model (models.churn.ChurnConfig; horizon_days = training.horizon_days,
+    random_state = training.seed)."""
+
+    method: Literal["isotonic", "sigmoid"] = Field("isotonic", description="calibration method")
+    cv: int = Field(3, description="calibration folds")
+    learning_rate: float = Field(0.03, description="gradient boosting learning rate")
+    max_iter: int = Field(300, description="boosting iterations")
+    max_leaf_nodes: int = Field(7, description="leaves per tree")
+    min_samples_leaf: int = Field(50, description="members per leaf, at least")
+    l2_regularization: float = Field(1.0, description="L2 penalty on leaf values")
+    early_stopping: bool = Field(False, description="stop boosting on a validation split")
+    bg_nbd_features: bool = Field(True, description="add the BG/NBD model's view as features")
+
+
+class CouponSettings(Section):
+    """The coupon policy (models.coupon.CouponConfig; seed = training.seed). Margins in the
+    shop's currency per offer."""
+
+    min_incremental_margin: float = Field(0.0, description="offer a coupon only above this expected uplift")  # fmt: skip
+    min_rows_per_arm: int = Field(30, description="arms (and the control group) with fewer offers are dropped")  # fmt: skip
+    ridge_alpha: float = Field(1.0, description="L2 penalty of the ridge parts")
+    gain_alpha: float = Field(300.0, description="L2 penalty of the gain model")
+    gain_outcome: Literal["purchase", "margin"] = Field("purchase", description="what the gain model learns")  # fmt: skip
+    cross_fit_folds: int = Field(4, description="folds of the cross-fitted outcome models")
+    z_clip: float = Field(5.0, description="standardised features clipped to +-this many sd")
+    learner: Literal["boosted", "ridge"] = Field("boosted", description="learner of the decomposed estimator")  # fmt: skip
+    boost_max_iter: int = Field(50, description="boosting iterations")
+    boost_learning_rate: float = Field(0.1, description="boosting learning rate")
+    boost_max_leaf_nodes: int = Field(7, description="leaves per tree")
+    boost_min_samples_leaf: int = Field(40, description="offers per leaf (outcome, value, cost)")
+    gain_min_samples_leaf: int = Field(400, description="offers per leaf of the gain model")
+    boost_l2: float = Field(1.0, description="L2 penalty on leaf values")
+    decision_cache_size: int = Field(100_000, description="decisions memoised per feature vector")  # fmt: skip
+    shrink: bool = Field(True, description="shrink member-level effects towards each coupon's measured average by how much held-out offers confirm")  # fmt: skip
+    shrink_folds: int = Field(2, ge=2, description="out-of-fold refits that measure the shrinkage")  # fmt: skip
+    offer_confidence: float = Field(0.8, ge=0.5, lt=1.0, description="offer a coupon only where its expected margin clears min_incremental_margin with this one-sided confidence")  # fmt: skip
+
+
+class SendTimeSettings(Section):
+    """The send-time model (models.send_time.SendTimeConfig). Hours are local (0..23)."""
+
+    message_channels: tuple[str, ...] = Field(
+        ("email", "sms", "push"), description="channels a message can be sent on"
+    )
+    default_channel: str = Field("email", description="channel of a member with no history")
+    prior_strength: float = Field(5.0, description="pseudo-engagements of the segment prior")
+    smoothing_hours: int = Field(1, description="circular smoothing over neighbouring hours")
+    quiet_start: int = Field(22, ge=0, le=23, description="local hour from which nothing is sent ...")  # fmt: skip
+    quiet_end: int = Field(8, ge=0, le=23, description="... until this local hour")
+    web_weight: float = Field(1.0, description="weight of an order or browsing engagement")
+    one_per_hour: bool = Field(True, description="a member's engagements in one clock hour count once")  # fmt: skip
+    recency_half_life_days: float = Field(0.0, description="> 0: older engagements count less")
+    rate_prior_sends: float = Field(10.0, description="pseudo-sends at the channel's overall rate")  # fmt: skip
+    fallback_confidence: float = Field(0.5, description="confidence factor of segment/global answers")  # fmt: skip
+
+
+class GateSettings(Section):
+    """The promotion gate (training.gate): a more complex policy replaces a simpler one only
+    when its paired advantage's lower confidence bound is above zero."""
+
+    z: float = Field(1.645, gt=0, description="the bound is advantage - z * se (1.645: one-sided 95%)")  # fmt: skip
+    bootstrap: int = Field(200, ge=20, description="bootstrap resamples for metrics that are not a mean (ROC AUC)")  # fmt: skip
+    tune_seconds: float = Field(60.0, ge=0, description="time budget of the shipped recommender's grid on this shop's data (0: defaults only)")  # fmt: skip
+    peers: tuple[str, ...] = Field(("popularity", "buy_again", "item_cosine", "als"), description="simple product policies the shipped recommender must beat, simplest first")  # fmt: skip
+
+
+class ServingSettings(Section):
+    """The API (``memberwise serve``) and batch scoring."""
+
+    host: str = Field("127.0.0.1", description="bind address of memberwise serve")
+    port: int = Field(8000, description="port of memberwise serve")
+    workers: int = Field(1, description="uvicorn worker processes")
+    default_products: int = Field(10, ge=1, description="products per member when not asked (API ?n=, memberwise score --n)")  # fmt: skip
+    max_products: int = Field(100, ge=1, description="largest ?n= the API accepts")
+    coupon_precompute_max_members: int = Field(
+        2_000_000, description="coupon decisions precomputed at start-up up to this many members"
+    )
+
+
+# pre-tree names of the store settings, still read from the environment
+LEGACY_ENV = {
+    f"{ENV_PREFIX}ONLINE_STORE": "online_store",
+    f"{ENV_PREFIX}REDIS_URL": "redis_url",
+    f"{ENV_PREFIX}MLFLOW_TRACKING_URI": "mlflow_tracking_uri",
+    f"{ENV_PREFIX}FEAST_PROJECT": "feast_project",
+}
+
+
+class _LegacyStoreEnv(PydanticBaseSettingsSource):
+    """``MEMBERWISE_ONLINE_STORE`` etc. -> ``stores.*`` (below ``MEMBERWISE_STORES__*``)."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        got = {k: os.environ[v] for v, k in LEGACY_ENV.items() if v in os.environ}
+        return {"stores": got} if got else {}
+
+
+class _HomeFile(TomlConfigSettingsSource):
+    """``HOME/memberwise.toml``: one table per section; ``home`` cannot be set there."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        self.path = path
+        super().__init__(settings_cls, toml_file=path)
+        if "home" in self.toml_data:
+            raise ValueError(f"{path}: 'home' cannot be set in the file that lives in it")
+        unknown = sorted(set(self.toml_data) - set(settings_cls.model_fields))
+        if unknown:
+            raise ValueError(
+                f"{path}: unknown section(s) {unknown}; known: {sorted(settings_cls.model_fields)}"
+            )
+
+
+def _home_of(init_kwargs: dict[str, Any]) -> Path:
+    home = init_kwargs.get("home") or os.environ.get(f"{ENV_PREFIX}HOME") or DEFAULT_HOME
+    return Path(home).expanduser().resolve()
+
+
+class IngestSettings(Section):
+    """How ingest treats rows that are valid but suspicious."""
+
+    duplicate_lines: Literal["drop", "keep"] = Field("drop", description='exact duplicate order lines: "drop" quarantines all but the first with the reason, "keep" keeps them; either way the ingest report counts them')  # fmt: skip
+
+
+IngestConfig = IngestSettings  # the name pipelines/ingest.py uses
 
 
 class MemberwiseSettings(BaseSettings):
-    """Where state lives and how the stores are reached."""
+    """The root of the tree (see the module docstring for its sections and sources)."""
 
     model_config = SettingsConfigDict(
-        env_prefix="MEMBERWISE_", env_nested_delimiter="__", extra="ignore"
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore"
     )
 
-    home: Path = Field(default=Path("~/.memberwise"), description="all state lives here")
-    online_store: Literal["sqlite", "redis"] = "sqlite"
-    redis_url: str = "127.0.0.1:6379"
-    mlflow_tracking_uri: str | None = None  # default: sqlite file under home
-    feast_project: str = "memberwise"
-    tags: TagConfig = TagConfig()
+    home: Path = Field(DEFAULT_HOME, description="all state lives here (MEMBERWISE_HOME)")
+    stores: StoresSettings = StoresSettings()
+    tags: TagSettings = TagSettings()
+    training: TrainingSettings = TrainingSettings()
+    products: ProductsSettings = ProductsSettings()
+    churn: ChurnSettings = ChurnSettings()
+    coupon: CouponSettings = CouponSettings()
+    send_time: SendTimeSettings = SendTimeSettings()
+    serving: ServingSettings = ServingSettings()
+    ingest: IngestSettings = IngestSettings()
+    gate: GateSettings = GateSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        kwargs = getattr(init_settings, "init_kwargs", {})
+        file = _HomeFile(settings_cls, _home_of(kwargs) / FILE_NAME)
+        return init_settings, env_settings, _LegacyStoreEnv(settings_cls), file
 
     @property
     def home_dir(self) -> Path:
         return self.home.expanduser().resolve()
+
+    @property
+    def config_file(self) -> Path:
+        """``HOME/memberwise.toml`` (read when it exists)."""
+        return self.home_dir / FILE_NAME
 
     @property
     def feast_dir(self) -> Path:
@@ -68,8 +375,8 @@ class MemberwiseSettings(BaseSettings):
 
     @property
     def tracking_uri(self) -> str:
-        if self.mlflow_tracking_uri:
-            return self.mlflow_tracking_uri
+        if self.stores.mlflow_tracking_uri:
+            return self.stores.mlflow_tracking_uri
         return f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
     @property
@@ -87,5 +394,55 @@ class MemberwiseSettings(BaseSettings):
 
 @lru_cache
 def get_settings() -> MemberwiseSettings:
-    """The process-wide settings (tests override by building their own)."""
+    """The process-wide settings (the API's cached dependency; tests override it)."""
     return MemberwiseSettings()
+
+
+# ---- where each effective value came from (`memberwise config`) ----
+
+ARGUMENT, ENVIRONMENT, FILE, DEFAULT = "argument", "environment", "file", "default"
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: value}
+
+
+def _descriptions(model: type[BaseModel], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, info in model.model_fields.items():
+        ann = info.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out.update(_descriptions(ann, f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = info.description or ""
+    return out
+
+
+def explain(**kwargs: Any) -> list[dict[str, Any]]:
+    """Every setting of ``MemberwiseSettings(**kwargs)`` as ``{"name": "training.horizon_days",
+    "value": 90, "source": "default" | "file" | "environment" | "argument", "description"}``,
+    in the tree's order. ``source`` is the highest source that set the value."""
+    settings = MemberwiseSettings(**kwargs)
+    layers = [
+        (label, {k.lower() for k in _flatten(values)})
+        for label, values in (
+            (ARGUMENT, kwargs),
+            (ENVIRONMENT, EnvSettingsSource(MemberwiseSettings)()),  # names are lower-cased
+            (ENVIRONMENT, _LegacyStoreEnv(MemberwiseSettings)()),
+            (FILE, _HomeFile(MemberwiseSettings, settings.config_file).toml_data),
+        )
+    ]
+    desc = _descriptions(MemberwiseSettings)
+    rows = []
+    for name, value in _flatten(settings).items():
+        source = next((label for label, names in layers if name.lower() in names), DEFAULT)
+        rows.append({"name": name, "value": value, "source": source,
+                     "description": desc.get(name, "")})  # fmt: skip
+    return rows

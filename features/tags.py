@@ -81,6 +81,7 @@ BOOL_TAGS: tuple[str, ...] = (
     "warn_gap_exceeded",
 )
 STRING_FEATURES: tuple[str, ...] = (
+    "country",
     "rfm_segment",
     "lifecycle_stage",
     "value_tier",
@@ -331,6 +332,16 @@ def compute_tags(
         """.replace("$ref", "TIMESTAMP '" + ref.isoformat(sep=" ") + "'")
     ).df()
     con.close()
+    # the member's country (members table), the segment a member with no purchases yet is
+    # recommended from (what members of the same country buy)
+    src = tables.get("members")
+    if src is not None and "country" in src and len(src):
+        country = src.dropna(subset=["country"]).drop_duplicates("member_id", keep="last")
+        df["country"] = df["member_id"].map(
+            dict(zip(country["member_id"].astype(str), country["country"].astype(str), strict=True))
+        )
+    else:
+        df["country"] = None
     return _finish(df, cat, hours, as_of, cfg, hov)
 
 

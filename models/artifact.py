@@ -1,5 +1,25 @@
-"""One-file model artifacts: a ``.npz`` holding a ``kind``, arrays and, for most models, a
-JSON ``meta`` string; always read with ``allow_pickle=False``."""
+"""How every memberwise model is saved, logged and loaded — one convention, no pickle.
+
+1. **The artifact.** A model class of ours (products, coupon, send time) saves itself with
+   ``model.save(path)`` to ONE ``.npz`` file written by :func:`write_npz`: a ``kind``
+   naming the class (``"hybrid"``, ``"popularity"``, ``"coupon_policy"``, ...), plain
+   arrays, and a JSON ``meta`` string for config and names. Any fitted scikit-learn part
+   inside it is stored as skops bytes. It is read back by the family's loader
+   (``load_recommender``, ``load_coupon_policy``, ``load_send_time``), which calls
+   :func:`read_npz` (``allow_pickle=False``) and :func:`class_for` to choose the class from
+   the kind and refuse any other family's artifact.
+2. **In MLflow.** Such a model is logged as a pyfunc *model from code*: ``python_model``
+   is the file ``models/mlflow_model.py`` (it calls ``mlflow.models.set_model`` on the
+   wrapper in ``models.pyfunc``), ``artifacts={"model": <the .npz>}`` and
+   ``model_config={"family": ...}``; ``load_context`` loads the artifact once. A plain
+   scikit-learn estimator (churn) has a native MLflow flavour and uses it instead
+   (``mlflow.sklearn``, serialized with skops and its trusted types in ``models.churn``).
+   Either way the registered model carries this ``models`` package as ``code_paths`` and
+   pinned requirements of real packages, so it loads in a fresh process by
+   ``models:/memberwise-NAME@alias`` (see ``models.registry``).
+
+Nothing in a registered model is a pickle: MLflow itself refuses to load one unless told to.
+"""
 
 from __future__ import annotations
 

@@ -37,6 +37,7 @@ BG_NBD_OUTPUTS = ("bg_nbd_p_no_purchase", "bg_nbd_p_alive", "bg_nbd_expected_pur
 SKOPS_TRUSTED_TYPES: list[str] = [
     "models.churn.BetaGeoFeatures",
     "models.churn.BetaGeoChurn",
+    "models.churn.RecencyChurn",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",  # method="sigmoid"
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
@@ -186,3 +187,42 @@ def build_churn_model(config: ChurnConfig | None = None) -> CalibratedClassifier
 def build_churn_baseline(horizon_days: int = 90) -> BetaGeoChurn:
     """Unfitted BG/NBD churn classifier over the same frame as ``build_churn_model``."""
     return BetaGeoChurn(horizon_days)
+
+
+class RecencyChurn(ClassifierMixin, BaseEstimator):
+    """The rule a programme writes first: the longer since the last purchase, the likelier
+    the member is gone. ``predict_proba[:, 1]`` is the churn rate of members with that
+    recency in the fit (a monotone step function of ``recency_days``, plain numpy arrays);
+    members without a purchase get the overall rate."""
+
+    def __init__(self, n_bins: int = 20) -> None:
+        self.n_bins = n_bins
+
+    def fit(self, X: pd.DataFrame, y: Any) -> RecencyChurn:
+        y = np.asarray(y, dtype=np.float64)
+        r = X[RECENCY_DAYS].to_numpy(np.float64)
+        ok = np.isfinite(r)
+        self.classes_ = np.array([0, 1])
+        self.n_features_in_ = X.shape[1]
+        self.prior_ = float(y.mean()) if y.size else 0.5
+        if ok.sum() < 2:
+            self.edges_, self.rates_ = np.zeros(0), np.full(1, self.prior_)
+            return self
+        edges = np.unique(np.quantile(r[ok], np.linspace(0, 1, self.n_bins + 1)[1:-1]))
+        b = np.searchsorted(edges, r[ok], side="right")
+        sums = np.bincount(b, weights=y[ok], minlength=len(edges) + 1)
+        counts = np.bincount(b, minlength=len(edges) + 1)
+        rates = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        # monotone in recency: running maximum (empty bins take the previous bin's rate)
+        rates = pd.Series(rates).ffill().fillna(self.prior_).cummax().to_numpy()
+        self.edges_, self.rates_ = edges, rates
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        r = X[RECENCY_DAYS].to_numpy(np.float64)
+        b = np.searchsorted(self.edges_, np.nan_to_num(r, nan=0.0), side="right")
+        p = np.where(np.isfinite(r), self.rates_[np.minimum(b, len(self.rates_) - 1)], self.prior_)
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)

@@ -88,6 +88,13 @@ class CouponConfig:
     gain_min_samples_leaf: int = 400  # the gain model on noisy pseudo-outcomes: large leaves
     boost_l2: float = 1.0
     decision_cache_size: int = 100_000  # ``decide`` answers memoised per feature vector
+    # member-level effects shrunk towards each coupon's measured average effect by how much
+    # of the predicted heterogeneity held-out offers confirm (see ``CouponPolicy.shrinkage``)
+    shrink: bool = True
+    shrink_folds: int = 2  # out-of-fold refits used to measure that
+    # offer a coupon only where its expected incremental margin is above
+    # ``min_incremental_margin`` with this one-sided confidence (0.5: on the point estimate)
+    offer_confidence: float = 0.8
 
     def __post_init__(self) -> None:
         if self.gain_outcome not in GAIN_OUTCOMES:
@@ -96,6 +103,8 @@ class CouponConfig:
             )
         if self.learner not in LEARNERS:
             raise ValueError(f"learner must be one of {LEARNERS}, got {self.learner!r}")
+        if not 0.5 <= self.offer_confidence < 1.0:
+            raise ValueError(f"offer_confidence must be in [0.5, 1), got {self.offer_confidence}")
 
 
 GAIN_OUTCOMES = ("purchase", "margin")
@@ -198,6 +207,10 @@ class CouponPolicy(_PolicyBase):
         self._value_b = 0.0
         # decomposed, boosted: sklearn estimators on (z | z + coupon indicators)
         self._boosted: dict[str, Any] = {}
+        # shrinkage, per coupon (n_coupons,): measured mean effect and its se, the share of
+        # the predicted deviation held-out offers confirm (slope) and its se, and the mean
+        # raw prediction the deviation is measured from; empty: no shrinkage
+        self.shrinkage: dict[str, np.ndarray] = {}
         self._prepare()
 
     # ------------------------------------------------------------------ fit
@@ -287,7 +300,83 @@ class CouponPolicy(_PolicyBase):
         self.fitted = True
         self.reason_unfitted = ""
         self._prepare()
+        if self.config.shrink:
+            self._fit_shrinkage(X, arm, y, c, camp)
         return self
+
+    def _fit_shrinkage(
+        self, X: np.ndarray, arm: np.ndarray, y: np.ndarray, cost: np.ndarray | None,
+        camp: np.ndarray,
+    ) -> None:  # fmt: skip
+        """Measure, on offers the model did not see, how much of its member-level variation
+        is real. For each coupon j, with (offer, j) contrasts of its campaigns:
+
+        - psi: the offer's net margin minus an out-of-fold ridge baseline, times the
+          inverse-propensity contrast (t / e - (1 - t) / (1 - e)): unbiased for the effect;
+        - mean effect = weighted mean of psi, with its standard error;
+        - slope = cov(psi, d) / var(d) with d the out-of-fold predicted deviation from the
+          coupon's mean prediction, clipped to [0, 1], with its standard error.
+
+        The shrunk effect of a member is ``mean + slope * (raw - centre)``.
+        """
+        from dataclasses import replace
+
+        cfg = self.config
+        k = len(self.coupons)
+        index = {a: j for j, a in enumerate(self.coupons)}
+        code = np.array([index.get(a, -1 if a == CONTROL else -2) for a in arm.tolist()])
+        keep = code > -2
+        row, cpn, treated, prop, _ = _experiments(code[keep], camp[keep], k)
+        if len(row) < 4 * cfg.min_rows_per_arm:
+            return
+        Xk, yk, armk = X[keep], y[keep], arm[keep]
+        ck = None if cost is None else cost[keep]
+        folds = max(2, cfg.shrink_folds)
+        fold = np.random.default_rng(cfg.seed + 1).permutation(len(yk)) % folds
+        oof = np.full((len(yk), k), np.nan)
+        base = np.zeros(len(yk))
+        zk = self._z(Xk)
+        inner = replace(cfg, shrink=False)
+        for f in range(folds):
+            tr, te = fold != f, fold == f
+            part = CouponPolicy(inner).fit(
+                Xk[tr], armk[tr], yk[tr], self.feature_names,
+                None if ck is None else ck[tr], camp[keep][tr],
+            )  # fmt: skip
+            w, b = _ridge(zk[tr], yk[tr], cfg.ridge_alpha)
+            base[te] = zk[te] @ w + b
+            if not part.fitted:
+                return
+            up = part.expected_uplift(Xk[te])
+            for j, cpn_id in enumerate(self.coupons):
+                if cpn_id in part.coupons:
+                    oof[te, j] = up[:, part.coupons.index(cpn_id)]
+        raw = self._raw_uplift(zk)
+        contrast = np.where(treated, 1.0 / prop, -1.0 / (1.0 - prop))
+        psi = (yk[row] - base[row]) * contrast
+        out = {n: np.zeros(k) for n in ("mean", "se", "slope", "slope_se", "centre")}
+        for j in range(k):
+            sel = (cpn == j) & np.isfinite(oof[row, j])
+            # every unit of the contrast weighs the same (an inverse-propensity mean)
+            wj, pj = np.ones(int(sel.sum())), psi[sel]
+            if wj.sum() <= 0 or sel.sum() < 2:
+                out["mean"][j], out["se"][j] = 0.0, np.inf
+                continue
+            wn = wj / wj.sum()
+            mean = float(wn @ pj)
+            se = float(np.sqrt(np.sum(wn**2 * (pj - mean) ** 2)))
+            d = oof[row[sel], j] - float(wn @ oof[row[sel], j])
+            var_d = float(wn @ d**2)
+            slope, slope_se = 0.0, 0.0
+            if var_d > 1e-12:
+                resid = pj - mean
+                slope = float(wn @ (resid * d)) / var_d
+                slope_se = float(np.sqrt(np.sum(wn**2 * (resid - slope * d) ** 2 * d**2))) / var_d
+            out["mean"][j], out["se"][j] = mean, se
+            out["slope"][j], out["slope_se"][j] = float(np.clip(slope, 0.0, 1.0)), slope_se
+            out["centre"][j] = float(wn @ raw[row[sel], j])
+        self.shrinkage = out
+        self._prepare()
 
     def _fit_t_learner(self, z: np.ndarray, arm: np.ndarray, y: np.ndarray) -> None:
         coef, intercept = [], []
@@ -315,6 +404,8 @@ class CouponPolicy(_PolicyBase):
         row, cpn, treated, prop, weight = _experiments(arm_code, camp, k)
         if not len(row):
             return "no randomized coupon history: no campaign has both a control group and a coupon"
+        if not (gross > 0).any():  # e.g. every member placed a single order, before any offer
+            return "no purchase in any offer's response window: no coupon effect to learn"
         if cfg.learner == "boosted":
             self._fit_boosted(z, arm_code, target, cost, gross, row, cpn, treated, prop, weight)
             self.method = DECOMPOSED
@@ -445,14 +536,29 @@ class CouponPolicy(_PolicyBase):
             value = z @ self._value_w + self._value_b
         return lift, np.maximum(value, 0.0), np.maximum(cost, 0.0)
 
-    def _uplift(self, z: np.ndarray) -> np.ndarray:
-        """(n, n_coupons) expected incremental net margin from standardised ``z`` (n, d)."""
+    def _raw_uplift(self, z: np.ndarray) -> np.ndarray:
+        """(n, n_coupons) the learner's own estimate, before shrinkage."""
         if self.method == T_LEARNER:
             return z @ self._w_up.T + self._b_up
         lift, value, cost = self._parts(z)
         if self._purchase:
             lift = np.clip(lift, -1.0, 1.0) * value[:, None]
         return lift - cost
+
+    def _uplift_and_se(self, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(n, n_coupons) expected incremental net margin from standardised ``z`` (n, d),
+        shrunk when the policy measured its shrinkage, and its standard error (0 without)."""
+        raw = self._raw_uplift(z)
+        sh = self.shrinkage
+        if not sh:
+            return raw, np.zeros_like(raw)
+        dev = raw - sh["centre"]
+        up = sh["mean"] + sh["slope"] * dev
+        se = np.sqrt(sh["se"] ** 2 + (sh["slope_se"] * dev) ** 2)
+        return up, se
+
+    def _uplift(self, z: np.ndarray) -> np.ndarray:
+        return self._uplift_and_se(z)[0]
 
     def expected_uplift(self, X: np.ndarray) -> np.ndarray:
         """E[net_margin | coupon c, x] - E[net_margin | control, x]: (n, n_coupons), in
@@ -461,6 +567,19 @@ class CouponPolicy(_PolicyBase):
         if not self.fitted:
             return np.zeros((len(X), 0))
         return self._uplift(self._z(self._check(X, 2)))
+
+    def uplift_bounds(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(expected uplift, its lower bound at ``offer_confidence``), each (n, n_coupons) in
+        ``coupons`` order: the numbers ``decide`` offers on (equal without shrinkage)."""
+        X = np.asarray(X, dtype=np.float64)
+        if not self.fitted:
+            return np.zeros((len(X), 0)), np.zeros((len(X), 0))
+        up, se = self._uplift_and_se(self._z(self._check(X, 2)))
+        if not self.shrinkage:
+            return up, up
+        from scipy.stats import norm
+
+        return up, up - float(norm.ppf(self.config.offer_confidence)) * se
 
     def expected_parts(self, X: np.ndarray) -> dict[str, np.ndarray]:
         """The decomposed estimate's parts, each (n, n_coupons) in ``coupons`` order: the
@@ -476,13 +595,43 @@ class CouponPolicy(_PolicyBase):
             "cost": cost,
         }
 
-    def _reason(self, c: str, u: float) -> Decision:
+    def _reason(self, c: str, u: float, lower: float | None = None) -> Decision:
         thr = self.config.min_incremental_margin
-        if u > thr:
-            return c, u, f"{c}: {u:+.2f} expected incremental margin net of cost"
-        verb = "is below" if u < thr else "is not above"
-        why = f"no coupon: best expected incremental margin {u:.2f} ({c}) {verb} {thr:.2f}"
-        return None, u, why
+        if lower is None:
+            if u > thr:
+                return c, u, f"{c}: {u:+.2f} expected incremental margin net of cost"
+            verb = "is below" if u < thr else "is not above"
+            why = f"no coupon: best expected incremental margin {u:.2f} ({c}) {verb} {thr:.2f}"
+            return None, u, why
+        conf = f"{self.config.offer_confidence:.0%}"
+        if lower > thr:
+            return c, u, (f"{c}: {u:+.2f} expected incremental margin net of cost "
+                          f"({conf} lower bound {lower:+.2f})")  # fmt: skip
+        return None, u, (f"no coupon: best expected incremental margin {u:.2f} ({c}) has a "
+                         f"{conf} lower bound {lower:.2f}, not above {thr:.2f}")  # fmt: skip
+
+    def _choose(self, up: np.ndarray, se: np.ndarray) -> list[Decision]:
+        """Per row: the coupon with the highest expected margin among those whose lower
+        bound clears the threshold; else none, quoting the best expected margin."""
+        if not self.shrinkage:
+            best = up.argmax(axis=1)
+            vals = up[np.arange(len(up)), best].tolist()
+            return [
+                self._reason(self.coupons[b], v) for b, v in zip(best.tolist(), vals, strict=True)
+            ]
+        from scipy.stats import norm
+
+        lower = up - float(norm.ppf(self.config.offer_confidence)) * se
+        ok = lower > self.config.min_incremental_margin
+        masked = np.where(ok, up, -np.inf)
+        pick = np.where(ok.any(axis=1), masked.argmax(axis=1), up.argmax(axis=1))
+        r = np.arange(len(up))
+        return [
+            self._reason(self.coupons[b], u, lo)
+            for b, u, lo in zip(
+                pick.tolist(), up[r, pick].tolist(), lower[r, pick].tolist(), strict=True
+            )
+        ]
 
     def decide(self, x: np.ndarray) -> Decision:
         """For one member's features ``x`` (d,) float in ``feature_names`` order (NaN =
@@ -525,19 +674,16 @@ class CouponPolicy(_PolicyBase):
 
     def _decide_bytes(self, key: bytes) -> Decision:
         x = np.frombuffer(key, dtype=np.float64)
-        up = self._uplift(self._z(x[None, :]))[0]
-        best = int(up.argmax())
-        return self._reason(self.coupons[best], float(up[best]))
+        up, se = self._uplift_and_se(self._z(x[None, :]))
+        return self._choose(up, se)[0]
 
     def decide_many(self, X: np.ndarray) -> list[Decision]:
         """``decide`` for each row of ``X`` (n, d)."""
         X = np.asarray(X, dtype=np.float64)
         if not self.fitted:
             return [(None, 0.0, self.reason_unfitted)] * len(X)
-        up = self.expected_uplift(X)
-        best = up.argmax(axis=1)
-        vals = up[np.arange(len(X)), best].tolist()
-        return [self._reason(self.coupons[b], v) for b, v in zip(best.tolist(), vals, strict=True)]
+        up, se = self._uplift_and_se(self._z(self._check(X, 2)))
+        return self._choose(up, se)
 
     # ------------------------------------------------------------------ persistence
     def _meta(self) -> dict[str, Any]:
@@ -565,6 +711,7 @@ class CouponPolicy(_PolicyBase):
             "cost_intercept": self._cost_b,
             "value_coef": self._value_w,
             **{f"boosted_{k}": _dump_estimator(m) for k, m in self._boosted.items()},
+            **{f"shrink_{k}": v for k, v in self.shrinkage.items()},
         }
 
     @classmethod
@@ -589,6 +736,9 @@ class CouponPolicy(_PolicyBase):
                 for k, v in z.items()
                 if k.startswith("boosted_")
             }
+        obj.shrinkage = {
+            k.removeprefix("shrink_"): v for k, v in z.items() if k.startswith("shrink_")
+        }
         obj._prepare()
         return obj
 
@@ -766,12 +916,65 @@ class NoCouponPolicy(_PolicyBase):
         return obj
 
 
+class FixedCouponPolicy(_PolicyBase):
+    """A simple rule: every member gets the same coupon. ``expected_margin`` is what the gate
+    measured for it on held-out offers (per offer, net of cost), quoted in the reason."""
+
+    kind = "fixed_coupon"
+
+    def __init__(self, coupon_id: str = "", expected_margin: float = 0.0,
+                 config: CouponConfig | None = None) -> None:  # fmt: skip
+        self.config = config if config is not None else CouponConfig()
+        self.coupon_id = coupon_id
+        self.expected_margin = float(expected_margin)
+        self.coupons = [coupon_id] if coupon_id else []
+        self.feature_names: list[str] = []
+        self.fitted = bool(coupon_id)
+        self.reason_unfitted = "" if coupon_id else "no coupon chosen"
+
+    def fit(self, X: np.ndarray, arm: np.ndarray, net_margin: np.ndarray,
+            feature_names: list[str]) -> Self:  # fmt: skip
+        """Nothing to learn; keeps ``feature_names`` so callers pass the same features."""
+        self.feature_names = list(feature_names)
+        return self
+
+    @property
+    def reason(self) -> str:
+        return (f"{self.coupon_id} for every member: {self.expected_margin:+.2f} incremental "
+                "margin per offer on held-out randomized offers")  # fmt: skip
+
+    def expected_uplift(self, X: np.ndarray) -> np.ndarray:
+        return np.full((len(np.asarray(X)), len(self.coupons)), self.expected_margin)
+
+    def decide(self, x: np.ndarray) -> Decision:
+        return self.coupon_id or None, self.expected_margin, self.reason
+
+    def decide_many(self, X: np.ndarray) -> list[Decision]:
+        return [self.decide(np.zeros(0))] * len(np.asarray(X))
+
+    def precompute(self, X: np.ndarray) -> int:
+        return 0
+
+    def _meta(self) -> dict[str, Any]:
+        return {"config": asdict(self.config), "feature_names": self.feature_names,
+                "coupon_id": self.coupon_id, "expected_margin": self.expected_margin}  # fmt: skip
+
+    @classmethod
+    def _from_saved(cls, meta: dict[str, Any], z: dict[str, np.ndarray]) -> FixedCouponPolicy:
+        known = {f.name for f in fields(CouponConfig)}
+        cfg = CouponConfig(**{k: v for k, v in meta["config"].items() if k in known})
+        obj = cls(str(meta["coupon_id"]), float(meta["expected_margin"]), cfg)
+        obj.feature_names = list(meta.get("feature_names", []))
+        return obj
+
+
 _KINDS: dict[str, type[_PolicyBase]] = {
     CouponPolicy.kind: CouponPolicy,
     NoCouponPolicy.kind: NoCouponPolicy,
+    FixedCouponPolicy.kind: FixedCouponPolicy,
 }
 
 
-def load_coupon_policy(path: Path) -> CouponPolicy | NoCouponPolicy:
-    """Load either policy, choosing the class from the artifact's kind."""
+def load_coupon_policy(path: Path) -> CouponPolicy | NoCouponPolicy | FixedCouponPolicy:
+    """Load any policy, choosing the class from the artifact's kind."""
     return _PolicyBase.load(path)  # type: ignore[return-value]

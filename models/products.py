@@ -38,6 +38,8 @@ from models.artifact import class_for, read_npz, write_npz
 Recommendation = tuple[str, float, str]  # (product_id, score, reason), best first
 
 POPULAR = "popular"
+POPULAR_IN_SEGMENT = "popular_in_segment"
+SEGMENT_LIST = 200  # products kept per segment's popular list
 BUY_AGAIN = "buy_again"
 SIMILAR_MEMBERS = "similar_members"
 
@@ -205,12 +207,22 @@ def user_item_matrix(h: _History, weighting: str, bm25_k1: float, bm25_b: float)
     return user_items
 
 
+def single_threaded_blas() -> Any:
+    """A context in which BLAS runs on one thread, as implicit recommends around its fits:
+    its own threads already use the cores, and OpenBLAS' pool on top of them slows it down
+    (implicit warns about that pool otherwise)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def fit_quietly(model: Any, user_items: Any) -> None:
-    """``model.fit(user_items)`` for an implicit model, without its progress bar and without
-    the ParameterWarning its cosine model raises about its own internal COO matrix."""
+    """``model.fit(user_items)`` for an implicit model, without its progress bar, with BLAS on
+    one thread, and without the ParameterWarning its cosine model raises about its own
+    internal COO matrix."""
     import warnings
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), single_threaded_blas():
         warnings.filterwarnings("ignore", message="Method expects CSR input")
         model.fit(user_items, show_progress=False)
 
@@ -240,6 +252,8 @@ class Recommender(ABC):
         as_of: np.datetime64,
         order_ids: np.ndarray | None = None,
         in_stock: Mapping[str, bool] | None = None,
+        segments: Mapping[str, str] | None = None,
+        categories: Mapping[str, str] | None = None,
     ) -> Self:
         """Learn from order lines.
 
@@ -247,9 +261,17 @@ class Recommender(ABC):
         ``quantity``: (L,) float, negative for returns; ``as_of``: lines after it are
         ignored and recency is measured to it; ``order_ids``: (L,) str, optional, to count
         distinct orders instead of distinct days; ``in_stock``: product -> bool, products
-        mapped to False are never recommended (absent products count as in stock).
+        mapped to False are never recommended (absent products count as in stock);
+        ``segments``: member -> segment (a tag such as the RFM segment), to answer a member
+        the model has no history for with what their segment buys; ``categories``: product
+        -> category, for the ``category`` filter of ``recommend``.
         """
         h = self._fit_history(member_ids, product_ids, ts, quantity, as_of, order_ids, in_stock)
+        self._fit_segments(h, segments or {})
+        cats = categories or {}
+        self._categories = np.array(
+            [str(cats.get(p) or "") for p in h.product_ids.tolist()], dtype=str
+        )
         self._fit(h)
         self._prepare()
         return self
@@ -258,25 +280,125 @@ class Recommender(ABC):
         """Learn what the model adds to the shared state ``_fit_history`` has set from
         ``h``; ``_prepare`` runs after it."""
 
-    def recommend(self, member_id: str, n: int = 10) -> list[Recommendation]:
+    def recommend(
+        self,
+        member_id: str,
+        n: int = 10,
+        *,
+        segment: str | None = None,
+        category: str | None = None,
+        exclude: Sequence[str] = (),
+    ) -> list[Recommendation]:
         """Up to ``n`` (product_id, score, reason) for one member, best first, no duplicates.
-        An unknown member gets the popular list."""
+
+        A member the model has no history for gets their ``segment``'s popular products
+        (reason "popular_in_segment") when the segment is known, then the popular list.
+        ``category`` keeps only that category's products; ``exclude`` drops these product
+        ids (e.g. what is already in the basket). Filtered lists are filled from the
+        segment's and the shop's popular products of the same filter."""
         if n <= 0:
             return []
         u = self._index.get(member_id)
-        if u is None:
+        if not category and not exclude:
+            if u is not None:
+                return self._recommend(u, n)
+            return self._cold(segment, n, None)
+        keep = self._keep_mask(category, exclude)
+        out: list[Recommendation] = []
+        if u is not None:
+            fetch = min(self.n_products, max(4 * n, n + len(exclude)))
+            while True:
+                recs = self._recommend(u, fetch)
+                out = [r for r in recs if keep[self._pid_index[r[0]]]][:n]
+                if len(out) >= n or fetch >= self.n_products or len(recs) < fetch:
+                    break
+                fetch = min(self.n_products, fetch * 4)
+        if len(out) < n:
+            taken = {p for p, _, _ in out}
+            cap = out[-1][1] if out else None
+            for p, sc, why in self._cold(
+                segment if u is None else self._segment_of(u), self.n_products, keep
+            ):
+                if len(out) >= n:
+                    break
+                if p not in taken:
+                    out.append((p, sc if cap is None else min(sc, cap), why))
+        return out
+
+    def _keep_mask(self, category: str | None, exclude: Sequence[str]) -> np.ndarray:
+        keep = self._in_stock.copy()
+        if category:
+            keep &= self._categories == category
+        for p in exclude:
+            i = self._pid_index.get(p)
+            if i is not None:
+                keep[i] = False
+        return keep
+
+    def _segment_of(self, u: int) -> str | None:
+        code = int(self._member_segment[u]) if len(self._member_segment) else -1
+        return str(self._segment_names[code]) if code >= 0 else None
+
+    def _cold(self, segment: str | None, n: int, keep: np.ndarray | None) -> list[Recommendation]:
+        """The segment's popular products, then the shop's, each kept by ``keep``."""
+        out: list[Recommendation] = []
+        seg = self._segment_code.get(segment) if segment else None
+        if seg is not None:
+            a, b = self._seg_indptr[seg], self._seg_indptr[seg + 1]
+            for i, sc in zip(
+                self._seg_products[a:b].tolist(), self._seg_scores[a:b].tolist(), strict=True
+            ):
+                if keep is None or keep[i]:
+                    out.append((str(self._product_ids[i]), float(sc), POPULAR_IN_SEGMENT))
+                    if len(out) >= n:
+                        return out
+        if keep is None and not out:
             return self._popular_recs[:n]
-        return self._recommend(u, n)
+        taken = {p for p, _, _ in out}
+        cap = out[-1][1] if out else None
+        for i, (p, sc, why) in zip(self._popular_list, self._popular_recs, strict=True):
+            if len(out) >= n:
+                break
+            if (keep is None or keep[i]) and p not in taken:
+                out.append((p, sc if cap is None else sc * cap, why))
+        return out
+
+    def _fit_segments(self, h: _History, segments: Mapping[str, str]) -> None:
+        """Per segment, its members' most-bought products (distinct buyers, in stock)."""
+        names = sorted({str(v) for v in segments.values() if v})
+        code = {s: i for i, s in enumerate(names)}
+        m_seg = np.array([code.get(str(segments.get(m) or ""), -1) for m in h.member_ids.tolist()],
+                         dtype=np.int32)  # fmt: skip
+        self._segment_names = np.array(names, dtype=str)
+        self._member_segment = m_seg
+        indptr, prods, scores = [0], [], []
+        rows = np.repeat(np.arange(len(h.member_ids)), np.diff(h.indptr))
+        seg_of_entry = m_seg[rows] if len(rows) else np.zeros(0, np.int32)
+        for i in range(len(names)):
+            counts = np.bincount(h.indices[seg_of_entry == i], minlength=len(h.product_ids))
+            order = np.lexsort((np.arange(len(counts)), -counts))
+            order = order[(counts[order] > 0)][:SEGMENT_LIST]
+            top = float(counts[order[0]]) if len(order) else 1.0
+            prods.append(order.astype(np.int32))
+            scores.append((counts[order] / top).astype(np.float32))
+            indptr.append(indptr[-1] + len(order))
+        self._seg_indptr = np.asarray(indptr, dtype=np.int64)
+        self._seg_products = np.concatenate(prods) if prods else np.zeros(0, np.int32)
+        self._seg_scores = np.concatenate(scores) if scores else np.zeros(0, np.float32)
 
     @abstractmethod
     def _recommend(self, u: int, n: int) -> list[Recommendation]:
         """``recommend`` for the member in history row ``u``, ``n`` >= 1."""
 
-    def recommend_many(self, member_ids: Sequence[str], n: int = 10) -> list[list[Recommendation]]:
+    def recommend_many(
+        self, member_ids: Sequence[str], n: int = 10, segments: Sequence[str | None] | None = None
+    ) -> list[list[Recommendation]]:
         """``recommend`` for each member, in order (the same answers, one member at a time:
         at ~50 µs per member a batch matrix product would save little and could reorder
         near-ties through float rounding)."""
-        return [self.recommend(m, n) for m in member_ids]
+        if segments is None:
+            return [self.recommend(m, n) for m in member_ids]
+        return [self.recommend(m, n, segment=s) for m, s in zip(member_ids, segments, strict=True)]
 
     def known_member(self, member_id: str) -> bool:
         """True when the member had order lines before as_of."""
@@ -324,6 +446,23 @@ class Recommender(ABC):
     def _prepare(self) -> None:
         """Derived lookups (after fit or load): member index, popular list, stock mask."""
         self._index = {m: i for i, m in enumerate(self._member_ids.tolist())}
+        self._pid_index = {p: i for i, p in enumerate(self._product_ids.tolist())}
+        if not hasattr(self, "_segment_names"):  # an artifact written before segments existed
+            self._segment_names = np.zeros(0, dtype=str)
+            self._member_segment = np.zeros(0, dtype=np.int32)
+            self._seg_indptr = np.zeros(1, dtype=np.int64)
+            self._seg_products = np.zeros(0, dtype=np.int32)
+            self._seg_scores = np.zeros(0, dtype=np.float32)
+        if not hasattr(self, "_categories") or len(self._categories) != len(self._product_ids):
+            self._categories = np.full(len(self._product_ids), "", dtype=str)
+        self._segment_code = {s: i for i, s in enumerate(self._segment_names.tolist())}
+        if len(self._seg_products):  # out-of-stock products never reach a segment list
+            ok = self._in_stock[self._seg_products]
+            n_seg = len(self._seg_indptr) - 1
+            seg = np.repeat(np.arange(n_seg), np.diff(self._seg_indptr))
+            kept = np.bincount(seg[ok], minlength=n_seg)
+            self._seg_products, self._seg_scores = self._seg_products[ok], self._seg_scores[ok]
+            self._seg_indptr = np.concatenate([[0], np.cumsum(kept)]).astype(np.int64)
         pop = self._popularity.astype(np.float64)
         order = np.lexsort((np.arange(len(pop)), -pop))
         order = order[self._in_stock[order] & (pop[order] > 0)]
@@ -376,6 +515,12 @@ class Recommender(ABC):
             "flags": self._flags,
             "in_stock": self._in_stock,
             "popularity": self._popularity,
+            "segment_names": self._segment_names.astype(str),
+            "member_segment": self._member_segment,
+            "seg_indptr": self._seg_indptr,
+            "seg_products": self._seg_products,
+            "seg_scores": self._seg_scores,
+            "categories": self._categories.astype(str),
         }
 
     def _restore(self, z: Mapping[str, np.ndarray]) -> None:
@@ -387,6 +532,12 @@ class Recommender(ABC):
         self._flags = z["flags"]
         self._in_stock = z["in_stock"]
         self._popularity = z["popularity"]
+        if "segment_names" in z:
+            self._segment_names, self._member_segment = z["segment_names"], z["member_segment"]
+            self._seg_indptr, self._seg_products = z["seg_indptr"], z["seg_products"]
+            self._seg_scores = z["seg_scores"]
+        if "categories" in z:
+            self._categories = z["categories"]
 
     def save(self, path: Path) -> None:
         """Write one ``.npz`` at exactly ``path`` (no suffix is added)."""
@@ -479,16 +630,17 @@ class HybridRecommender(Recommender):
         user_items = user_item_matrix(h, cfg.weighting, cfg.bm25_k1, cfg.bm25_b)
         from implicit.als import AlternatingLeastSquares
 
-        als = AlternatingLeastSquares(
-            factors=k,
-            regularization=cfg.regularization,
-            alpha=cfg.alpha,
-            iterations=cfg.iterations,
-            use_gpu=False,
-            num_threads=cfg.num_threads,
-            random_state=cfg.random_state,
-        )
-        als.fit(user_items, show_progress=False)
+        with single_threaded_blas():  # implicit checks the BLAS pool when ALS is built
+            als = AlternatingLeastSquares(
+                factors=k,
+                regularization=cfg.regularization,
+                alpha=cfg.alpha,
+                iterations=cfg.iterations,
+                use_gpu=False,
+                num_threads=cfg.num_threads,
+                random_state=cfg.random_state,
+            )
+            als.fit(user_items, show_progress=False)
         return (
             np.ascontiguousarray(als.user_factors, dtype=np.float32),
             np.ascontiguousarray(als.item_factors, dtype=np.float32),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-MODEL_NAMES: tuple[str, ...] = ("products", "churn", "coupon", "send_time")
+MODEL_NAMES: tuple[str, ...] = ("products", "churn", "coupon", "send_time", "similar")
 PREFIX = "memberwise-"
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -43,8 +43,13 @@ class Champions:
     churn: Any
     coupon: Any
     send_time: Any
+    similar: Any = None  # models.similar.SimilarProducts: bought together and similar products
     versions: dict[str, str] = field(default_factory=dict)
     roles: dict[str, str] = field(default_factory=dict)
+    # the policy each champion is ("hybrid", "buy_again", "recency_rule" ...) and why the
+    # promotion gate chose it, from the model version's tags
+    policies: dict[str, str] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
 
 
 def _point_at(tracking_uri: str) -> Any:
@@ -77,6 +82,8 @@ def load_champions(tracking_uri: str, alias: str = CHAMPION) -> Champions:
     loaded: dict[str, Any] = {}
     versions: dict[str, str] = {}
     roles: dict[str, str] = {}
+    policies: dict[str, str] = {}
+    reasons: dict[str, str] = {}
     for name in MODEL_NAMES:
         reg = registered_name(name)
         try:
@@ -88,4 +95,6 @@ def load_champions(tracking_uri: str, alias: str = CHAMPION) -> Champions:
         loaded[name] = load_model(name, alias)
         versions[name] = str(mv.version)
         roles[name] = mv.tags.get("role", "model")
-    return Champions(**loaded, versions=versions, roles=roles)
+        policies[name] = mv.tags.get("policy", roles[name])
+        reasons[name] = mv.tags.get("reason", "")
+    return Champions(**loaded, versions=versions, roles=roles, policies=policies, reasons=reasons)

@@ -77,6 +77,9 @@ class SendTimeConfig:
     # a segment or global answer describes a group, not the member: its confidence is the
     # prior's mass within +-1 hour times this factor
     fallback_confidence: float = 0.5
+    # "member": each member's own hours shrunk towards the segment (the model); "segment":
+    # every member gets the segment's best hour (a simple rule the gate compares against)
+    level: str = "member"
 
     def quiet_mask(self) -> np.ndarray:
         """(168,) bool, True at quiet hours of the week."""
@@ -453,6 +456,12 @@ class SendTimeModel(_SendTimeBase):
             h, c = _decide(counts + cfg.prior_strength * prior, quiet)
             m_how[start:stop], m_conf[start:stop] = h, c
         m_how[~engaged] = -1
+        if cfg.level == "segment":
+            m_how[:] = -1
+        elif cfg.level != "member":
+            raise ValueError(
+                f"SendTimeConfig.level must be 'member' or 'segment', not {cfg.level!r}"
+            )
 
         self._channels = list(cfg.message_channels)
         self._m_channel = self._choose_channels(row, ch, msg, sends)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
+
+from pipelines.progress import ConsoleProgress, make_console
+
+DATA_FORMAT = "docs/data-format.md"
 
 app = typer.Typer(
     name="memberwise",
@@ -17,7 +20,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-console = Console(stderr=True)
+console = make_console()
+_progress = ConsoleProgress(console)
 
 HomeOpt = Annotated[
     Path | None,
@@ -26,14 +30,47 @@ HomeOpt = Annotated[
 ]  # fmt: skip
 
 
-def _settings(home: Path | None):
+def _settings(home: Path | None, **overrides):
+    """The settings tree (environment, HOME/memberwise.toml, defaults); ``overrides`` are the
+    command's options, keyword arguments being the highest source."""
     from features.settings import MemberwiseSettings
 
-    return MemberwiseSettings(home=home) if home else MemberwiseSettings()
+    kwargs = {k: v for k, v in overrides.items() if v}
+    return MemberwiseSettings(home=home, **kwargs) if home else MemberwiseSettings(**kwargs)
 
 
-def _progress(msg: str) -> None:
-    console.print(f"[dim]{datetime.now():%H:%M:%S}[/dim] {msg}", highlight=False)
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"memberwise {version('memberwise')}")
+        raise typer.Exit()
+
+
+def _quiet_libraries() -> None:
+    """Keep a run's output to what memberwise says: these library messages are about the
+    libraries' own internals, not about the user's data or models."""
+    import logging
+    import warnings
+
+    # a hint from MLflow's signature inference: our integer inputs are never missing
+    warnings.filterwarnings("ignore", message=r"Hint: Inferred schema contains integer column")
+    # the environment has no pip (uv builds it); the logged model's conda.yaml lists pip unpinned
+    logging.getLogger("mlflow.utils.environment").addFilter(
+        lambda record: "Failed to resolve installed pip version" not in record.getMessage()
+    )
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_version,
+                     help="print the version and exit"),
+    ] = False,
+) -> None:  # fmt: skip
+    """Personalisation for a membership programme: tags -> models -> one API call per member."""
+    _quiet_libraries()
 
 
 def _parse_date(value: str) -> date:
@@ -43,47 +80,157 @@ def _parse_date(value: str) -> date:
         raise typer.BadParameter(f"'{value}' is not a date in YYYY-MM-DD form") from exc
 
 
+def _list_worlds(value: bool) -> None:
+    if not value:
+        return
+    from pipelines.synthetic import WORLDS
+
+    for name, w in WORLDS.items():
+        typer.echo(f"{name:<24} {w.description}")
+    raise typer.Exit()
+
+
+def _channel_mix(value: str | None) -> tuple[float, float, float] | None:
+    if value is None:
+        return None
+    try:
+        parts = tuple(float(x) for x in value.split(","))
+    except ValueError as exc:
+        raise typer.BadParameter(f"'{value}' is not three numbers such as 0.6,0.15,0.25") from exc
+    if len(parts) != 3:
+        raise typer.BadParameter(f"'{value}' needs three shares: email,sms,push")
+    return parts  # type: ignore[return-value]
+
+
 @app.command()
 def generate(
     out: Annotated[Path, typer.Option("--out", help="directory to write the shop into")],
-    members: Annotated[int, typer.Option("--members", min=10, help="number of members")] = 2000,
+    members: Annotated[
+        int | None,
+        typer.Option(
+            "--members", min=10, help="number of members (default: the world's own, else 2000)"
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option("--seed", help="random seed")] = 0,
+    world: Annotated[
+        str, typer.Option("--world", help="a named preset world (--list-worlds shows them)")
+    ] = "default",
+    list_worlds: Annotated[
+        bool,
+        typer.Option(
+            "--list-worlds",
+            is_eager=True,
+            callback=_list_worlds,
+            help="list the preset worlds and exit",
+        ),
+    ] = False,
+    repeat_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--repeat-rate",
+            min=0.0,
+            max=1.0,
+            help="share of a member's order lines that are their re-bought staples",
+        ),
+    ] = None,
+    coupon_effect: Annotated[
+        float | None,
+        typer.Option(
+            "--coupon-effect",
+            min=0.0,
+            help="scale of every coupon's effect (0 = coupons change no one's purchases)",
+        ),
+    ] = None,
+    coupon_heterogeneity: Annotated[
+        float | None,
+        typer.Option(
+            "--coupon-heterogeneity",
+            min=0.0,
+            max=2.0,
+            help="0 = every member responds alike, 1 = base, 2 = polarised",
+        ),
+    ] = None,
+    products: Annotated[
+        int | None, typer.Option("--products", min=1, help="catalogue size at 2,000 members")
+    ] = None,
+    noise: Annotated[
+        float | None,
+        typer.Option("--noise", min=0.0, max=1.0, help="0 = base, 1 = habits carry no signal"),
+    ] = None,
+    channel_mix: Annotated[
+        str | None,
+        typer.Option(
+            "--channel-mix", help="email,sms,push shares of the messages sent, e.g. 0.2,0.6,0.2"
+        ),
+    ] = None,
 ) -> None:
     """Generate a synthetic shop in the canonical format, with a truth/ folder."""
-    from pipelines.synthetic import generate as gen
+    from dataclasses import replace
 
-    _progress(f"generating {members:,} members (seed {seed}) into {out}")
-    counts = gen(out, members=members, seed=seed)
+    from pipelines.synthetic import generate as gen
+    from pipelines.synthetic import get_world
+
+    try:
+        w = get_world(world)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--world") from exc
+    overrides = {
+        "repeat_rate": repeat_rate, "coupon_effect": coupon_effect,
+        "coupon_heterogeneity": coupon_heterogeneity, "products": products, "noise": noise,
+        "channel_mix": _channel_mix(channel_mix),
+    }  # fmt: skip
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        w = replace(w, **overrides)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    n = w.size(members)
+    knobs = ", ".join(f"{k}={v}" for k, v in overrides.items())
+    _progress(f"generating {n:,} members of world {w.name}{f' ({knobs})' if knobs else ''} "
+              f"(seed {seed}) into {out}")  # fmt: skip
+    counts = gen(out, members=n, seed=seed, world=w, progress=_progress)
     for k, v in counts.items():
         _progress(f"  {k:<16} {v:>10,}")
 
 
 @app.command()
 def run(
-    data: Annotated[Path, typer.Option("--data", help="shop directory (DATA_CONTRACT.md)")],
+    data: Annotated[Path, typer.Option("--data", help=f"shop directory ({DATA_FORMAT})")],
     as_of: Annotated[str, typer.Option("--as-of", help="YYYY-MM-DD: use data up to this day")],
     home: HomeOpt = None,
-    horizon_days: Annotated[int, typer.Option(help="churn horizon H in days")] = 90,
+    horizon_days: Annotated[
+        int | None,
+        typer.Option(min=1, help="churn horizon H in days [default: training.horizon_days]"),
+    ] = None,
 ) -> None:
     """Validate, tag, load Feast, train and register every model, promote champions."""
     from pipelines.ingest import ContractError
     from pipelines.run import run_pipeline
-    from training.config import TrainConfig
 
     day = _parse_date(as_of)
+    training = {"horizon_days": horizon_days} if horizon_days else None
     try:
-        run_pipeline(data, day, _settings(home), TrainConfig(horizon_days=horizon_days),
-                     progress=_progress)  # fmt: skip
+        run_pipeline(data, day, _settings(home, training=training), progress=_progress)
     except ContractError as exc:
-        console.print(f"[red]input does not meet the data contract:[/red] {exc}")
+        _contract_error(exc)
         raise typer.Exit(code=2) from exc
+
+
+def _contract_error(exc: Exception) -> None:
+    from rich.markup import escape
+
+    console.print(f"[red]input does not meet the data format:[/red] {escape(str(exc))}")
+    console.print(f"The input format is described in {DATA_FORMAT}.")
 
 
 @app.command()
 def score(
     out: Annotated[Path, typer.Option("--out", help="FILE.parquet to write")],
     home: HomeOpt = None,
-    n: Annotated[int, typer.Option("--n", min=1, max=100, help="products per member")] = 10,
+    n: Annotated[
+        int | None,
+        typer.Option("--n", min=1, help="products per member [default: serving.default_products]"),
+    ] = None,
 ) -> None:
     """Batch decisions for every member (churn risk, coupon, send time, products, tags)."""
     from pipelines.score import write_scores
@@ -99,9 +246,11 @@ def score(
 @app.command()
 def serve(
     home: HomeOpt = None,
-    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port")] = 8000,
-    workers: Annotated[int, typer.Option(help="uvicorn worker processes")] = 1,
+    host: Annotated[str | None, typer.Option(help="bind address [default: serving.host]")] = None,
+    port: Annotated[int | None, typer.Option(help="port [default: serving.port]")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="uvicorn worker processes [default: serving.workers]")
+    ] = None,
 ) -> None:
     """Serve the API (OpenAPI docs at /docs)."""
     import os
@@ -110,15 +259,22 @@ def serve(
 
     if home:
         os.environ["MEMBERWISE_HOME"] = str(home)
-    uvicorn.run("serving.main:app", host=host, port=port, workers=workers, log_level="info")
+    api = _settings(home).serving
+    uvicorn.run("serving.main:app", host=host or api.host, port=port or api.port,
+                workers=workers or api.workers, log_level="info")  # fmt: skip
 
 
 @app.command()
 def evaluate(
-    data: Annotated[Path, typer.Option("--data", help="shop directory (DATA_CONTRACT.md)")],
+    data: Annotated[Path, typer.Option("--data", help=f"shop directory ({DATA_FORMAT})")],
     as_of: Annotated[str, typer.Option("--as-of", help="YYYY-MM-DD: hide everything after")],
     out: Annotated[Path, typer.Option("--out", help="directory for evaluation.json/.md/plots")],
-    horizon_days: Annotated[int, typer.Option(help="days after as-of that are scored")] = 90,
+    horizon_days: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="days after as-of that are scored [default: training.horizon_days]"
+        ),
+    ] = None,
 ) -> None:
     """Backtest every model against baselines and peers on what happened after --as-of."""
     from pipelines.evaluate import evaluate as run_evaluate
@@ -128,13 +284,39 @@ def evaluate(
         run_evaluate(data, _parse_date(as_of), out, horizon_days=horizon_days,
                      progress=_progress)  # fmt: skip
     except ContractError as exc:
-        console.print(f"[red]input does not meet the data contract:[/red] {exc}")
+        _contract_error(exc)
         raise typer.Exit(code=2) from exc
+
+
+@app.command("config")
+def show_config(
+    home: HomeOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Print every setting's effective value and where it came from (default, file
+    HOME/memberwise.toml, environment MEMBERWISE_SECTION__NAME)."""
+    import json
+
+    from features.settings import explain
+
+    try:
+        rows = explain(home=home) if home else explain()
+    except ValueError as exc:  # a bad value in the environment or the file
+        console.print(f"[red]invalid configuration:[/red] {exc}")
+        raise typer.Exit(code=2) from exc
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        value = json.dumps(r["value"]) if not isinstance(r["value"], str) else r["value"]
+        typer.echo(f"{r['name']:<{width}}  {r['source']:<11}  {value}")
 
 
 class Dataset(StrEnum):
     online_retail = "online-retail"
     complete_journey = "complete-journey"
+    hillstrom = "hillstrom"
 
 
 @app.command()
@@ -142,15 +324,51 @@ def convert(
     dataset: Annotated[Dataset, typer.Argument(help="which public dataset")],
     source_dir: Annotated[Path, typer.Argument(help="the dataset's folder")],
     out_dir: Annotated[Path, typer.Argument(help="where to write the canonical format")],
+    cost_per_send: Annotated[
+        float | None,
+        typer.Option(
+            "--cost-per-send", min=0.0, help="hillstrom: cost of one e-mail (default 0.10)"
+        ),
+    ] = None,
+    margin_rate: Annotated[
+        float | None,
+        typer.Option(
+            "--margin-rate",
+            min=0.0,
+            max=1.0,
+            help="hillstrom: margin rate of what was bought (default 0.30)",
+        ),
+    ] = None,
 ) -> None:
-    """Convert UCI Online Retail or The Complete Journey into the canonical format."""
+    """Convert UCI Online Retail, The Complete Journey or Hillstrom's e-mail experiment into
+    the canonical format."""
     from pipelines import convert as conv
 
-    fn = {
-        Dataset.online_retail: conv.convert_online_retail,
-        Dataset.complete_journey: conv.convert_complete_journey,
-    }[dataset]
-    counts = fn(source_dir, out_dir)
+    if dataset is not Dataset.hillstrom and (cost_per_send is not None or margin_rate is not None):
+        raise typer.BadParameter("--cost-per-send and --margin-rate apply to hillstrom only")
+    if dataset is Dataset.hillstrom:
+        from dataclasses import replace
+
+        cfg = conv.HillstromConfig()
+        cfg = replace(
+            cfg,
+            **{
+                k: v
+                for k, v in (("cost_per_send", cost_per_send), ("margin_rate", margin_rate))
+                if v is not None
+            },
+        )
+        counts = conv.convert_hillstrom(source_dir, out_dir, cfg)
+        _progress(
+            f"  campaign on {cfg.campaign_date}: backtest it as of "
+            f"{conv.hillstrom_as_of(cfg)} with --horizon-days {cfg.outcome_days}"
+        )
+    else:
+        fn = {
+            Dataset.online_retail: conv.convert_online_retail,
+            Dataset.complete_journey: conv.convert_complete_journey,
+        }[dataset]
+        counts = fn(source_dir, out_dir)
     for k, v in counts.items():
         _progress(f"  {k:<28} {v:>10,}")
 

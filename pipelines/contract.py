@@ -1,4 +1,4 @@
-"""The canonical input format (DATA_CONTRACT.md) as data: tables, columns, types.
+"""The canonical input format (docs/data-format.md) as data: tables, columns, types.
 
 Everything that reads or writes a shop directory goes through these specs, so the
 generator, the adapters and the validator can never disagree about a column.
@@ -107,6 +107,7 @@ COUPONS = Table(
         _c("value", "float"),
         _c("min_spend", "float", required=False, nullable=True),
         _c("category", "str", required=False, nullable=True),
+        _c("cost", "float", required=False, nullable=True),
     ),
     key=("coupon_id",),
 )
@@ -125,4 +126,4 @@ TABLES: dict[str, Table] = {
     t.name: t for t in (ORDER_LINES, MEMBERS, PRODUCTS, EVENTS, MESSAGES, COUPONS, COUPON_OFFERS)
 }
 CHANNELS = ("email", "sms", "push")
-COUPON_KINDS = ("percent_off", "amount_off", "free_shipping")
+COUPON_KINDS = ("percent_off", "amount_off", "free_shipping", "message")

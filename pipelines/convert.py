@@ -1,4 +1,4 @@
-"""Adapters from two public retail datasets to the canonical format (DATA_CONTRACT.md).
+"""Adapters from three public retail datasets to the canonical format (docs/data-format.md).
 
 Each adapter reads the dataset's folder as published (never changing it), writes Parquet
 tables into ``out_dir`` and returns counts: rows written per table, and source rows dropped
@@ -8,12 +8,15 @@ the adapter's docstring lists them).
 UCI Online Retail (``convert_online_retail``): order_lines, members, products.
 The Complete Journey (``convert_complete_journey``): order_lines, members, products,
 coupons, coupon_offers.
+Hillstrom's e-mail experiment (``convert_hillstrom``): members, products, order_lines,
+events, coupons (kind ``message``, with a cost per send), coupon_offers with its control.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -457,3 +460,208 @@ def convert_complete_journey(
         "redemptions_without_offer": int((unmatched["_merge"] == "left_only").sum()),
     }
     return counts
+
+
+# ---------------------------------------------------------------- Hillstrom e-mail experiment
+_HILLSTROM_ARMS = {"Mens E-Mail": "mens", "Womens E-Mail": "womens", "No E-Mail": None}
+
+
+@dataclass(frozen=True)
+class HillstromConfig:
+    """How the MineThatData e-mail experiment (Hillstrom, 2008) is read.
+
+    The source has no dates, costs or margins; these are the assumptions, all settings:
+
+    - ``campaign_date``: the day the e-mails went out (at ``send_hour_utc``). History is
+      dated back from it and the outcome forward, so a backtest as of the day before
+      (:func:`hillstrom_as_of`) sees the history and scores the campaign.
+    - ``cost_per_send`` (currency per e-mail, default 0.10): the ``cost`` of each message
+      coupon. About half the women's e-mail's mean incremental margin at the default margin
+      rate (0.43 x 0.30 = 0.13 per customer), so whom to send to is a real choice.
+    - ``margin_rate`` (0..1, default 0.30): the margin rate of every product, the outcome's
+      included.
+    - ``outcome_days``: the tracked response window (two weeks in the source).
+    - ``seed``: draws the moments of visits and purchases inside that window.
+    """
+
+    file: str = "hillstrom.parquet"  # or hillstrom.csv, the original export
+    campaign_date: date = date(2008, 3, 3)
+    send_hour_utc: int = 0  # the response window then ends with the 14th day after the as-of
+    campaign_id: str = "hillstrom-2008"
+    coupon_prefix: str = "email-"  # email-mens, email-womens
+    cost_per_send: float = 0.10
+    margin_rate: float = 0.30
+    outcome_days: int = 14
+    days_per_month: float = 30.4375  # recency is in months
+    unspecified_product: str = "unspecified"  # what the outcome's purchases are booked on
+    timezone: str = "America/New_York"  # US customers; the source gives no zone
+    country: str = "US"
+    seed: int = 0
+
+
+def hillstrom_as_of(config: HillstromConfig | None = None) -> date:
+    """The as-of date of a backtest of the campaign: the day before the e-mails went out."""
+    return (config or HillstromConfig()).campaign_date - timedelta(days=1)
+
+
+def _read_hillstrom(source: Path, cfg: HillstromConfig) -> pd.DataFrame:
+    import pandas as pd
+
+    path = Path(source)
+    if path.is_dir():
+        candidates = [path / cfg.file, path / "hillstrom.parquet", path / "hillstrom.csv"]
+        found = next((p for p in candidates if p.is_file()), None)
+        if found is None:
+            raise FileNotFoundError(f"no {cfg.file}, hillstrom.parquet or hillstrom.csv in {path}")
+        path = found
+    df = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    need = ["recency", "history_segment", "history", "mens", "womens", "zip_code", "newbie",
+            "channel", "segment", "visit", "conversion", "spend"]  # fmt: skip
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path} is not the Hillstrom data: missing column(s) {missing}")
+    return df.reset_index(drop=True)
+
+
+def convert_hillstrom(
+    source: Path, out_dir: Path, config: HillstromConfig | None = None
+) -> dict[str, int]:
+    """Convert the Hillstrom e-mail experiment into members, products, order_lines, events,
+    coupons and coupon_offers. ``source``: the folder (or the file itself).
+
+    Each customer (source row r, 1-based) is member ``H{r:05d}``. What is synthesized:
+
+    - history: one order per member, ``{member}-past``, dated ``recency`` months
+      (x ``days_per_month``) before the send at the same clock time, holding the past
+      year's spend ``history`` on one line per merchandise line bought (products ``mens``
+      and ``womens``, the spend split equally). The source has only these aggregates, so
+      frequency is 1 for everyone and the order stands for the whole year.
+    - members: signup_ts = that order's time for a newbie (a customer new in the past
+      twelve months), else one year before the send (both the latest dates the source
+      allows); timezone and country from the settings; the source's zip_code (as ``area``,
+      "Surburban" spelled Suburban), channel (as ``purchase_channel``), newbie and
+      history_segment carried as extra columns.
+    - coupons: one ``message`` coupon per e-mail (``email-mens``, ``email-womens``), value 0,
+      ``cost`` = cost_per_send, ``featured`` = the merchandise it showed.
+    - coupon_offers: one row per customer in campaign ``campaign_id`` at the send; the
+      no-e-mail group is the control (null coupon_id). redeemed_ts stays null: an e-mail is
+      not redeemed.
+    - outcome: a visit is an event (``visit``) at a random moment of the ``outcome_days``
+      after the send; a conversion is an order ``{member}-resp`` a few minutes after that
+      visit, with the two-week ``spend`` on one line of product ``unspecified`` (the source
+      does not say what was bought; every product has margin rate ``margin_rate``).
+
+    Rows whose ``segment`` is none of the three arms are dropped (``dropped_unknown_segment``).
+    """
+    import pandas as pd
+
+    cfg = config or HillstromConfig()
+    src = _read_hillstrom(Path(source), cfg)
+    segment = src["segment"].astype("string").str.strip()
+    keep = segment.isin(list(_HILLSTROM_ARMS)).fillna(False).to_numpy(bool)
+    df = src[keep].reset_index()
+    arm = segment[keep].map(_HILLSTROM_ARMS).reset_index(drop=True)
+    n = len(df)
+    width = max(5, len(str(len(src))))
+    member = pd.Series([f"H{i + 1:0{width}d}" for i in df["index"]], dtype="string")
+    send = pd.Timestamp(cfg.campaign_date) + pd.Timedelta(hours=cfg.send_hour_utc)
+    flag = {k: df[k].astype("int64").to_numpy() == 1 for k in ("mens", "womens", "newbie")}
+
+    # history: one order dated from recency, one line per merchandise line bought
+    past_ts = send - pd.to_timedelta(
+        np.round(df["recency"].astype("float64").to_numpy() * cfg.days_per_month), unit="D"
+    )
+    n_lines = flag["mens"].astype(int) + flag["womens"].astype(int)
+    parts = []
+    for name in ("mens", "womens"):
+        on = flag[name]
+        parts.append(pd.DataFrame({
+            "order_id": member[on] + "-past", "member_id": member[on], "ts": past_ts[on],
+            "product_id": name, "quantity": 1.0,
+            "unit_price": df.loc[on, "history"].astype("float64") / n_lines[on],
+        }))  # fmt: skip
+    none = n_lines == 0
+    parts.append(pd.DataFrame({
+        "order_id": member[none] + "-past", "member_id": member[none], "ts": past_ts[none],
+        "product_id": pd.NA, "quantity": 1.0,
+        "unit_price": df.loc[none, "history"].astype("float64"),
+    }))  # fmt: skip
+
+    # outcome: visits (events) and conversions (orders) inside the response window
+    rng = np.random.default_rng(cfg.seed)
+    window_s = cfg.outcome_days * 86400
+    visit_s = rng.integers(0, window_s - 3600, n)
+    visited = (df["visit"].astype("int64") == 1).to_numpy() | (df["spend"] > 0).to_numpy()
+    visit_ts = send + pd.to_timedelta(visit_s, unit="s")
+    bought = (df["spend"].astype("float64") > 0).to_numpy()
+    buy_ts = visit_ts + pd.to_timedelta(rng.integers(120, 3600, n), unit="s")
+    parts.append(pd.DataFrame({
+        "order_id": member[bought] + "-resp", "member_id": member[bought],
+        "ts": buy_ts[bought], "product_id": cfg.unspecified_product, "quantity": 1.0,
+        "unit_price": df.loc[bought, "spend"].astype("float64"),
+    }))  # fmt: skip
+    lines = pd.concat(parts, ignore_index=True)
+    lines = lines.assign(
+        ts=pd.to_datetime(lines["ts"]).astype("datetime64[us]"),
+        product_id=lines["product_id"].astype("string"),
+        discount=0.0,
+        coupon_id=pd.Series(pd.NA, index=lines.index, dtype="string"),
+    ).sort_values(["member_id", "ts"], kind="stable")
+    events = pd.DataFrame({
+        "member_id": member[visited], "ts": visit_ts[visited].astype("datetime64[us]"),
+        "event_type": pd.Series("visit", index=member[visited].index, dtype="string"),
+        "product_id": pd.Series(pd.NA, index=member[visited].index, dtype="string"),
+    }).sort_values(["member_id", "ts"], kind="stable")  # fmt: skip
+
+    since = np.where(flag["newbie"], past_ts, send - pd.DateOffset(years=1))
+    members = pd.DataFrame({
+        "member_id": member,
+        "signup_ts": pd.to_datetime(since).astype("datetime64[us]"),
+        "timezone": pd.Series(cfg.timezone, index=member.index, dtype="string"),
+        "country": pd.Series(cfg.country, index=member.index, dtype="string"),
+        "area": df["zip_code"].astype("string").str.replace("Surburban", "Suburban"),
+        "purchase_channel": df["channel"].astype("string"),
+        "newbie": flag["newbie"],
+        "history_segment": df["history_segment"].astype("string"),
+    })  # fmt: skip
+    product_ids = ["mens", "womens", cfg.unspecified_product]
+    products = pd.DataFrame({
+        "product_id": pd.Series(product_ids, dtype="string"),
+        "category": pd.Series(["mens", "womens", pd.NA], dtype="string"),
+        "price": np.full(3, np.nan),
+        "margin_rate": np.full(3, cfg.margin_rate),
+        "in_stock": np.ones(3, dtype=bool),
+    })  # fmt: skip
+    arms = ["mens", "womens"]
+    coupons = pd.DataFrame({
+        "coupon_id": pd.Series([cfg.coupon_prefix + a for a in arms], dtype="string"),
+        "kind": pd.Series(["message"] * 2, dtype="string"),
+        "value": np.zeros(2),
+        "min_spend": np.full(2, np.nan),
+        "category": pd.Series([pd.NA] * 2, dtype="string"),
+        "cost": np.full(2, cfg.cost_per_send),
+        "featured": pd.Series(arms, dtype="string"),
+    })  # fmt: skip
+    offers = pd.DataFrame({
+        "member_id": member,
+        "campaign_id": pd.Series(cfg.campaign_id, index=member.index, dtype="string"),
+        "offered_ts": pd.Series(send, index=member.index).astype("datetime64[us]"),
+        "coupon_id": (cfg.coupon_prefix + arm).astype("string"),
+        "redeemed_ts": pd.Series(pd.NaT, index=member.index, dtype="datetime64[us]"),
+    })  # fmt: skip
+
+    out_dir = Path(out_dir)
+    return {
+        "source_rows": len(src),
+        "dropped_unknown_segment": int((~keep).sum()),
+        "members": _write(members, out_dir, "members"),
+        "products": _write(products, out_dir, "products"),
+        "order_lines": _write(lines.reset_index(drop=True), out_dir, "order_lines"),
+        "history_orders": int(n),
+        "outcome_orders": int(bought.sum()),
+        "events": _write(events.reset_index(drop=True), out_dir, "events"),
+        "coupons": _write(coupons, out_dir, "coupons"),
+        "coupon_offers": _write(offers, out_dir, "coupon_offers"),
+        "offers_treated": int(arm.notna().sum()),
+        "offers_control": int(arm.isna().sum()),
+    }

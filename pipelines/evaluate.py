@@ -46,16 +46,20 @@ def evaluate(
     data_dir: Path,
     as_of: date,
     out_dir: Path,
-    horizon_days: int = 90,
+    horizon_days: int | None = None,
     cfg: TrainConfig | None = None,
     progress: Progress = print,
     dataset: str | None = None,
 ) -> dict[str, Any]:
-    """Backtest as of ``as_of`` with a horizon of ``horizon_days``; returns evaluation.json."""
-    cfg = (cfg or TrainConfig()).model_copy(update={"horizon_days": horizon_days})
+    """Backtest as of ``as_of`` with a horizon of ``horizon_days`` (default: the settings'
+    ``training.horizon_days``); returns evaluation.json. The settings are read as usual
+    (environment, the file in OUT/home), with OUT/home as the home."""
+    settings = MemberwiseSettings(home=out_dir / "home")
+    cfg = cfg or settings.training
+    horizon_days = horizon_days if horizon_days is not None else cfg.horizon_days
+    cfg = cfg.model_copy(update={"horizon_days": horizon_days})
     data_dir = Path(data_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    settings = MemberwiseSettings(home=out_dir / "home")
     dataset = dataset or data_dir.resolve().name
     progress(f"backtest of {dataset} as of {as_of}, horizon {horizon_days} days")
     run_pipeline(data_dir, as_of, settings, cfg, progress=progress)
@@ -100,8 +104,8 @@ def evaluate(
              f"MLflow run {run_id}")  # fmt: skip
     for section, w in result["wins"].items():
         if w:
-            progress(f"  {section:<10} shipped beats every baseline on {w['metric']}: "
-                     f"{w['beats_all']}")  # fmt: skip
+            progress(f"  {section:<10} gate on the horizon ({w['metric']}): champion "
+                     f"{w['champion']}; shipped {w['shipped']}: {w['shipped_verdict']}")  # fmt: skip
     return result
 
 

@@ -1,14 +1,20 @@
 """Read a shop directory in the canonical format, check it, quarantine bad rows.
 
-A missing required table or column raises :class:`ContractError` before anything is
-written. Every other problem is per row: the row goes to quarantine with its reason
-(original values kept as text), and the report counts kept / quarantined / after-as-of
-rows per table.
+A missing required table or column, a CSV that is not UTF-8 and an order_lines table
+with no usable row raise :class:`ContractError` before anything is written. Every other
+problem is per row: the row goes to quarantine with its reason (original values kept as
+text), and the report counts kept / quarantined / after-as-of rows per table. So no bad
+value reaches a model: non-finite numbers (inf, -inf, NaN where a value is required) and
+timestamps that are not ISO-8601 (``01/02/2025``: day and month order unknown) are
+quarantined, never guessed; exact duplicate order lines are counted and, by default,
+quarantined (``IngestConfig.duplicate_lines``).
 """
 
 from __future__ import annotations
 
+import codecs
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -16,7 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.settings import IngestConfig
 from pipelines.contract import COUPON_KINDS, TABLES, Table
+from pipelines.progress import Reporter, silent, track
 
 
 class ContractError(Exception):
@@ -29,6 +37,7 @@ class TableReport:
     kept: int = 0
     quarantined: int = 0
     after_as_of: int = 0
+    duplicates: int = 0  # exact duplicate rows found (quarantined or kept, per the setting)
     reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -72,6 +81,29 @@ def _read_raw(path: Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+def check_utf8(path: Path, chunk_bytes: int = 1 << 20) -> None:
+    """Raise ContractError naming ``path`` and the byte offset of the first byte that is
+    not valid UTF-8 (read in chunks, so a large file is never held in memory)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(chunk_bytes)
+            held = len(decoder.getstate()[0])  # an unfinished character from the last chunk
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                at = offset - held + exc.start  # exc.start counts from the held bytes
+                bad = exc.object[exc.start : exc.start + 1].hex()
+                raise ContractError(
+                    f"{path} is not UTF-8: byte 0x{bad} at offset {at} cannot be decoded; "
+                    "save the file as UTF-8 (CSV input must be UTF-8, see docs/data-format.md)"
+                ) from exc
+            if not chunk:
+                return
+            offset += len(chunk)
+
+
 def check_contract(data_dir: Path) -> dict[str, Path]:
     """Locate the tables and check required tables and columns; raise ContractError."""
     data_dir = Path(data_dir)
@@ -84,11 +116,17 @@ def check_contract(data_dir: Path) -> dict[str, Path]:
             if table.required:
                 raise ContractError(
                     f"required table '{name}' is missing: expected {data_dir}/{name}.parquet "
-                    f"or {name}.csv (see DATA_CONTRACT.md)"
+                    f"or {name}.csv (see docs/data-format.md)"
                 )
             continue
         if path.suffix == ".csv":
-            columns = list(pd.read_csv(path, nrows=0).columns)
+            check_utf8(path)
+            try:
+                columns = list(pd.read_csv(path, nrows=0).columns)
+            except pd.errors.EmptyDataError as exc:
+                raise ContractError(
+                    f"table '{name}' ({path}) is empty: not even a header row"
+                ) from exc
         else:
             import pyarrow.parquet as pq
 
@@ -115,8 +153,31 @@ def _to_ts(s: pd.Series) -> pd.Series:
         if getattr(ts.dt, "tz", None) is not None:
             ts = ts.dt.tz_convert("UTC").dt.tz_localize(None)
         return ts.astype("datetime64[us]")
-    ts = pd.to_datetime(s, errors="coerce", utc=True, format="mixed")
+    # ISO-8601 only: a text date in any other form is never guessed (01/02/2025 could be
+    # 1 February or 2 January), it stays NaT and its row is quarantined with the reason
+    ts = pd.to_datetime(s.astype("string").str.strip(), errors="coerce", utc=True,
+                        format="ISO8601")  # fmt: skip
     return ts.dt.tz_localize(None).astype("datetime64[us]")
+
+
+# day, month and year in some order with / . or - between them: not ISO-8601
+_NUMERIC_DATE = re.compile(r"^\s*\d{1,2}[/.\-]\d{1,2}[/.\-]\d{2,4}(\D|$)")
+_NON_FINITE = frozenset({"nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"})
+
+
+def _timestamp_reason(src: pd.Series, col: str) -> pd.Series:
+    """Per row, why a text timestamp that did not parse as ISO-8601 is rejected."""
+    text = src.astype("string").str.strip()
+    ambiguous = text.str.match(_NUMERIC_DATE).fillna(False).astype(bool)
+    return pd.Series(
+        np.where(
+            ambiguous,
+            f"{col} is not ISO-8601: day/month order is not guessed (01/02/2025 could be "
+            "either), write YYYY-MM-DD",
+            f"unparseable {col} (timestamp)",
+        ),
+        index=src.index,
+    )
 
 
 def _to_float(s: pd.Series) -> pd.Series:
@@ -155,9 +216,22 @@ def _coerce(raw: pd.DataFrame, table: Table) -> tuple[pd.DataFrame, pd.Series]:
         src = raw[col.name]
         conv = _CONVERT[col.type](src)
         was_null = src.isna() | (src.astype("string").str.strip() == "")
-        if not col.nullable:
+        if col.type == "float":
+            # inf / -inf (and NaN written as text) never reach a model; a float NaN is a
+            # null, allowed only where the column is nullable
+            text = src.astype("string").str.strip().str.lower()
+            bad = (text.isin(_NON_FINITE) & ~src.isna()) | np.isinf(conv.fillna(0.0))
+            flag(bad, f"non-finite {col.name}")
+            if not col.nullable:
+                flag(was_null, f"missing or NaN {col.name}")
+        elif not col.nullable:
             flag(was_null, f"missing {col.name}")
-        flag(conv.isna() & ~was_null, f"unparseable {col.name} ({col.type})")
+        unparsed = conv.isna() & ~was_null
+        if col.type == "timestamp" and unparsed.any():
+            why = _timestamp_reason(src, col.name)
+            for reason in why[unparsed].unique():
+                flag(unparsed & (why == reason), reason)
+        flag(unparsed, f"unparseable {col.name} ({col.type})")
         out[col.name] = conv
     # extra columns a shop may add are carried along untouched
     for extra in raw.columns:
@@ -221,22 +295,40 @@ _FUTURE_REACTIONS = {
 }
 
 
-def load_shop(data_dir: Path, as_of: date) -> ShopData:
-    """Read, type and check every table; nothing is written here.
+DUPLICATE_LINE = "exact duplicate of an earlier order line"
 
-    Raises ContractError for a missing required table or column.
+
+def load_shop(
+    data_dir: Path, as_of: date, config: IngestConfig | None = None, progress: Reporter = silent
+) -> ShopData:
+    """Read, type and check every table; nothing is written here (``progress`` shows a bar
+    over the tables; pipelines.progress).
+
+    Raises ContractError for a missing required table or column, a CSV that is not
+    UTF-8, and an order_lines table with no row kept on or before ``as_of``.
     """
+    config = config or IngestConfig()
     paths = check_contract(data_dir)
     cutoff = as_of_cutoff(as_of)
     tables: dict[str, pd.DataFrame] = {}
     report: dict[str, TableReport] = {}
     quarantine: dict[str, pd.DataFrame] = {}
-    for name, path in paths.items():
+    for name, path in track(progress, list(paths.items()), "tables read"):
         table = TABLES[name]
         raw = _read_raw(path).reset_index(drop=True)
+        if name == "order_lines" and raw.empty:
+            raise ContractError(
+                f"table 'order_lines' ({path}) has no rows: the run needs at least one order line"
+            )
         typed, reasons = _coerce(raw, table)
         _table_rules(name, typed, reasons)
         rep = TableReport(read=len(raw))
+        if name == "order_lines":
+            # the same line twice inflates spend silently: counted always, dropped by default
+            dup = raw.duplicated(keep="first") & (reasons == "")
+            rep.duplicates = int(dup.sum())
+            if config.duplicate_lines == "drop":
+                reasons[dup] = DUPLICATE_LINE
         bad = reasons != ""
         if bad.any():
             q = raw[bad].astype("string").copy()
@@ -261,6 +353,13 @@ def load_shop(data_dir: Path, as_of: date) -> ShopData:
         tables[name] = kept.reset_index(drop=True)
         report[name] = rep
     _quarantine_orphan_returns(tables, report, quarantine)
+    if tables["order_lines"].empty:
+        rep = report["order_lines"]
+        why = ", ".join(f"{k}: {v}" for k, v in sorted(rep.reasons.items(), key=lambda kv: -kv[1]))
+        raise ContractError(
+            f"no order line on or before {as_of} can be used: {rep.read} read, "
+            f"{rep.quarantined} quarantined ({why or 'none'}), {rep.after_as_of} after {as_of}"
+        )
     return ShopData(as_of=as_of, tables=tables, report=report, quarantine=quarantine)
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import date
@@ -15,14 +18,18 @@ from features import repo
 from features.settings import MemberwiseSettings
 from features.tags import reference_instant
 from pipelines import steps
-from pipelines.ingest import load_shop, write_quarantine
+from pipelines.contract import TABLES
+from pipelines.ingest import DUPLICATE_LINE, ShopData, load_shop, write_quarantine
+from pipelines.progress import silent, track
 from training.churn import churn_labels, train_churn
 from training.config import TrainConfig
 from training.coupon import offer_outcomes, train_coupon
+from training.gate import format_table
 from training.products import train_products
 from training.registry import log_and_register, setup_tracking
 from training.result import TrainResult
 from training.send_time import train_send_time
+from training.similar import train_similar
 
 Progress = Callable[[str], None]
 
@@ -36,19 +43,24 @@ def run_pipeline(
     as_of: date,
     settings: MemberwiseSettings,
     cfg: TrainConfig | None = None,
-    progress: Progress = print,
+    progress: Progress = silent,
 ) -> dict[str, Any]:
     """Run every step into ``settings.home``; returns the run report (also written as JSON).
+    ``progress`` hears what each step is doing (pipelines.progress; silent by default).
+
+    Every model is configured from ``settings`` (its ``products``, ``churn``, ``coupon`` and
+    ``send_time`` sections); ``cfg`` replaces its ``training`` section when given.
 
     Raises pipelines.ingest.ContractError before anything is written when a required
     table or column is missing.
     """
-    cfg = cfg or TrainConfig()
+    cfg = cfg or settings.training
     progress(f"reading {data_dir} as of {as_of}")
-    shop = load_shop(data_dir, as_of)  # raises before any write
+    shop = load_shop(data_dir, as_of, settings.ingest, progress=progress)  # raises before any write
     home = settings.home_dir
     home.mkdir(parents=True, exist_ok=True)
     write_quarantine(shop, settings.quarantine_dir, settings.reports_dir)
+    notes = shop_notes(shop)
     for name, rep in shop.report.items():
         progress(f"  {name:<14} kept {rep.kept:>9,}  quarantined {rep.quarantined:>7,}  "
                  f"after as-of {rep.after_as_of:>7,}")  # fmt: skip
@@ -56,37 +68,49 @@ def run_pipeline(
     dates = steps.snapshot_dates(shop, cfg)
     all_dates = [d for ds in dates.values() for d in ds]
     progress(f"computing member tags at {len(set(all_dates))} snapshot date(s)")
-    frames = steps.write_snapshots(shop, all_dates, settings)
+    frames = steps.write_snapshots(shop, all_dates, settings, progress=progress)
     tags_now = frames[as_of]
     progress(f"  {len(tags_now):,} members tagged as of {as_of}")
 
     progress("applying the Feast repo and materializing to the online store")
-    store = steps.apply_and_materialize(settings, as_of)
+    with contextlib.redirect_stdout(io.StringIO()):  # Feast prints colour codes to stdout
+        store = steps.apply_and_materialize(settings, as_of)
 
     cutoff = pd.Timestamp(reference_instant(as_of))
-    results: list[TrainResult] = []
-
-    progress("training products (ALS + buy-again vs popularity)")
-    results.append(train_products(shop.tables["order_lines"], cutoff, cfg))
-
-    progress(f"training churn (label: no purchase within {cfg.horizon_days} days)")
-    results.append(train_churn(churn_training_frame(shop, store, frames, dates["churn_cutoff"], cfg),
-                               repo.CHURN_FEATURES, cfg))  # fmt: skip
-
-    progress("training coupon policy (uplift per coupon vs control, net of cost)")
-    results.append(_train_coupon(shop, store, cutoff, cfg))
-
-    progress("training send time (hour of week per member and channel)")
     segments = dict(zip(tags_now["member_id"], tags_now["rfm_segment"], strict=False))
-    results.append(
-        train_send_time(
-            steps.engagements(shop), steps.member_timezones(shop), segments, cutoff, cfg
-        )
-    )
+    trainers: list[tuple[str, Callable[[], TrainResult]]] = [
+        ("products (every simple policy, the hybrid at its defaults and tuned)",
+         lambda: train_products(shop.tables["order_lines"], cutoff, cfg, settings.products,
+                                settings.gate, steps.member_countries(shop),
+                                steps.product_categories(shop))),
+        (f"churn (label: no purchase within {cfg.horizon_days} days)",
+         lambda: train_churn(churn_training_frame(shop, store, frames, dates["churn_cutoff"], cfg),
+                             repo.CHURN_FEATURES, cfg, settings.churn, history=tags_now,
+                             gate=settings.gate)),
+        ("coupon policy (uplift per coupon vs control, net of cost)",
+         lambda: _train_coupon(shop, store, cutoff, cfg, settings)),
+        ("similar products (bought together, against raw co-occurrence counts)",
+         lambda: train_similar(shop.tables["order_lines"], cutoff, cfg.validation_days, cfg.top_k,
+                               settings.products.similar_neighbours, settings.gate.z)),
+        ("send time (hour of week per member and channel)",
+         lambda: train_send_time(steps.engagements(shop), steps.member_timezones(shop),
+                                 segments, cutoff, cfg, settings.send_time, settings.gate)),
+    ]  # fmt: skip
+    results: list[TrainResult] = []
+    for label, train in track(progress, trainers, "models trained"):
+        progress(f"training {label}")
+        results.append(train())
 
     progress("logging to MLflow and moving the champion aliases")
-    setup_tracking(settings.tracking_uri, settings.artifact_root)
-    regs = [log_and_register(r, as_of.isoformat(), {"data": str(data_dir)}) for r in results]
+    with warnings.catch_warnings():
+        # Feast turns DeprecationWarnings on for the whole process when imported; MLflow's
+        # SQL store then shows SQLAlchemy's notice about a loader MLflow itself uses
+        warnings.filterwarnings("ignore", message=r"The ``noload`` loader strategy is deprecated")
+        setup_tracking(settings.tracking_uri, settings.artifact_root)
+        regs = [
+            log_and_register(r, as_of.isoformat(), {"data": str(data_dir)})
+            for r in track(progress, results, "models registered")
+        ]
     report = {
         "as_of": as_of.isoformat(),
         "data": str(data_dir),
@@ -94,8 +118,22 @@ def run_pipeline(
         "ingest": shop.report_dict(),
         "snapshots": {k: [d.isoformat() for d in v] for k, v in dates.items()},
         "members": len(tags_now),
+        "notes": notes,
         "models": {
-            r.name: {**asdict(r), "notes": res.notes} for r, res in zip(regs, results, strict=True)
+            r.name: {
+                **asdict(r),
+                "notes": res.notes,
+                "policies": res.policies,
+                "gate": None
+                if res.selection is None
+                else {
+                    "champion": res.selection.champion,
+                    "reason": res.selection.reason,
+                    "units": res.selection.n_units,
+                    "table": res.selection.as_records(),
+                },
+            }
+            for r, res in zip(regs, results, strict=True)
         },
     }
     path = settings.reports_dir / as_of.isoformat() / "run.json"
@@ -108,12 +146,47 @@ def run_pipeline(
         s = r.metrics.get("shipped", {}).get(res.primary)
         b = r.metrics.get("baseline", {}).get(res.primary)
         fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+        policy = res.policies.get("shipped" if r.champion_role == "model" else "baseline", "")
         progress(f"  {r.name:<10} {res.primary:<20} model {fmt(s):>8}  baseline {fmt(b):>8}  "
-                 f"-> champion: {r.champion_role} v{r.champion_version}")  # fmt: skip
+                 f"-> champion: {r.champion_role} {policy} v{r.champion_version}")  # fmt: skip
+        if res.selection is not None:
+            progress(
+                f"    gate on {res.selection.n_units:,} held-out units: {res.selection.reason}"
+            )
+            for line in format_table(res.selection, res.primary).splitlines():
+                progress(line)
         for note in res.notes:
             progress(f"    note: {note}")
+    for note in notes:
+        progress(f"  note: {note}")
     progress(f"report: {path}")
     return report
+
+
+def shop_notes(shop: ShopData) -> list[str]:
+    """What this shop's data leaves out or changes, in words for the run report: optional
+    tables absent, duplicate lines, order lines without product detail, members whose
+    history is a single order. (Each model adds its own notes on what it skipped.)"""
+    notes: list[str] = []
+    absent = [n for n, t in TABLES.items() if not t.required and n not in shop.tables]
+    if absent:
+        notes.append("optional table(s) absent, their signals are left out: " + ", ".join(absent))
+    rep = shop.report["order_lines"]
+    if rep.duplicates:
+        dropped = rep.reasons.get(DUPLICATE_LINE, 0)
+        notes.append(
+            f"{rep.duplicates:,} exact duplicate order line(s): "
+            + (f"{dropped:,} quarantined (ingest.duplicate_lines=drop)" if dropped
+               else "kept (ingest.duplicate_lines=keep)")
+        )  # fmt: skip
+    ol = shop.tables["order_lines"]
+    no_product = int(ol["product_id"].isna().sum())
+    if no_product:
+        notes.append(f"{no_product:,} of {len(ol):,} order lines have no product_id (spend only)")
+    orders = ol.loc[ol["quantity"] > 0].groupby("member_id")["order_id"].nunique()
+    if len(orders) and (orders <= 1).all():
+        notes.append("every member has a single order: no repeat purchase to learn from")
+    return notes
 
 
 def churn_training_frame(
@@ -155,7 +228,8 @@ def coupon_training_frame(shop, store, cutoff: pd.Timestamp, cfg: TrainConfig) -
     )
     if offers is None or offers.empty:
         return empty
-    out = offer_outcomes(offers, shop.tables["order_lines"], steps.margin_rates(shop), cfg, cutoff)
+    out = offer_outcomes(offers, shop.tables["order_lines"], steps.margin_rates(shop), cfg, cutoff,
+                         steps.offer_costs(shop))  # fmt: skip
     if out.empty:
         return empty
     ent = pd.DataFrame({
@@ -176,5 +250,8 @@ def coupon_training_frame(shop, store, cutoff: pd.Timestamp, cfg: TrainConfig) -
     )  # fmt: skip
 
 
-def _train_coupon(shop, store, cutoff: pd.Timestamp, cfg: TrainConfig) -> TrainResult:
-    return train_coupon(coupon_training_frame(shop, store, cutoff, cfg), repo.COUPON_FEATURES, cfg)
+def _train_coupon(
+    shop, store, cutoff: pd.Timestamp, cfg: TrainConfig, settings: MemberwiseSettings
+) -> TrainResult:
+    frame = coupon_training_frame(shop, store, cutoff, cfg)
+    return train_coupon(frame, repo.COUPON_FEATURES, cfg, settings.coupon, settings.gate)

@@ -7,11 +7,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from features import repo
 from features.settings import MemberwiseSettings
+from models.decision import Decider, decisions_frame
 from models.registry import load_champions
 
 
@@ -25,13 +25,18 @@ def latest_as_of(settings: MemberwiseSettings) -> str:
 
 
 def score_members(
-    settings: MemberwiseSettings, now: datetime | None = None, n_products: int = 10,
+    settings: MemberwiseSettings, now: datetime | None = None, n_products: int | None = None,
     progress: Callable[[str], None] = print,
 ) -> pd.DataFrame:  # fmt: skip
-    """One row per member of the latest snapshot: member_id, churn_risk, coupon_id (None
-    for no coupon), coupon_reason, expected_incremental_margin, send_channel, send_at
-    (UTC), send_at_local, products (best first), tags, plus segment columns."""
+    """One row per member of the latest snapshot, decided by the decision core
+    (``models.decision``, the same as the API): member_id, churn_risk, coupon_id (None for
+    no coupon), coupon_reason, expected_incremental_margin, send_channel, send_at (UTC),
+    send_at_local, products (best first; ``n_products``, default the settings'
+    ``serving.default_products``), tags, segment columns and every part's role, version and
+    reason (see ``models.decision.decisions_frame``)."""
     now = now or datetime.now(UTC)
+    if n_products is None:
+        n_products = settings.serving.default_products
     as_of = latest_as_of(settings)
     champions = load_champions(settings.tracking_uri)
     store = repo.feature_store(settings)
@@ -46,33 +51,10 @@ def score_members(
     progress(f"reading features of {len(ent):,} members as of {as_of}")
     df = store.get_historical_features(entity_df=ent, features=refs).to_df()
     df = df.sort_values("member_id").reset_index(drop=True)
-    members = df["member_id"].astype(str).tolist()
 
-    progress("scoring churn, coupons, send times and products")
-    churn = champions.churn.predict_proba(df[repo.CHURN_FEATURES].astype(float))[:, 1]
-    decisions = champions.coupon.decide_many(df[repo.COUPON_FEATURES].to_numpy(float))
-    sends = [
-        champions.send_time.next_send(m, now, segment=s, timezone=tz)
-        for m, s, tz in zip(members, df["rfm_segment"], df["timezone"], strict=True)
-    ]
-    recs = champions.products.recommend_many(members, n=n_products)
-    out = pd.DataFrame({
-        "member_id": members,
-        "churn_risk": churn.astype(float),
-        "coupon_id": [c for c, _, _ in decisions],
-        "expected_incremental_margin": np.array([m for _, m, _ in decisions], dtype=float),
-        "coupon_reason": [r for _, _, r in decisions],
-        "send_channel": [s.channel for s in sends],
-        "send_at": pd.to_datetime([s.at_utc for s in sends], utc=True),
-        "send_at_local": [s.at_local.isoformat() for s in sends],
-        "send_confidence": [float(s.confidence) for s in sends],
-        "products": [[p for p, _, _ in r] for r in recs],
-        "tags": [[t for t in (x or "").split(",") if t] for x in df["tags"]],
-        "rfm_segment": df["rfm_segment"],
-        "lifecycle_stage": df["lifecycle_stage"],
-        "value_tier": df["value_tier"],
-    })  # fmt: skip
-    return out
+    progress("deciding products, coupons, send times and churn risk")
+    decider = Decider(champions, repo.CHURN_FEATURES, repo.COUPON_FEATURES, as_of=as_of)
+    return decisions_frame(decider.decide_many(df, now, n_products=n_products))
 
 
 def write_scores(settings: MemberwiseSettings, out: Path, **kwargs) -> pd.DataFrame:

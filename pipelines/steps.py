@@ -13,8 +13,9 @@ import pandas as pd
 
 from features import repo
 from features.settings import MemberwiseSettings
-from features.tags import compute_tags, reference_instant
+from features.tags import compute_tags
 from pipelines.ingest import ShopData
+from pipelines.progress import Reporter, silent, track
 from training.config import TrainConfig
 
 
@@ -39,13 +40,13 @@ def snapshot_dates(shop: ShopData, cfg: TrainConfig) -> dict[str, list[date]]:
 
 
 def write_snapshots(
-    shop: ShopData, dates: list[date], settings: MemberwiseSettings
+    shop: ShopData, dates: list[date], settings: MemberwiseSettings, progress: Reporter = silent
 ) -> dict[date, pd.DataFrame]:
     """Compute tags at each date and write one Parquet file per date (overwriting)."""
     out_dir = repo.tags_source_path(settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     frames: dict[date, pd.DataFrame] = {}
-    for d in sorted(set(dates)):
+    for d in track(progress, sorted(set(dates)), "tag snapshots written"):
         tags = compute_tags(shop.tables, d, settings.tags)
         tags.to_parquet(repo.snapshot_path(settings, d), index=False)
         frames[d] = tags
@@ -53,11 +54,14 @@ def write_snapshots(
 
 
 def apply_and_materialize(settings: MemberwiseSettings, as_of: date) -> Any:
-    """Register the feature repo and load the latest snapshot per member online."""
+    """Write the feature repo into HOME/feast (feature_store.yaml from the settings, the
+    definitions module the feast CLI reads), apply it, and load the online store up to the
+    snapshot of ``as_of``: only what is new since the last run, or a rebuild when ``as_of``
+    is not later than the last date loaded. Returns the FeatureStore."""
+    repo.write_repo(settings)
     store = repo.feature_store(settings)
-    store.apply(repo.definitions(settings))
-    end = pd.Timestamp(reference_instant(as_of), tz="UTC").to_pydatetime()
-    store.materialize(start_date=pd.Timestamp("1970-01-02", tz="UTC").to_pydatetime(), end_date=end)
+    repo.apply(store)
+    repo.materialize(store, as_of)
     return store
 
 
@@ -94,17 +98,36 @@ def engagements(shop: ShopData) -> pd.DataFrame:
     return out[out["ts"] < shop.cutoff].reset_index(drop=True)
 
 
+def column_map(shop: ShopData, table: str, key: str, column: str) -> pd.Series:
+    """``key`` -> ``column`` of an optional table (str index; rows where the value is missing
+    dropped); empty when the table or the column is absent."""
+    t = shop.get(table)
+    if t is None or column not in t:
+        return pd.Series(dtype=object)
+    t = t[t[column].notna()]
+    return pd.Series(t[column].to_numpy(), index=t[key].astype(str).to_numpy())
+
+
 def member_timezones(shop: ShopData) -> dict[str, str]:
-    m = shop.get("members")
-    if m is None or "timezone" not in m:
-        return {}
-    m = m[m["timezone"].notna()]
-    return dict(zip(m["member_id"].astype(str), m["timezone"].astype(str), strict=False))
+    """member -> IANA time zone (members table)."""
+    return column_map(shop, "members", "member_id", "timezone").astype(str).to_dict()
+
+
+def member_countries(shop: ShopData) -> dict[str, str]:
+    """member -> country (the segment a member with no purchases is recommended from)."""
+    return column_map(shop, "members", "member_id", "country").astype(str).to_dict()
+
+
+def product_categories(shop: ShopData) -> dict[str, str]:
+    """product -> category (for the recommendations' category filter)."""
+    return column_map(shop, "products", "product_id", "category").astype(str).to_dict()
 
 
 def margin_rates(shop: ShopData) -> pd.Series:
-    p = shop.get("products")
-    if p is None or "margin_rate" not in p:
-        return pd.Series(dtype=float)
-    p = p[p["margin_rate"].notna()]
-    return pd.Series(p["margin_rate"].astype(float).to_numpy(), index=p["product_id"].astype(str))
+    """product -> margin rate (products table)."""
+    return column_map(shop, "products", "product_id", "margin_rate").astype(float)
+
+
+def offer_costs(shop: ShopData) -> pd.Series:
+    """coupon_id -> fixed cost of making one offer (the coupons table's optional ``cost``)."""
+    return column_map(shop, "coupons", "coupon_id", "cost").astype(float)

@@ -1,4 +1,4 @@
-"""A synthetic shop in the canonical format (DATA_CONTRACT.md), with what was planted in it.
+"""A synthetic shop in the canonical format (docs/data-format.md), with what was planted in it.
 
 ``generate(out, members, seed)`` writes every table of the contract as Parquet into ``out/``
 and the planted truth into ``out/truth/`` (never read by the pipeline; evaluations use it):
@@ -9,14 +9,23 @@ and the planted truth into ``out/truth/`` (never read by the pipeline; evaluatio
   preferred_categories (list, main first), preferred_share (expected share of order lines in
   them), staples (list of product ids re-bought again and again), peak_how_local (hour of
   week in the member's own timezone, Monday 00:00 = 0), peak_day_local, peak_hour_local,
-  preferred_channel.
-- ``truth/coupon_effects.parquet``: one row per (member, coupon): the expected effect of
-  offering that coupon instead of nothing, over the campaign window, while the member is
-  active: uplift_purchase_prob, expected_cost (discount given away, currency) and
+  preferred_channel, best_coupon (the coupon with the highest planted expected incremental
+  margin, null when none is positive) and best_expected_incremental_margin (its margin, 0
+  for none).
+- ``truth/coupon_effects.parquet``: one row per (member, coupon): the planted response
+  (coupon_response, extra_order_prob: chance a treated member places one extra order in
+  the window, skip_prob: chance a treated member skips the window's orders) and the expected
+  effect of offering that coupon instead of nothing, over the campaign window, while the
+  member is active: uplift_purchase_prob, expected_cost (discount given away, currency) and
   expected_incremental_margin (product margin gained minus that cost, currency).
 - ``truth/products.parquet`` (category, within-category popularity and rank, consumable),
   ``truth/campaigns.parquet`` (dates, coupon, group sizes) and ``truth/manifest.json``
-  (seed, members, every config value, row counts).
+  (seed, members, the world's knobs, every config value, row counts).
+
+A :class:`World` is a named family of shops: a few knobs (repeat rate, coupon effect and
+heterogeneity, shop and catalogue size, noise, channel mix) over :class:`SyntheticConfig`;
+``WORLDS`` holds the presets (``memberwise generate --list-worlds``) and ``World()`` is the
+base config unchanged.
 
 What is planted, all of it tunable in :class:`SyntheticConfig`:
 
@@ -47,14 +56,15 @@ random streams, so memory stays bounded for a million members.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipelines.contract import CHANNELS, COUPON_KINDS
+from pipelines.contract import CHANNELS
+from pipelines.progress import Reporter, silent, track
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -63,6 +73,7 @@ RESPONSES = ("persuadable", "sure_thing", "lost_cause", "sleeping_dog")
 _PERSUADABLE, _SURE_THING, _LOST_CAUSE, _SLEEPING_DOG = range(4)
 EVENT_TYPES = ("view", "cart", "login")
 CAMPAIGN_GROUPS = ("eligible", "treated", "control", "redeemed")
+DISCOUNT_KINDS = ("percent_off", "amount_off", "free_shipping")  # the coupons planted here
 _VIEW, _CART, _LOGIN = range(3)
 
 _HOUR = 3600
@@ -264,7 +275,7 @@ class SyntheticConfig:
             if abs(total - 1.0) > 1e-6:
                 raise ValueError(f"{name} shares sum to {total}, not 1")
         for c in self.coupons:
-            if c.kind not in COUPON_KINDS:
+            if c.kind not in DISCOUNT_KINDS:
                 raise ValueError(f"coupon {c.coupon_id}: unknown kind {c.kind!r}")
         for name in ("response_price_sensitive", "response_heavy", "response_other"):
             if abs(sum(getattr(self, name)) - 1.0) > 1e-6:
@@ -278,6 +289,221 @@ class SyntheticConfig:
         """Catalogue size for ``members`` members (mildly growing with them)."""
         scaled = self.products * (max(members, 1) / 2000) ** self.products_scale_exponent
         return max(int(round(scaled)), self.min_products_per_category * len(self.categories))
+
+
+# ---------------------------------------------------------------- worlds: named knobs over the config
+_ALL_PERSUADABLE = (1.0, 0.0, 0.0, 0.0)
+# heterogeneity 2: price-sensitive members persuadable, heavy buyers sure things, the others
+# lost causes or sleeping dogs (so a coupon for everyone loses money and targeting pays)
+_POLAR_MIXES = ((1.0, 0.0, 0.0, 0.0), (0.0, 1.0, 0.0, 0.0), (0.0, 0.0, 0.4, 0.6))
+
+
+def _blend(a: tuple[float, ...], b: tuple[float, ...], w: float) -> tuple[float, ...]:
+    """``(1 - w) * a + w * b`` element-wise."""
+    return tuple((1.0 - w) * x + w * y for x, y in zip(a, b, strict=True))
+
+
+def _clip01(x: float) -> float:
+    return min(max(x, 0.0), 1.0)
+
+
+@dataclass(frozen=True)
+class World:
+    """A synthetic world: a few knobs over :class:`SyntheticConfig`, each with a neutral value
+    that leaves the base config untouched (``World()`` is the default shop, byte for byte).
+
+    - ``members``: the shop's size when the caller does not choose one (None: 2,000);
+      ``products``: catalogue size at 2,000 members (None: the base's 300; it grows with
+      members ** ``products_scale_exponent``).
+    - ``repeat_rate``: share of a member's order lines that are their own staples, the
+      consumables they re-buy again and again (None: the base's 0.25); ``staples_per_member``
+      (None: 2); ``consumable_scale`` multiplies every category's share of consumable
+      products (capped at 1): below 1 fewer products can be re-bought at all.
+    - ``coupon_effect``: multiplies every coupon's lift (chance a treated persuadable places
+      an extra order) and the sleeping dogs' drop. 0 = coupons change no one's purchases
+      (members who buy anyway still redeem them, so every offer only costs).
+    - ``coupon_heterogeneity``: 0 = all alike (every member persuadable, one lift per coupon
+      whatever the member's price sensitivity); 1 = the base mix of response types per group
+      (price-sensitive / heavy / other) and lifts by price sensitivity; 2 = polarised
+      (price-sensitive members persuadable, heavy buyers sure things, the others lost causes
+      or sleeping dogs, lifts twice as far apart). Values in between blend.
+    - ``noise``: 0 = the base; 1 = members' planted habits carry no signal (activity at any
+      weekday and hour, no preferred categories beyond popularity, every channel opened
+      alike); in between blends.
+    - ``channel_mix``: (email, sms, push) shares of the messages the shop sends;
+      ``preferred_channel_mix``: the chance each channel is a member's preferred one, the
+      same for every segment (None: the base's per-segment weights).
+    - ``coupons``: the coupon catalogue (None: the base's PCT10, PCT20, AMT5, FREESHIP).
+    """
+
+    name: str = "default"
+    description: str = "the base shop (SyntheticConfig as it is)"
+    members: int | None = None
+    products: int | None = None
+    repeat_rate: float | None = None
+    staples_per_member: int | None = None
+    consumable_scale: float = 1.0
+    coupon_effect: float = 1.0
+    coupon_heterogeneity: float = 1.0
+    noise: float = 0.0
+    channel_mix: tuple[float, float, float] | None = None
+    preferred_channel_mix: tuple[float, float, float] | None = None
+    coupons: tuple[CouponSpec, ...] | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.members is None or self.members >= 1, "members must be at least 1"),
+            (self.products is None or self.products >= 1, "products must be at least 1"),
+            (self.repeat_rate is None or 0.0 <= self.repeat_rate <= 1.0,
+             "repeat_rate must be in 0..1"),
+            (self.staples_per_member is None or self.staples_per_member >= 0,
+             "staples_per_member must be >= 0"),
+            (self.consumable_scale >= 0.0, "consumable_scale must be >= 0"),
+            (self.coupon_effect >= 0.0, "coupon_effect must be >= 0"),
+            (0.0 <= self.coupon_heterogeneity <= 2.0, "coupon_heterogeneity must be in 0..2"),
+            (0.0 <= self.noise <= 1.0, "noise must be in 0..1"),
+        ]  # fmt: skip
+        for name in ("channel_mix", "preferred_channel_mix"):
+            mix = getattr(self, name)
+            checks.append((mix is None or (len(mix) == len(CHANNELS) and min(mix) >= 0
+                                           and sum(mix) > 0),
+                           f"{name} needs {len(CHANNELS)} non-negative shares "
+                           f"({', '.join(CHANNELS)})"))  # fmt: skip
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(f"world {self.name!r}: {msg}")
+
+    def size(self, members: int | None = None) -> int:
+        """Members to generate: ``members`` when given, else the world's own, else 2,000."""
+        return members or self.members or 2000
+
+    def config(self, base: SyntheticConfig | None = None) -> SyntheticConfig:
+        """The :class:`SyntheticConfig` of this world (``base`` with the knobs applied)."""
+        cfg = base or SyntheticConfig()
+        up: dict[str, Any] = {}
+        if self.products is not None:
+            per_cat = max(2, min(cfg.min_products_per_category,
+                                 self.products // len(cfg.categories)))  # fmt: skip
+            up |= {"products": self.products, "min_products_per_category": per_cat}
+        if self.repeat_rate is not None:
+            up["staple_line_share"] = self.repeat_rate
+        if self.staples_per_member is not None:
+            up["staples_per_member"] = self.staples_per_member
+        if self.consumable_scale != 1.0:
+            up["categories"] = tuple(
+                replace(c, consumable_share=_clip01(c.consumable_share * self.consumable_scale))
+                for c in cfg.categories
+            )
+        coupons = self.coupons if self.coupons is not None else cfg.coupons
+        h, s = self.coupon_heterogeneity, self.coupon_effect
+        if h != 1.0 or s != 1.0:
+            coupons = tuple(_coupon_lifts(c, h, s) for c in coupons)
+            up["sleeping_dog_drop"] = _clip01(cfg.sleeping_dog_drop * s)
+        if self.coupons is not None or h != 1.0 or s != 1.0:
+            up["coupons"] = coupons
+        if h != 1.0:
+            names = ("response_price_sensitive", "response_heavy", "response_other")
+            for name, polar in zip(names, _POLAR_MIXES, strict=True):
+                mix = getattr(cfg, name)
+                up[name] = _blend(_ALL_PERSUADABLE, mix, h) if h < 1 else _blend(mix, polar, h - 1)
+        if self.noise > 0:
+            n, keep = self.noise, 1.0 - self.noise
+            flat = 1.0 / len(cfg.categories)
+            lo, hi = cfg.preferred_share_range
+            up |= {
+                "peak_day_share": cfg.peak_day_share * keep,
+                "active_day_share": cfg.active_day_share * keep,
+                "peak_hour_share": cfg.peak_hour_share * keep,
+                "hour_sd": cfg.hour_sd * (1.0 + 2.0 * n),
+                "preferred_share_range": (lo + (flat - lo) * n, hi + (flat - hi) * n),
+                "open_preferred": cfg.open_other + (cfg.open_preferred - cfg.open_other) * keep,
+            }  # fmt: skip
+        if self.channel_mix is not None:
+            up["channel_send_mix"] = tuple(float(x) for x in self.channel_mix)
+        if self.preferred_channel_mix is not None:
+            w = tuple(float(x) for x in self.preferred_channel_mix)
+            up["segments"] = tuple(replace(sg, channel_weights=w) for sg in cfg.segments)
+        return replace(cfg, **up) if up else cfg
+
+    def knobs(self) -> dict[str, Any]:
+        """The world as plain JSON-able values (for manifests and reports)."""
+        return json.loads(json.dumps(asdict(self), default=str))
+
+
+def _coupon_lifts(spec: CouponSpec, heterogeneity: float, effect: float) -> CouponSpec:
+    """``spec`` with its lifts spread by ``heterogeneity`` around their mean (0 = equal,
+    1 = as they are, 2 = twice as far apart) and scaled by ``effect``, within 0..1."""
+    ps, other = spec.lift_price_sensitive, spec.lift_other
+    if heterogeneity != 1.0:
+        mid = (ps + other) / 2.0
+        ps, other = mid + heterogeneity * (ps - mid), mid + heterogeneity * (other - mid)
+    return replace(spec, lift_price_sensitive=_clip01(ps * effect),
+                   lift_other=_clip01(other * effect))  # fmt: skip
+
+
+# a catalogue where one mild coupon pays for every member and beats the others
+_UNIFORM_COUPONS = (
+    CouponSpec("PCT5", "percent_off", 5.0, 0.35, 0.35),
+    CouponSpec("PCT10", "percent_off", 10.0, 0.38, 0.38),
+    CouponSpec("AMT3", "amount_off", 3.0, 0.20, 0.20),
+    CouponSpec("FREESHIP", "free_shipping", 2.95, 0.15, 0.15),
+)
+
+WORLDS: dict[str, World] = {
+    w.name: w
+    for w in (
+        World(),
+        World(
+            "no_coupon_effect",
+            "coupons change no one's purchases; every offer only costs "
+            "(the right policy is no coupon)",
+            coupon_effect=0.0,
+        ),
+        World(
+            "uniform_coupon_effect",
+            "every member responds alike (all persuadable, one lift "
+            "per coupon); one mild coupon for everyone is the right policy",
+            coupon_heterogeneity=0.0,
+            coupons=_UNIFORM_COUPONS,
+        ),
+        World(
+            "strong_heterogeneity",
+            "price-sensitive members persuadable, heavy buyers sure "
+            "things, the rest lost causes or sleeping dogs: personalisation pays",
+            coupon_heterogeneity=2.0,
+        ),
+        World(
+            "low_repeat",
+            "buy-again is weak: few consumables, almost no staples; discovery matters",
+            repeat_rate=0.02,
+            consumable_scale=0.25,
+        ),
+        World(
+            "high_repeat",
+            "members' own staples dominate their baskets",
+            repeat_rate=0.6,
+            staples_per_member=4,
+        ),
+        World("tiny_catalogue", "about 40 products for the whole shop", products=30),
+        World(
+            "noisy", "habits (hours, weekdays, categories, channels) carry little signal", noise=0.6
+        ),
+        World(
+            "sms_heavy",
+            "most messages go by SMS and most members prefer it",
+            channel_mix=(0.15, 0.7, 0.15),
+            preferred_channel_mix=(0.2, 0.6, 0.2),
+        ),
+        World("small_shop", "600 members: thin data for every model", members=600),
+    )
+}
+
+
+def get_world(name: str) -> World:
+    """The named preset; a ValueError lists the names when there is none by that name."""
+    if name not in WORLDS:
+        raise ValueError(f"unknown world {name!r}; the presets are: " + ", ".join(WORLDS))
+    return WORLDS[name]
 
 
 # ---------------------------------------------------------------- the world shared by all members
@@ -910,6 +1136,7 @@ def _coupon_effects(m: _Members, world: _World) -> dict[str, np.ndarray]:
     uplift = np.zeros((n, n_cp))
     cost = np.zeros((n, n_cp))
     gain = np.zeros((n, n_cp))
+    extra = np.zeros((n, n_cp))
     for j, spec in enumerate(cfg.coupons):
         if spec.kind == "percent_off":
             disc = gross * spec.value / 100.0
@@ -919,6 +1146,7 @@ def _coupon_effects(m: _Members, world: _World) -> dict[str, np.ndarray]:
             disc = np.full(n, spec.value)
         lift = np.where(m.price_sensitive, spec.lift_price_sensitive, spec.lift_other)
         pers = m.response == _PERSUADABLE
+        extra[:, j] = np.where(pers, lift, 0.0)
         p_any = 1.0 - (1.0 - p_base) * (1.0 - lift)
         uplift[:, j] = np.select(
             [pers, m.response == _SLEEPING_DOG],
@@ -939,6 +1167,8 @@ def _coupon_effects(m: _Members, world: _World) -> dict[str, np.ndarray]:
         "member": np.repeat(np.arange(n), n_cp),
         "coupon": np.tile(np.arange(n_cp), n),
         "uplift": uplift.ravel(),
+        "extra": extra.ravel(),
+        "skip": np.repeat(np.where(m.response == _SLEEPING_DOG, cfg.sleeping_dog_drop, 0.0), n_cp),
         "cost": cost.ravel(),
         "margin": (gain - cost).ravel(),
     }
@@ -976,7 +1206,7 @@ _SCHEMAS: dict[str, list[tuple[str, str]]] = {
     "messages": [("member_id", "str"), ("channel", "str"), ("sent_ts", "ts"),
                  ("opened_ts", "ts"), ("clicked_ts", "ts"), ("campaign_id", "str")],
     "coupons": [("coupon_id", "str"), ("kind", "str"), ("value", "f8"), ("min_spend", "f8"),
-                ("category", "str")],
+                ("category", "str"), ("cost", "f8")],
     "coupon_offers": [("member_id", "str"), ("campaign_id", "str"), ("offered_ts", "ts"),
                       ("coupon_id", "str"), ("redeemed_ts", "ts")],
 }  # fmt: skip
@@ -1080,12 +1310,14 @@ def _chunk_tables(
          _ts_array(offers["redeemed"], offers["redeemed"] < 0)],
         schema=_schema("coupon_offers"),
     )  # fmt: skip
-    tables["truth/members"] = _truth_members(m, world, member_ids)
     fx = _coupon_effects(m, world)
+    tables["truth/members"] = _truth_members(m, world, member_ids, fx["margin"])
     tables["truth/coupon_effects"] = pa.table({
         "member_id": _str_take(member_ids, fx["member"]),
         "coupon_id": _str_take(coupon_ids, fx["coupon"]),
         "coupon_response": _str_take(np.array(RESPONSES, dtype=object), m.response[fx["member"]]),
+        "extra_order_prob": pa.array(fx["extra"]),
+        "skip_prob": pa.array(fx["skip"]),
         "uplift_purchase_prob": pa.array(fx["uplift"]),
         "expected_cost": pa.array(fx["cost"]),
         "expected_incremental_margin": pa.array(fx["margin"]),
@@ -1094,11 +1326,18 @@ def _chunk_tables(
     return tables, sizes, n_orders
 
 
-def _truth_members(m: _Members, world: _World, member_ids: np.ndarray) -> pa.Table:
+def _truth_members(
+    m: _Members, world: _World, member_ids: np.ndarray, margin: np.ndarray
+) -> pa.Table:
+    """``margin``: (n * n_coupons,) planted expected incremental margin, member-major."""
     import pyarrow as pa
 
     cfg = world.cfg
     n = len(m.rate)
+    by_coupon = margin.reshape(n, len(cfg.coupons))
+    best = np.argmax(by_coupon, axis=1) if len(cfg.coupons) else np.full(n, -1)
+    best_margin = by_coupon.max(axis=1, initial=0.0)
+    coupon_ids = np.array([c.coupon_id for c in cfg.coupons] or [""], dtype=object)
     cats = np.array([c.name for c in cfg.categories], dtype=object)
     has2 = m.pref2 >= 0
     pref_lists = pa.ListArray.from_arrays(
@@ -1131,6 +1370,8 @@ def _truth_members(m: _Members, world: _World, member_ids: np.ndarray) -> pa.Tab
         "peak_day_local": pa.array((how // 24).astype(np.int64)),
         "peak_hour_local": pa.array((how % 24).astype(np.int64)),
         "preferred_channel": _str_take(np.array(CHANNELS, dtype=object), m.channel),
+        "best_coupon": _str_take(coupon_ids, best, best_margin <= 0),
+        "best_expected_incremental_margin": pa.array(best_margin),
     })  # fmt: skip
 
 
@@ -1151,7 +1392,8 @@ def _world_tables(world: _World) -> dict[str, pa.Table]:
          pa.array([c.kind for c in cfg.coupons], pa.string()),
          pa.array([float(c.value) for c in cfg.coupons]),
          pa.array([None] * len(cfg.coupons), pa.float64()),
-         pa.array([None] * len(cfg.coupons), pa.string())],
+         pa.array([None] * len(cfg.coupons), pa.string()),
+         pa.array([0.0] * len(cfg.coupons))],  # offering costs nothing beyond the discount
         schema=_schema("coupons"),
     )  # fmt: skip
     truth_products = pa.table({
@@ -1181,42 +1423,51 @@ def _truth_campaigns(world: _World, sizes: np.ndarray) -> pa.Table:
 
 
 def generate(
-    out: Path, members: int = 2000, seed: int = 0, config: SyntheticConfig | None = None
+    out: Path,
+    members: int = 2000,
+    seed: int = 0,
+    config: SyntheticConfig | None = None,
+    world: World | None = None,
+    progress: Reporter = silent,
 ) -> dict[str, int]:
     """Write a synthetic shop for ``members`` members into ``out`` (Parquet, the contract's
-    tables) and what was planted into ``out/truth``. Returns rows written per table.
+    tables) and what was planted into ``out/truth``. Returns rows written per table
+    (``progress`` shows a bar over the chunks of members; pipelines.progress).
 
-    Deterministic: the same ``members``, ``seed`` and config give identical files.
+    ``world`` applies its knobs over ``config`` (default: the base config); the manifest
+    records both. Deterministic: the same ``members``, ``seed``, config and world give
+    identical files.
     """
 
     if members < 1:
         raise ValueError("members must be at least 1")
-    cfg = config or SyntheticConfig()
+    world = world or World()
+    cfg = world.config(config)
     out = Path(out)
     (out / "truth").mkdir(parents=True, exist_ok=True)
     n_chunks = -(-members // cfg.chunk_members)
     world_seq, *chunk_seqs = np.random.SeedSequence(seed).spawn(1 + n_chunks)
-    world = _build_world(np.random.default_rng(world_seq), members, cfg)
+    built = _build_world(np.random.default_rng(world_seq), members, cfg)
     width = max(5, len(str(members)))
     writers = _Writers(out)
-    sizes = np.zeros((len(world.campaign_ids), len(CAMPAIGN_GROUPS)), dtype=np.int64)
+    sizes = np.zeros((len(built.campaign_ids), len(CAMPAIGN_GROUPS)), dtype=np.int64)
     try:
-        for name, table in _world_tables(world).items():
+        for name, table in _world_tables(built).items():
             writers.write(name, table)
         order_base = 0
-        for i, seq in enumerate(chunk_seqs):
+        for i, seq in track(progress, list(enumerate(chunk_seqs)), "member chunks written"):
             rng = np.random.default_rng(seq)
             first = i * cfg.chunk_members
             n = min(cfg.chunk_members, members - first)
             member_ids = np.array([f"M{j:0{width}d}" for j in range(first + 1, first + n + 1)],
                                   dtype=object)  # fmt: skip
-            m = _make_members(rng, n, world)
-            tables, chunk_sizes, n_orders = _chunk_tables(rng, m, world, member_ids, order_base)
+            m = _make_members(rng, n, built)
+            tables, chunk_sizes, n_orders = _chunk_tables(rng, m, built, member_ids, order_base)
             order_base += n_orders
             sizes += chunk_sizes
             for name, table in tables.items():
                 writers.write(name, table)
-        writers.write("truth/campaigns", _truth_campaigns(world, sizes))
+        writers.write("truth/campaigns", _truth_campaigns(built, sizes))
     finally:
         writers.close()
     counts = {k: v for k, v in writers.rows.items() if not k.startswith("truth/")}
@@ -1224,7 +1475,8 @@ def generate(
         "generator": "pipelines.synthetic",
         "seed": seed,
         "members": members,
-        "products": len(world.product_ids),
+        "products": len(built.product_ids),
+        "world": world.knobs(),
         "config": asdict(cfg),
         "counts": counts,
         "truth_counts": {k: v for k, v in writers.rows.items() if k.startswith("truth/")},

@@ -10,8 +10,8 @@ from fastapi import FastAPI, Request
 from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from starlette.responses import Response
 
-from serving.routes import health, members, segments
-from serving.settings import ServingSettings, get_settings
+from features.settings import MemberwiseSettings, get_settings
+from serving.routes import health, v1
 from serving.state import AppState
 
 LATENCY = Histogram(
@@ -22,7 +22,10 @@ LATENCY = Histogram(
 )
 
 
-def create_app(settings: ServingSettings | None = None) -> FastAPI:
+def create_app(settings: MemberwiseSettings | None = None) -> FastAPI:
+    """The app for ``settings`` (default: the process-wide ones, from the environment and
+    HOME/memberwise.toml); routes read the same object through ``SettingsDep``."""
+    given = settings
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -32,14 +35,18 @@ def create_app(settings: ServingSettings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="memberwise",
-        summary="Per-member products, coupon and send time for a membership programme",
+        summary=(
+            "Per-member products, coupon, send time, churn risk, tags and segment for a "
+            "membership programme"
+        ),
         version="0.1.0",
         lifespan=lifespan,
     )
     app.state.memberwise = AppState(settings=settings)
+    if given is not None:
+        app.dependency_overrides[get_settings] = lambda: given
     app.include_router(health.router)
-    app.include_router(members.router)
-    app.include_router(segments.router)
+    app.include_router(v1.router)
 
     @app.middleware("http")
     async def timing(request: Request, call_next):

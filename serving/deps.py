@@ -1,12 +1,13 @@
-"""Typed dependencies shared by the routers."""
+"""Typed dependencies shared by the routers (tests override ``get_state`` and ``get_now``)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from serving.settings import ServingSettings, get_settings
+from features.settings import MemberwiseSettings, get_settings
 from serving.state import AppState
 
 
@@ -22,6 +23,12 @@ def get_ready_state(state: Annotated[AppState, Depends(get_state)]) -> AppState:
     return state
 
 
-SettingsDep = Annotated[ServingSettings, Depends(get_settings)]
+def get_now() -> datetime:
+    """The instant a send time is chosen after (aware, UTC)."""
+    return datetime.now(UTC)
+
+
+SettingsDep = Annotated[MemberwiseSettings, Depends(get_settings)]
 StateDep = Annotated[AppState, Depends(get_state)]
 ReadyStateDep = Annotated[AppState, Depends(get_ready_state)]
+NowDep = Annotated[datetime, Depends(get_now)]

@@ -1,4 +1,5 @@
-"""ASGI entry point: `uvicorn serving.main:app` (settings from MEMBERWISE_* variables)."""
+"""ASGI entry point: `uvicorn serving.main:app` (settings from MEMBERWISE_* variables
+and HOME/memberwise.toml, see features/settings.py)."""
 
 from serving.app import create_app
 

@@ -1,82 +1,58 @@
-"""What the app loads once at start-up and shares with every request."""
+"""What the app loads once at start-up and shares with every request: the decision core
+over the champion models, and a reader of members' online features."""
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
+import pandas as pd
 import pyarrow.parquet as pq
 
 from features import repo
+from features.settings import MemberwiseSettings
+from models.decision import Decider
 from models.registry import Champions, load_champions
-from serving.settings import ServingSettings
+from serving.vocabulary import LifecycleStage, RfmSegment, Tag, ValueTier
 
 log = logging.getLogger(__name__)
 
+# every feature service the decision reads: churn, coupon and send-time inputs, and the
+# member's profile (tags, lifecycle stage, value tier, RFM segment)
+SERVICES: tuple[str, ...] = (
+    repo.CHURN_SERVICE, repo.COUPON_SERVICE, repo.SEND_TIME_SERVICE, repo.PROFILE_SERVICE,
+)  # fmt: skip
+
+
+class FeatureReader(Protocol):
+    def member(self, member_id: str) -> dict[str, Any] | None:
+        """One member's features by name, or None for a member the store lacks."""
+        ...
+
 
 @dataclass
-class AppState:
-    settings: ServingSettings
-    store: Any = None
-    champions: Champions | None = None
-    feature_refs: list[str] = field(default_factory=list)
-    as_of: str | None = None
-    error: str | None = None
-    coupons_precomputed: int = 0
+class OnlineFeatures:
+    """Reads members' features from the Feast online store, by the decision's services."""
 
-    @property
-    def ready(self) -> bool:
-        return self.store is not None and self.champions is not None
+    store: Any
+    refs: list[str]
 
-    def load(self) -> None:
-        """Open the feature store and load every champion; records the error if any."""
-        try:
-            self.champions = load_champions(self.settings.tracking_uri)
-            store = repo.feature_store(self.settings)
-            refs: list[str] = []
-            for name in (repo.COUPON_SERVICE, repo.SEND_TIME_SERVICE):
-                svc = store.get_feature_service(name)
-                for proj in svc.feature_view_projections:
-                    refs += [f"{proj.name_to_use()}:{f.name}" for f in proj.features]
-            self.feature_refs = list(dict.fromkeys(refs))
-            # one warm read so the first storefront request pays no set-up cost
-            store.get_online_features(features=self.feature_refs, entity_rows=[{"member_id": "_"}])
-            self.store = store
-            latest = self.settings.home_dir / "latest_run.json"
-            if latest.exists():
-                self.as_of = json.loads(latest.read_text())["as_of"]
-            try:
-                self.coupons_precomputed = self._precompute_coupons()
-            except Exception:  # an optimisation only: requests then decide themselves
-                log.exception("coupon decisions not precomputed")
-            self.error = None
-        except Exception as exc:  # reported by /readyz; the app still answers /healthz
-            self.error = f"{type(exc).__name__}: {exc}"
+    @classmethod
+    def open(cls, settings: MemberwiseSettings) -> OnlineFeatures:
+        store = repo.feature_store(settings)
+        refs: list[str] = []
+        for name in SERVICES:
+            for proj in store.get_feature_service(name).feature_view_projections:
+                refs += [f"{proj.name_to_use()}:{f.name}" for f in proj.features]
+        reader = cls(store, list(dict.fromkeys(refs)))
+        reader.member("_")  # one warm read so the first storefront request pays no set-up cost
+        return reader
 
-    def _precompute_coupons(self) -> int:
-        """Coupon decisions change only when a run materializes new features: decide them
-        for every member of the latest snapshot now, in one vectorised pass, so a request
-        whose online features match the snapshot does no tree traversal. Skipped above
-        ``coupon_precompute_max_members`` (requests then compute and memoise)."""
-        assert self.champions is not None
-        if self.as_of is None:
-            return 0
-        path = repo.snapshot_path(self.settings, self.as_of)
-        if not path.exists():
-            return 0
-        meta = pq.read_metadata(path)
-        if meta.num_rows > self.settings.coupon_precompute_max_members:
-            return 0
-        X = pq.read_table(path, columns=repo.COUPON_FEATURES).to_pandas().to_numpy(float)
-        return int(self.champions.coupon.precompute(X))
-
-    def member_features(self, member_id: str) -> dict[str, Any] | None:
-        """Online features of one member by name, or None for a member the store lacks."""
+    def member(self, member_id: str) -> dict[str, Any] | None:
         resp = self.store.get_online_features(
-            features=self.feature_refs, entity_rows=[{"member_id": member_id}]
+            features=self.refs, entity_rows=[{"member_id": member_id}]
         ).to_dict()
         values = {k: v[0] for k, v in resp.items() if k != "member_id"}
         if all(v is None for v in values.values()):
@@ -84,9 +60,93 @@ class AppState:
         return values
 
 
+def decider_for(champions: Champions, as_of: str | None) -> Decider:
+    """The decision core over ``champions``, reading the feature services' model inputs."""
+    return Decider(champions, repo.CHURN_FEATURES, repo.COUPON_FEATURES, as_of=as_of)
+
+
+@dataclass
+class AppState:
+    settings: MemberwiseSettings
+    decider: Decider | None = None
+    features: FeatureReader | None = None
+    as_of: str | None = None
+    error: str | None = None
+    precomputed: int = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.features is not None and self.decider is not None
+
+    @property
+    def champions(self) -> Champions | None:
+        return self.decider.champions if self.decider is not None else None
+
+    def load(self) -> None:
+        """Load every champion and open the feature store; records the error if any."""
+        try:
+            champions = load_champions(self.settings.tracking_uri)
+            latest = self.settings.home_dir / "latest_run.json"
+            as_of = json.loads(latest.read_text())["as_of"] if latest.exists() else None
+            snapshot = self._snapshot(as_of)
+            decider = decider_for(champions, as_of)
+            features = OnlineFeatures.open(self.settings)
+            if snapshot is not None:
+                check_vocabulary(snapshot)
+                try:
+                    self.precomputed = decider.precompute(snapshot)
+                except Exception:  # an optimisation only: requests then decide themselves
+                    log.exception("churn and coupon decisions not precomputed")
+            self.decider, self.features, self.as_of = decider, features, as_of
+            self.error = None
+        except Exception as exc:  # reported by /readyz and the 503s; /healthz still answers
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def _snapshot(self, as_of: str | None) -> pd.DataFrame | None:
+        """The latest tag snapshot's decision inputs and vocabulary columns, or None when
+        there is none or it has more than ``serving.coupon_precompute_max_members`` rows."""
+        if as_of is None:
+            return None
+        path = repo.snapshot_path(self.settings, as_of)
+        if not path.exists():
+            return None
+        limit = self.settings.serving.coupon_precompute_max_members
+        if pq.read_metadata(path).num_rows > limit:
+            return None
+        cols = [*repo.CHURN_FEATURES, *repo.COUPON_FEATURES, *VOCABULARY_COLUMNS]
+        return pq.read_table(path, columns=list(dict.fromkeys(cols))).to_pandas()
+
+    def member_features(self, member_id: str) -> dict[str, Any] | None:
+        """Online features of one member by name, or None for a member the store lacks."""
+        assert self.features is not None
+        return self.features.member(member_id)
+
+
+VOCABULARY_COLUMNS = ("lifecycle_stage", "value_tier", "rfm_segment", "tags")
+
+
+def check_vocabulary(snapshot: pd.DataFrame) -> None:
+    """Every stage, tier, segment and tag in the snapshot is one the API's enums know;
+    otherwise a ValueError saying which (the tag configuration changed since the run)."""
+    allowed: dict[str, set[str]] = {
+        "lifecycle_stage": {str(v) for v in LifecycleStage},
+        "value_tier": {str(v) for v in ValueTier},
+        "rfm_segment": {str(v) for v in RfmSegment},
+        "tags": {str(v) for v in Tag},
+    }
+    for col, known in allowed.items():
+        values = snapshot[col].dropna().astype(str)
+        if col == "tags":
+            values = values.str.split(",").explode()
+            values = values[values != ""]
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(
+                f"the tag snapshot has {col} values {unknown} the configuration does not know "
+                f"(known: {sorted(known)}): rerun `memberwise run` with this configuration"
+            )
+
+
 def as_float(v: Any) -> float:
+    """An online feature value as a float (None -> NaN)."""
     return float("nan") if v is None else float(v)
-
-
-def finite(v: float) -> bool:
-    return not (math.isnan(v) or math.isinf(v))

@@ -1,20 +1,20 @@
 """Generate a small shop, run the whole pipeline into a temporary home, score, serve."""
 
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from features.settings import MemberwiseSettings
+from features.settings import MemberwiseSettings, get_settings
 from pipelines.run import run_pipeline
 from pipelines.score import score_members
 from pipelines.synthetic import generate
 from serving.app import create_app
-from serving.settings import ServingSettings
-from training.config import TrainConfig
+from serving.deps import get_now
 
 pytestmark = pytest.mark.slow
+FAST = {"hybrid": {"iterations": 5, "factors": 16}}
 
 
 @pytest.fixture(scope="module")
@@ -23,8 +23,8 @@ def home(tmp_path_factory):
     generate(data, members=400, seed=3)
     home = tmp_path_factory.mktemp("home")
     report = run_pipeline(
-        data, date(2025, 12, 31), MemberwiseSettings(home=home),
-        TrainConfig(als_iterations=5, als_factors=16), progress=lambda _: None,
+        data, date(2025, 12, 31), MemberwiseSettings(home=home, products=FAST),
+        progress=lambda _: None,
     )  # fmt: skip
     return home, report
 
@@ -53,7 +53,7 @@ def test_api_answers_known_and_unknown_members(home):
     path, _ = home
     scores = score_members(MemberwiseSettings(home=path), progress=lambda _: None)
     member = scores.sort_values("member_id")["member_id"].iloc[0]
-    with TestClient(create_app(ServingSettings(home=path))) as client:
+    with TestClient(create_app(MemberwiseSettings(home=path))) as client:
         assert client.get("/healthz").json()["status"] == "ok"
         assert client.get("/readyz").status_code == 200
         body = client.get(f"/v1/members/{member}/recommendations", params={"n": 5}).json()
@@ -72,3 +72,52 @@ def test_api_answers_known_and_unknown_members(home):
         assert seg["count"] >= len(seg["members"])
         assert client.get("/v1/segments/members", params={"tag": "nope"}).status_code == 422
         assert client.get("/metrics").status_code == 200
+
+
+def test_api_and_score_decide_the_same_for_every_member(home):
+    """Both go through the decision core, the API on online features, score on the
+    snapshot's historical features: the same products, coupon, churn risk, send time and
+    segment for every member."""
+    path, report = home
+    now = datetime(2026, 1, 5, 9, 30, tzinfo=UTC)
+    scores = score_members(MemberwiseSettings(home=path), now=now, progress=lambda _: None)
+    assert len(scores) == report["members"]
+    app = create_app(MemberwiseSettings(home=path))
+    app.dependency_overrides[get_now] = lambda: now
+    with TestClient(app) as client:
+        for row in scores.itertuples():
+            body = client.get(f"/v1/members/{row.member_id}/recommendations").json()
+            assert body["known_member"], row.member_id
+            assert [p["product_id"] for p in body["products"]] == list(row.products)
+            assert (body["coupon"] or {}).get("coupon_id") == row.coupon_id
+            assert body["coupon_reason"] == row.coupon_reason
+            assert body["churn_risk"] == pytest.approx(row.churn_risk, abs=1e-9)
+            send = body["send_time"]
+            assert send["channel"] == row.send_channel
+            assert pd.Timestamp(send["at_utc"]) == row.send_at
+            assert send["hour_of_week"] == row.send_hour_of_week
+            assert body["tags"] == list(row.tags)
+            assert (body["lifecycle_stage"], body["value_tier"], body["rfm_segment"]) == (
+                row.lifecycle_stage, row.value_tier, row.rfm_segment,
+            )  # fmt: skip
+            assert body["parts"]["churn"]["reason"] == row.churn_reason
+
+
+def test_the_api_takes_its_product_list_lengths_from_the_settings(home, monkeypatch):
+    path, _ = home
+    monkeypatch.setenv("MEMBERWISE_HOME", str(path))
+    monkeypatch.setenv("MEMBERWISE_SERVING__DEFAULT_PRODUCTS", "3")
+    monkeypatch.setenv("MEMBERWISE_SERVING__MAX_PRODUCTS", "4")
+    get_settings.cache_clear()
+    try:
+        with TestClient(create_app()) as client:
+            url = "/v1/members/nobody-here/recommendations"
+            assert len(client.get(url).json()["products"]) == 3
+            assert len(client.get(url, params={"n": 4}).json()["products"]) == 4
+            too_many = client.get(url, params={"n": 5})
+            assert too_many.status_code == 422
+            assert "maximum of 4" in too_many.json()["detail"][0]["msg"]
+            bad = client.get(url, params={"channel": "fax"})
+            assert bad.status_code == 422 and "email" in bad.json()["detail"][0]["msg"]
+    finally:
+        get_settings.cache_clear()

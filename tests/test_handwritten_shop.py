@@ -1,4 +1,4 @@
-"""A shop written by hand against DATA_CONTRACT.md alone: order_lines.csv with only the
+"""A shop written by hand against docs/data-format.md alone: order_lines.csv with only the
 required columns and a history shorter than the churn training cutoffs reach back. The run
 must complete and score every member."""
 
@@ -11,9 +11,9 @@ import pytest
 from features.settings import MemberwiseSettings
 from pipelines.run import run_pipeline
 from pipelines.score import score_members
-from training.config import TrainConfig
 
 pytestmark = pytest.mark.slow
+FAST = {"hybrid": {"iterations": 3, "factors": 8}}  # products settings of a quick run
 
 
 def write_order_lines(folder, members: int = 80, seed: int = 11) -> pd.DataFrame:
@@ -48,11 +48,8 @@ def test_order_lines_only_with_a_short_history(tmp_path):
     data, home = tmp_path / "shop", tmp_path / "home"
     data.mkdir()
     lines = write_order_lines(data)
-    settings = MemberwiseSettings(home=home)
-    report = run_pipeline(
-        data, date(2025, 12, 31), settings, TrainConfig(als_iterations=3, als_factors=8),
-        progress=lambda _: None,
-    )  # fmt: skip
+    settings = MemberwiseSettings(home=home, products=FAST)
+    report = run_pipeline(data, date(2025, 12, 31), settings, progress=lambda _: None)
     assert set(report["models"]) == {"products", "churn", "coupon", "send_time"}
     assert report["models"]["coupon"]["champion_role"] == "baseline"  # no offers: none
     scores = score_members(settings, progress=lambda _: None)
@@ -117,11 +114,8 @@ def test_every_optional_table_written_by_hand(tmp_path):
     data.mkdir()
     lines = write_order_lines(data, members=60, seed=5)
     write_optional_tables(data, lines)
-    settings = MemberwiseSettings(home=home)
-    report = run_pipeline(
-        data, date(2025, 12, 31), settings, TrainConfig(als_iterations=3, als_factors=8),
-        progress=lambda _: None,
-    )  # fmt: skip
+    settings = MemberwiseSettings(home=home, products=FAST)
+    report = run_pipeline(data, date(2025, 12, 31), settings, progress=lambda _: None)
     for table in ("members", "products", "events", "messages", "coupons", "coupon_offers"):
         assert report["ingest"][table]["kept"] > 0, table
     scores = score_members(settings, progress=lambda _: None)

@@ -1,26 +1,71 @@
-"""Training configuration: every number a data scientist might tune, with defaults."""
+"""The model configurations, built from the settings tree (features/settings.py).
+
+The tree is the one source of every tunable value; the dataclasses in models/ stay
+dependency-free and are filled here. ``TrainConfig`` is the tree's ``training`` section.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Any
+
+from features.settings import (
+    ChurnSettings,
+    CouponSettings,
+    ProductsSettings,
+    SendTimeSettings,
+    TrainingSettings,
+)
+from models.churn import ChurnConfig
+from models.coupon import CouponConfig
+from models.peers import ALSConfig, BPRConfig, BuyAgainConfig, ItemCosineConfig
+from models.products import HybridConfig, PopularityConfig
+from models.send_time import SendTimeConfig
+
+TrainConfig = TrainingSettings  # what the trainers call their ``cfg``
+
+# recommender name -> (its config class, its own section of ``products``, seeded?)
+RECOMMENDERS: dict[str, tuple[type[PopularityConfig], str | None, bool]] = {
+    "popularity": (PopularityConfig, None, False),
+    "shipped": (HybridConfig, "hybrid", True),
+    "buy_again": (BuyAgainConfig, "buy_again", False),
+    "item_cosine": (ItemCosineConfig, "item_cosine", False),
+    "als": (ALSConfig, "als", True),
+    "bpr": (BPRConfig, "bpr", True),
+}
 
 
-class TrainConfig(BaseModel):
-    """Windows are in days; money in the shop's currency."""
+def recommender_config(
+    name: str, products: ProductsSettings, seed: int, **overrides: Any
+) -> PopularityConfig:
+    """The config of recommender ``name`` ("shipped", "popularity" or a peer): the shared
+    ``products.popularity`` values, then its own section, ``random_state = seed`` for the
+    stochastic ones, then ``overrides`` (a tuning grid's point)."""
+    if name not in RECOMMENDERS:
+        raise ValueError(f"unknown recommender {name!r}: expected one of {sorted(RECOMMENDERS)}")
+    cls, section, seeded = RECOMMENDERS[name]
+    values: dict[str, Any] = products.popularity.model_dump()
+    if section is not None:
+        values |= getattr(products, section).model_dump()
+    if seeded:
+        values["random_state"] = seed
+    return cls(**(values | overrides))
 
-    seed: int = 0
-    horizon_days: int = 90  # churn label: no purchase within this many days after the cutoff
-    churn_cutoffs: int = 8  # training cutoffs stacked for churn, the latest H days before as-of
-    churn_cutoff_step_days: int = 14  # days between those cutoffs
-    validation_days: int = 30  # last days before as-of held out to compare model vs baseline
-    top_k: int = 10  # list length for ranking metrics
-    test_share: float = 0.25  # member share held out for churn and coupon evaluation
-    coupon_response_days: int = 14  # an offer's outcome is the net margin in this window
-    default_margin_rate: float = 0.3  # margin rate of products without one in `products`
-    max_coupon_snapshots: int = 24  # at most this many offer dates get their own tag snapshot
-    als_factors: int = 64
-    als_regularization: float = 0.05
-    als_iterations: int = 15
-    als_alpha: float = 5.0
-    buy_again_weight: float = 2.0
-    recent_days: int = 14  # the "just bought" filter window
+
+def hybrid_config(products: ProductsSettings, seed: int) -> HybridConfig:
+    """The shipped recommender's config."""
+    cfg = recommender_config("shipped", products, seed)
+    assert isinstance(cfg, HybridConfig)
+    return cfg
+
+
+def churn_config(churn: ChurnSettings, cfg: TrainingSettings) -> ChurnConfig:
+    return ChurnConfig(**churn.model_dump(), horizon_days=cfg.horizon_days, random_state=cfg.seed)
+
+
+def coupon_config(coupon: CouponSettings, cfg: TrainingSettings) -> CouponConfig:
+    return CouponConfig(**coupon.model_dump(), seed=cfg.seed)
+
+
+def send_time_config(send_time: SendTimeSettings, level: str = "member") -> SendTimeConfig:
+    """The model's config; ``level`` "segment" builds the segment-hour rule the gate compares."""
+    return SendTimeConfig(**send_time.model_dump(), level=level)

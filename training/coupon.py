@@ -6,8 +6,10 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupShuffleSplit
 
-from models.coupon import CouponConfig, CouponPolicy, NoCouponPolicy
-from training.config import TrainConfig
+from features.settings import CouponSettings, GateSettings
+from models.coupon import CouponPolicy, FixedCouponPolicy, NoCouponPolicy
+from training.config import TrainConfig, coupon_config
+from training.gate import Candidate, best_rule, select
 from training.metrics import policy_weights, qini_coefficient
 from training.result import TrainResult
 
@@ -18,6 +20,7 @@ def offer_outcomes(
     margin_rate: pd.Series,
     cfg: TrainConfig,
     cutoff: pd.Timestamp,
+    offer_cost: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Net margin of each offer's response window.
 
@@ -26,7 +29,9 @@ def offer_outcomes(
     over by ``cutoff`` are dropped. Returns offers plus ``arm`` ('' = control),
     ``net_margin`` = sum(quantity * unit_price * margin_rate) - discount over the member's
     lines in [offered_ts, offered_ts + coupon_response_days) and ``cost`` = the discount
-    part of it (what the coupons given cost the shop in that window).
+    part of it (what the coupons given cost the shop in that window). ``offer_cost``:
+    coupon_id -> fixed cost of making one offer (the coupons table's ``cost``, e.g. the price
+    of sending an e-mail), taken off every treated offer's net margin and added to its cost.
     """
     window = pd.Timedelta(days=cfg.coupon_response_days)
     offers = offers[offers["offered_ts"] + window <= cutoff].copy()
@@ -46,16 +51,29 @@ def offer_outcomes(
     net = j.groupby("_row")[["margin", "cost"]].sum()
     offers["net_margin"] = offers["_row"].map(net["margin"]).fillna(0.0)
     offers["cost"] = offers["_row"].map(net["cost"]).fillna(0.0)
+    if offer_cost is not None and len(offer_cost):
+        # a fixed cost of making the offer (sending a message): paid for every treated offer
+        fixed = offers["arm"].map(offer_cost).fillna(0.0).where(offers["arm"] != "", 0.0)
+        offers["net_margin"] -= fixed
+        offers["cost"] += fixed
     return offers.drop(columns="_row")
 
 
-def train_coupon(frame: pd.DataFrame, features: list[str], cfg: TrainConfig) -> TrainResult:
+def train_coupon(
+    frame: pd.DataFrame,
+    features: list[str],
+    cfg: TrainConfig,
+    coupon: CouponSettings | None = None,
+    gate: GateSettings | None = None,
+) -> TrainResult:
     """``frame``: one row per past offer with the member's features at the offer, ``arm``
     ('' = control) and ``net_margin``. Evaluated on held-out members by inverse-propensity
     policy value (randomized offers), as incremental margin per member over giving none.
+    ``coupon``: the settings tree's ``coupon`` section (its defaults when None).
     """
-    ccfg = CouponConfig()
+    ccfg = coupon_config(coupon or CouponSettings(), cfg)
     metrics: dict[str, dict[str, float]] = {}
+    evaluation: dict[str, np.ndarray] = {}
     notes: list[str] = []
 
     def fit(rows: pd.DataFrame) -> CouponPolicy:
@@ -68,33 +86,46 @@ def train_coupon(frame: pd.DataFrame, features: list[str], cfg: TrainConfig) -> 
 
     has_control = bool(len(frame)) and (frame["arm"] == "").any()
     has_treated = bool(len(frame)) and (frame["arm"] != "").any()
+    gate = gate or GateSettings()
+    selection = None
+    rule, rule_margin = "no_coupon", 0.0
     if has_control and has_treated and len(frame) >= 50:
         split = GroupShuffleSplit(n_splits=1, test_size=cfg.test_share, random_state=cfg.seed)
         tr, te = next(split.split(frame, groups=frame["member_id"]))
         train, test = frame.iloc[tr], frame.iloc[te]
+        arm = test["arm"].to_numpy(str)
+        y = test["net_margin"].to_numpy(float)
+        camp = test["campaign_id"].to_numpy(str)
+        evaluation = {"arm": arm, "net_margin": y}
         policy = fit(train)
         if policy.fitted:
-            arm = test["arm"].to_numpy(str)
-            y = test["net_margin"].to_numpy(float)
-            assigned, score, _ = campaign_decisions(policy, test, features)
-            camp = test["campaign_id"].to_numpy(str)
-            metrics["shipped"] = policy_scores(arm, y, assigned, score, camp)
-            none = np.full(len(test), "", dtype=object).astype(str)
-            metrics["baseline"] = policy_scores(arm, y, none, np.zeros(len(test)), camp)
+            cands, decisions = gate_candidates(test, features, policy)
+            metrics["shipped"] = policy_scores(arm, y, *decisions["personalised"], camp)
         else:
             notes.append(policy.reason_unfitted)
+            cands, decisions = gate_candidates(test, features, None)
+        selection = select(cands, z=gate.z)
+        rule = best_rule(selection)
+        rule_margin = selection.row(rule).estimate
+        metrics["baseline"] = policy_scores(arm, y, decisions[rule][0], np.zeros(len(test)), camp)
     else:
         notes.append(
             "no randomized coupon history (needs offers with a control group): "
             "the policy recommends no coupon"
         )
     shipped = fit(frame) if has_control and has_treated else CouponPolicy(ccfg)
-    if not shipped.fitted and has_control and has_treated:
+    if not shipped.fitted and has_control and has_treated and shipped.reason_unfitted not in notes:
         notes.append(shipped.reason_unfitted)
     return TrainResult(
         name="coupon",
         shipped=shipped,
-        baseline=NoCouponPolicy(),
+        baseline=NoCouponPolicy()
+        if rule == "no_coupon"
+        else FixedCouponPolicy(rule.split(":", 1)[1], rule_margin, ccfg).fit(
+            np.zeros((0, len(features))), np.zeros(0, str), np.zeros(0), features
+        ),
+        selection=selection,
+        policies={"shipped": "personalised", "baseline": rule},
         metrics=metrics,
         primary="incremental_margin",
         params={
@@ -104,7 +135,43 @@ def train_coupon(frame: pd.DataFrame, features: list[str], cfg: TrainConfig) -> 
         },  # fmt: skip
         notes=notes,
         input_example=None,
+        evaluation=evaluation,
     )
+
+
+Decision = tuple[np.ndarray, np.ndarray]  # (assigned coupon or '' per offer, score)
+
+
+def gate_candidates(
+    offers: pd.DataFrame, features: list[str], policy: CouponPolicy | None
+) -> tuple[list[Candidate], dict[str, Decision]]:
+    """The coupon gate's candidates on randomized ``offers`` (the coupon training frame:
+    arm, net_margin, campaign_id and ``features``), simplest first: no coupon, each coupon
+    its campaigns randomized given to everyone there ("everyone:<coupon>"), and the fitted
+    ``policy`` ("personalised"; left out when None). Each is scored offer by offer by its
+    inverse-propensity contribution (:func:`policy_contributions`). Returns the candidates
+    and each one's decision per offer. `memberwise run` calls it on its held-out members'
+    offers, the backtest on the offers of the horizon."""
+    arm = offers["arm"].to_numpy(str)
+    y = offers["net_margin"].to_numpy(float)
+    camp = offers["campaign_id"].to_numpy(str)
+    offered = campaign_arms(offers)
+    n = len(offers)
+    decisions: dict[str, Decision] = {"no_coupon": (np.full(n, "").astype(str), np.zeros(n))}
+    tiers = {"no_coupon": 0}
+    for c in sorted({a for arms in offered for a in arms}):
+        everyone = np.array([c if c in arms else "" for arms in offered]).astype(str)
+        decisions[f"everyone:{c}"] = (everyone, np.ones(n))
+        tiers[f"everyone:{c}"] = 1
+    if policy is not None:
+        decisions["personalised"] = personalised_decisions(policy, offers, features, offered)
+        tiers["personalised"] = 2
+    cands = [
+        Candidate(name, "model" if name == "personalised" else "baseline", tiers[name],
+                  units=policy_contributions(arm, y, a, camp))
+        for name, (a, _) in decisions.items()
+    ]  # fmt: skip
+    return cands, decisions
 
 
 def campaign_decisions(
@@ -121,12 +188,62 @@ def campaign_decisions(
     camp = frame["campaign_id"].map(offered).fillna("").to_numpy(str)
     X = frame[features].to_numpy(float)
     up = policy.expected_uplift(X)
+    # offer where the policy itself would: above the threshold with its configured confidence
+    lower = policy.uplift_bounds(X)[1] if isinstance(policy, CouponPolicy) else up
     col = {c: i for i, c in enumerate(getattr(policy, "coupons", []))}
     score = np.array([up[i, col[c]] if c in col else np.nan for i, c in enumerate(camp)])
+    low = np.array([lower[i, col[c]] if c in col else np.nan for i, c in enumerate(camp)])
     threshold = float(getattr(getattr(policy, "config", None), "min_incremental_margin", 0.0))
-    assigned = np.where(np.nan_to_num(score, nan=-np.inf) > threshold, camp, "").astype(str)
+    assigned = np.where(np.nan_to_num(low, nan=-np.inf) > threshold, camp, "").astype(str)
     fill = float(np.nanmin(score)) if np.isfinite(score).any() else 0.0
     return assigned, np.nan_to_num(score, nan=fill), camp
+
+
+def campaign_arms(frame: pd.DataFrame) -> list[frozenset[str]]:
+    """Per offer row: the coupons its campaign randomized (what a policy could give there)."""
+    arms = frame[frame["arm"] != ""].groupby("campaign_id")["arm"].agg(frozenset)
+    return [arms.get(c, frozenset()) for c in frame["campaign_id"].tolist()]
+
+
+def personalised_decisions(
+    policy: CouponPolicy, frame: pd.DataFrame, features: list[str], offered: list[frozenset[str]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per offer row: the coupon the policy gives among those its campaign randomized ('' =
+    none: no such coupon's lower bound clears the threshold) and its expected uplift."""
+    up, lower = policy.uplift_bounds(frame[features].to_numpy(float))
+    thr = policy.config.min_incremental_margin
+    col = {c: i for i, c in enumerate(policy.coupons)}
+    assigned, score = [], []
+    for i, arms in enumerate(offered):
+        cols = [col[c] for c in arms if c in col]
+        if not cols:
+            assigned.append("")
+            score.append(0.0)
+            continue
+        ok = [j for j in cols if lower[i, j] > thr]
+        best = max(ok or cols, key=lambda j: up[i, j])
+        assigned.append(policy.coupons[best] if ok else "")
+        score.append(float(up[i, best]))
+    return np.array(assigned, dtype=str), np.array(score)
+
+
+def policy_contributions(
+    arm: np.ndarray, outcome: np.ndarray, assigned: np.ndarray, campaign: np.ndarray
+) -> np.ndarray:
+    """(n,) each offer's inverse-propensity contribution to a policy's incremental margin
+    over giving none, within its campaign (arm shares are the propensities): the mean is the
+    policy's value, and the gate compares policies offer by offer on it."""
+    contrib = np.zeros(len(arm))
+    for c in np.unique(campaign):
+        m = campaign == c
+        a = arm[m]
+        if (a == "").all() or (a != "").all():
+            continue  # no randomized contrast in this campaign
+        y = outcome[m]
+        if not np.isfinite(y).all():
+            raise ValueError("outcome must be finite (no NaN)")
+        contrib[m] = (policy_weights(a, assigned[m]) - policy_weights(a, np.full(len(a), ""))) * y
+    return contrib
 
 
 def policy_scores(
@@ -147,17 +264,7 @@ def policy_scores(
     varies far more than a coupon moves it.
     """
     campaign = np.zeros(len(arm), dtype=int) if campaign is None else np.asarray(campaign)
-    contrib = np.zeros(len(arm))
-    for c in np.unique(campaign):
-        m = campaign == c
-        a = arm[m]
-        if (a == "").all() or (a != "").all():
-            continue  # no randomized contrast in this campaign
-        y = outcome[m]
-        if not np.isfinite(y).all():
-            raise ValueError("outcome must be finite (no NaN)")
-        # the policy's IPW term minus giving none's, per offer
-        contrib[m] = (policy_weights(a, assigned[m]) - policy_weights(a, np.full(len(a), ""))) * y
+    contrib = policy_contributions(arm, outcome, assigned, campaign)
     n = max(len(arm), 1)
     qini = float(qini_coefficient(arm != "", outcome, score)) if score is not None else 0.0
     return {

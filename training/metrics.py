@@ -6,7 +6,7 @@ given (no member with a held-out purchase, a single class) is NaN, which the pro
 reads as "could not be evaluated".
 
 - Ranking (top-k lists against held-out sets, binary relevance): ``ndcg_at_k``,
-  ``ndcg_by_member``, ``recall_at_k``, ``precision_at_k``, ``map_at_k``,
+  ``ndcg_per_member``, ``recall_at_k``, ``precision_at_k``, ``map_at_k``,
   ``catalogue_coverage``.
 - Churn (probabilities of the positive class, label 1): ``churn_metrics``,
   ``roc_auc_standard_error``, ``calibration_table``.
@@ -108,22 +108,6 @@ def ndcg_at_k(
     """
 
     return _mean_over_members(recommended, relevant, k, _ndcg_one(k))
-
-
-def ndcg_by_member(
-    recommended: Sequence[Sequence[Hashable]],
-    relevant: Sequence[AbstractSet[Hashable]],
-    k: int = 10,
-) -> NDArray[np.float64]:
-    """(n_members_with_a_relevant_item,) each member's NDCG@k, in the order given (members
-    with an empty relevant set left out): ``ndcg_at_k`` is their mean, and their spread
-    gives its standard error (``standard_error``)."""
-    if len(recommended) != len(relevant):
-        raise ValueError(
-            f"{len(recommended)} recommendation lists but {len(relevant)} relevant sets: "
-            "pass one of each per member, in the same order"
-        )
-    return _per_member(recommended, relevant, k, _ndcg_one(k))
 
 
 def _ndcg_one(k: int) -> Callable[[NDArray[np.bool_], int], float]:
@@ -548,3 +532,23 @@ def hour_of_day_hit_rate(
     rec = _hours(recommended_how, "recommended_how", HOURS_PER_WEEK) % HOURS_PER_DAY
     act = _hours(actual_how, "actual_how", HOURS_PER_WEEK) % HOURS_PER_DAY
     return hour_hit_rate(rec, act, tolerance_hours, wrap=HOURS_PER_DAY)
+
+
+def ndcg_per_member(
+    recommended: Sequence[Sequence[Hashable]],
+    relevant: Sequence[AbstractSet[Hashable]],
+    k: int = 10,
+) -> NDArray[np.float64]:
+    """(n_members,) NDCG@k of each member's list (binary relevance), in the order given,
+    NaN for a member with no relevant item: ``ndcg_at_k`` is the mean of the finite
+    values, their spread gives its standard error (``standard_error``), and the promotion
+    gate compares policies member by member with it."""
+    if len(recommended) != len(relevant):
+        raise ValueError(
+            f"{len(recommended)} recommendation lists but {len(relevant)} relevant sets: "
+            "pass one of each per member, in the same order"
+        )
+    out = np.full(len(recommended), np.nan)
+    has = np.array([len(rel) > 0 for rel in relevant], dtype=bool)
+    out[has] = _per_member(recommended, relevant, k, _ndcg_one(k))
+    return out

@@ -12,7 +12,11 @@ class TrainResult:
 
     ``metrics`` maps "shipped" and "baseline" to {metric name: value}; ``primary`` names
     the metric the promotion gate compares (higher is better unless ``higher_is_better``).
-    ``flavor`` is "sklearn" (native MLflow flavour) or "pyfunc" (a models.pyfunc wrapper).
+    ``flavor`` is "sklearn" (native MLflow flavour) or "pyfunc" (``models.pyfunc``, logged
+    from code). ``evaluation`` holds held-out arrays the run's figures draw (see
+    ``training.plots``): for churn ``y_true`` and each role's P(churned) under ``shipped``
+    and ``baseline``; for coupon each held-out offer's ``arm`` ('' = control) and
+    ``net_margin``.
     """
 
     name: str
@@ -25,10 +29,18 @@ class TrainResult:
     params: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     input_example: Any = None
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    # the gate's comparison (training.gate.Selection) when the section ran one, and the
+    # policy name of each registered role ("shipped" -> "hybrid", "baseline" -> "buy_again")
+    selection: Any = None
+    policies: dict[str, str] = field(default_factory=dict)
 
     @property
     def shipped_wins(self) -> bool:
-        """True when the shipped model beats its baseline on the primary metric."""
+        """True when the shipped model is the champion: the gate chose a "model" policy, or
+        (sections without a gate) it beats its baseline on the primary metric."""
+        if self.selection is not None:
+            return self.selection.role == "model"
         s = self.metrics.get("shipped", {}).get(self.primary)
         b = self.metrics.get("baseline", {}).get(self.primary)
         if s is None or s != s:  # missing or NaN: the model could not be evaluated

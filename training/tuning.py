@@ -32,9 +32,12 @@ PEERS = ("popularity", "buy_again", "item_cosine", "als", "bpr")
 MAX_GRID_POINTS = 8  # the search budget, the same for every recommender
 
 
-def fit_lines(model: Recommender, lines: pd.DataFrame, as_of: pd.Timestamp) -> Recommender:
+def fit_lines(
+    model: Recommender, lines: pd.DataFrame, as_of: pd.Timestamp, **extra: Any
+) -> Recommender:
     """Fit ``model`` on ``lines`` (member_id, product_id, ts naive UTC, quantity, and
-    order_id when present: purchases are then counted per order) as of ``as_of``."""
+    order_id when present: purchases are then counted per order) as of ``as_of``;
+    ``extra`` goes to ``fit`` (segments, categories of the registered models)."""
     orders = lines["order_id"].to_numpy(str) if "order_id" in lines else None
     return model.fit(
         lines["member_id"].to_numpy(str),
@@ -43,6 +46,7 @@ def fit_lines(model: Recommender, lines: pd.DataFrame, as_of: pd.Timestamp) -> R
         lines["quantity"].to_numpy(float),
         as_of=np.datetime64(pd.Timestamp(as_of).to_datetime64(), "us"),
         order_ids=orders,
+        **extra,
     )
 
 
@@ -64,7 +68,7 @@ def product_grid(**axes: list[Any]) -> list[Params]:
 
 def default_grids() -> dict[str, list[Params]]:
     """Each recommender's search grid (config field -> value; unset fields keep their
-    defaults, for the hybrid those of ``training.products.hybrid_config``).
+    defaults: the settings tree's ``products`` section, see training.config).
 
     Every grid has 8 points, the same budget for the shipped model and each peer; the
     ranges were chosen on validation windows (never a test window) of Online Retail and
@@ -120,9 +124,11 @@ def grid_search(
     k: int = 10,
     progress: Callable[[str], Any] | None = None,
     max_points: int = MAX_GRID_POINTS,
+    seconds: float | None = None,
 ) -> tuple[Params, list[dict[str, Any]]]:
     """Fit ``make_model(params)`` on lines with ``ts < split`` for each ``params`` of ``grid``
-    and score it on purchases in ``[split, end)``.
+    and score it on purchases in ``[split, end)``; with ``seconds``, no further point is
+    started once that time is spent (the first always is).
 
     Returns the best params (highest ``ndcg@k``, the first on ties; NaN counts as worst) and
     the table: one dict per grid point, in grid order, with the params, ``ndcg@k``,
@@ -152,8 +158,11 @@ def grid_search(
     catalogue = int(past["product_id"].nunique())
     key = f"ndcg@{k}"
     table: list[dict[str, Any]] = []
+    start = time.perf_counter()
     for i, params in enumerate(grid):
         t0 = time.perf_counter()
+        if table and seconds is not None and t0 - start > seconds:
+            break
         model = fit_lines(make_model(params), past, split)
         fit_s = time.perf_counter() - t0
         row = {**params, **ranking_metrics(model, truth, k, catalogue), "fit_seconds": fit_s}
@@ -172,11 +181,13 @@ def tune(
     validation_days: int,
     k: int = 10,
     progress: Callable[[str], Any] | None = None,
+    seconds: float | None = None,
 ) -> tuple[Params, list[dict[str, Any]]]:
-    """:func:`grid_search` on the :func:`tuning_window` before ``cutoff`` (``lines`` may
+    """:func:`grid_search` (within ``seconds``) on the :func:`tuning_window` before ``cutoff`` (``lines`` may
     run past it: only lines before the window's end are read). With a single grid point
     nothing is fitted: it is returned with an empty table."""
     if len(grid) == 1:
         return dict(grid[0]), []
     split, end = tuning_window(cutoff, validation_days)
-    return grid_search(make_model, grid, lines[lines["ts"] < end], split, end, k, progress)
+    return grid_search(make_model, grid, lines[lines["ts"] < end], split, end, k, progress,
+                       seconds=seconds)  # fmt: skip

@@ -4,21 +4,26 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from serving.deps import StateDep
-from serving.schemas import Health
+from serving.schemas import Health, example_of
+from serving.vocabulary import HealthStatus
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=Health)
+@router.get("/healthz", response_model=Health, responses=example_of(Health))
 def healthz() -> Health:
     """The process is up."""
-    return Health(status="ok")
+    return Health(status=HealthStatus.OK)
 
 
-@router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
+@router.get(
+    "/readyz", response_model=Health, responses={**example_of(Health), 503: {"model": Health}}
+)
 def readyz(state: StateDep):
     """Ready only when every champion model and the feature store are loaded."""
     if state.ready:
-        detail = f"as of {state.as_of}; coupon decisions precomputed: {state.coupons_precomputed}"
-        return Health(status="ready", detail=detail)
-    return JSONResponse(status_code=503, content={"status": "not ready", "detail": state.error})
+        detail = f"as of {state.as_of}; churn and coupon decisions precomputed: {state.precomputed}"
+        return Health(status=HealthStatus.READY, detail=detail)
+    return JSONResponse(
+        status_code=503, content={"status": HealthStatus.NOT_READY.value, "detail": state.error}
+    )

@@ -1,93 +1,139 @@
-"""Per-member decisions for the storefront: products, coupon, send time."""
+"""Per-member decisions for the storefront: products, coupon, send time, churn risk, tags
+and segments, each with its role, version and reason (composed by models.decision)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, Path, Query
+from fastapi.exceptions import RequestValidationError
 
-from features import repo
-from serving.deps import ReadyStateDep, SettingsDep
-from serving.schemas import CouponPublic, ProductPublic, RecommendationsPublic, SendTimePublic
-from serving.state import as_float
+from models.decision import MemberDecision
+from serving.deps import NowDep, ReadyStateDep, SettingsDep
+from serving.schemas import (
+    CouponPublic,
+    MemberDecisionPublic,
+    PartPublic,
+    ProductPublic,
+    RfmScoresPublic,
+    SendTimePublic,
+    example_of,
+)
+from serving.vocabulary import (
+    Channel,
+    DecisionPart,
+    LifecycleStage,
+    ProductReason,
+    RfmSegment,
+    Role,
+    SendSource,
+    Tag,
+    ValueTier,
+)
 
-router = APIRouter(prefix="/v1/members", tags=["members"])
+router = APIRouter(prefix="/members", tags=["members"])
 
 MemberId = Annotated[
     str,
     Path(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$",
-         description="the shop's member id"),
+         description="the shop's member id", examples=["M00651"]),
 ]  # fmt: skip
 
 
-@router.get("/{member_id}/recommendations", response_model=RecommendationsPublic)
+@router.get(
+    "/{member_id}/recommendations",
+    response_model=MemberDecisionPublic,
+    responses=example_of(MemberDecisionPublic),
+)
 def recommendations(
     member_id: MemberId,
     state: ReadyStateDep,
     settings: SettingsDep,
-    n: Annotated[int, Query(ge=1, le=100, description="number of products")] = 10,
-    channel: Annotated[
-        str | None, Query(pattern=r"^(email|sms|push)$", description="force a channel")
+    now: NowDep,
+    n: Annotated[
+        int | None,
+        Query(
+            ge=1,
+            description="number of products (default serving.default_products, "
+            "at most serving.max_products)",
+        ),
     ] = None,
-) -> RecommendationsPublic:
+    channel: Annotated[
+        Channel | None,
+        Query(description="force a message channel (one of send_time.message_channels)"),
+    ] = None,
+) -> MemberDecisionPublic:
     """Products (best first), the coupon that moves this member most net of its cost (or
-    none, with the reason) and the next good moment to message them.
+    none, with the reason), the next good moment to message them, their churn risk, rule
+    tags, lifecycle stage, value tier and RFM segment; ``parts`` gives each one's role
+    (model, baseline or rules), version and reason.
 
-    An unknown member gets a cold-start answer (popular products, no coupon, the global
-    send time), not an error.
+    An unknown member gets a cold-start answer (popular products, no coupon, a segment or
+    the global send time, no churn risk or tags), not an error.
     """
-    champions = state.champions
-    assert champions is not None
-    feats = state.member_features(member_id)
-    known = feats is not None or champions.products.known_member(member_id)
-
-    products = [
-        ProductPublic(product_id=p, score=float(s), reason=r)
-        for p, s, r in champions.products.recommend(member_id, n=min(n, settings.max_products))
-    ]
-
-    coupon: CouponPublic | None = None
-    if feats is None:
-        coupon_reason = "unknown member: no coupon until the member has history"
-    else:
-        x = np.array([as_float(feats.get(f)) for f in repo.COUPON_FEATURES], dtype=float)
-        coupon_id, margin, coupon_reason = champions.coupon.decide(x)
-        if champions.roles.get("coupon") == "baseline":
-            coupon_reason = (
-                "no coupon: the coupon model has not been promoted (it did not beat giving "
-                "no coupon on held-out randomized offers, or there is no such history)"
-            )
-        if coupon_id:
-            coupon = CouponPublic(
-                coupon_id=coupon_id, expected_incremental_margin=float(margin), reason=coupon_reason
-            )
-
-    f = feats or {}
-    st = champions.send_time.next_send(
+    n = n if n is not None else settings.serving.default_products
+    if n > settings.serving.max_products:
+        raise invalid("n", n, f"n={n} is above the maximum of {settings.serving.max_products}")
+    channels = settings.send_time.message_channels
+    if channel is not None and str(channel) not in channels:
+        raise invalid("channel", str(channel), f"unknown channel; one of {list(channels)}")
+    assert state.decider is not None
+    decision = state.decider.decide(
         member_id,
-        datetime.now(UTC),
-        channel=channel,
-        segment=f.get("rfm_segment"),
-        timezone=f.get("timezone"),
+        state.member_features(member_id),
+        now,
+        n_products=n,
+        channel=str(channel) if channel is not None else None,
     )
-    send = SendTimePublic(
-        channel=st.channel,
-        at_utc=st.at_utc,
-        at_local=st.at_local,
-        timezone=st.timezone,
-        hour_of_week=int(st.hour_of_week),
-        confidence=float(st.confidence),
-        source=st.source,
-    )
-    return RecommendationsPublic(
-        member_id=member_id,
-        known_member=known,
-        products=products,
-        coupon=coupon,
-        coupon_reason=coupon_reason,
-        send_time=send,
-        model_versions=champions.versions,
-        model_roles=champions.roles,
+    return public(decision, state.as_of)
+
+
+def invalid(name: str, value: object, msg: str) -> RequestValidationError:
+    """A 422 with the same typed body as FastAPI's own validation errors."""
+    return RequestValidationError([
+        {"type": "value_error", "loc": ("query", name), "msg": msg, "input": value}
+    ])  # fmt: skip
+
+
+def public(d: MemberDecision, as_of: str | None) -> MemberDecisionPublic:
+    """The API's view of a decision."""
+    st, c, rfm = d.send_time, d.coupon, d.rfm_segment
+    champions = {k: v for k, v in d.parts().items() if v.role != "rules"}
+    return MemberDecisionPublic(
+        member_id=d.member_id,
+        known_member=d.known_member,
+        as_of=as_of,
+        products=[
+            ProductPublic(product_id=p.product_id, score=p.score, reason=ProductReason(p.reason))
+            for p in d.products.items
+        ],
+        coupon=None
+        if c.coupon_id is None
+        else CouponPublic(
+            coupon_id=c.coupon_id,
+            expected_incremental_margin=c.expected_incremental_margin,
+            reason=c.reason,
+        ),  # fmt: skip
+        coupon_reason=c.reason,
+        send_time=SendTimePublic(
+            channel=Channel(st.channel),
+            at_utc=st.at_utc,
+            at_local=st.at_local,
+            timezone=st.timezone,
+            hour_of_week=st.hour_of_week,
+            confidence=st.confidence,
+            source=SendSource(st.source),
+        ),  # fmt: skip
+        churn_risk=d.churn.risk,
+        tags=[Tag(t) for t in d.tags.tags],
+        lifecycle_stage=LifecycleStage(stage) if (stage := d.lifecycle_stage.value) else None,
+        value_tier=ValueTier(tier) if (tier := d.value_tier.value) else None,
+        rfm_segment=RfmSegment(rfm.segment) if rfm.segment else None,
+        rfm_scores=RfmScoresPublic(r_score=rfm.r_score, f_score=rfm.f_score, m_score=rfm.m_score),
+        parts={
+            DecisionPart(name): PartPublic(role=Role(p.role), version=p.version, reason=p.reason)
+            for name, p in d.parts().items()
+        },
+        model_versions={k: v.version or "" for k, v in champions.items()},
+        model_roles={k: Role(v.role) for k, v in champions.items()},
     )

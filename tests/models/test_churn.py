@@ -208,3 +208,18 @@ def test_without_repeat_buyers_the_model_still_fits_and_the_baseline_gives_the_r
     assert np.isfinite(p).all()
     base = build_churn_baseline().fit(X, y).predict_proba(X)[:, 1]
     np.testing.assert_allclose(base, y.mean())
+
+
+def test_recency_rule_is_monotone_and_calibrated_on_its_bins():
+    from models.churn import RecencyChurn
+
+    rng = np.random.default_rng(0)
+    r = rng.uniform(0, 300, 5000)
+    y = (rng.random(5000) < r / 300).astype(int)  # churn rate grows with recency
+    X = pd.DataFrame({"recency_days": r, "frequency": 1.0})
+    rule = RecencyChurn().fit(X, y)
+    grid = pd.DataFrame({"recency_days": [5.0, 100.0, 200.0, 295.0, np.nan], "frequency": 1.0})
+    p = rule.predict_proba(grid)[:, 1]
+    assert np.all(np.diff(p[:4]) >= 0)
+    assert p[0] < 0.15 and p[3] > 0.85
+    assert p[4] == pytest.approx(y.mean())

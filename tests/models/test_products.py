@@ -282,3 +282,35 @@ class TestHybrid(RecommenderContract):
             np.savez(f, **old)
         recs = HybridRecommender.load(tmp_path / "old").recommend("a3", n=3)
         assert len(recs) == 3 and recs[0][0] == "A3"
+
+
+def test_cold_start_from_the_segment_and_request_filters(tmp_path):
+    from models.products import POPULAR_IN_SEGMENT, PopularityRecommender, load_recommender
+
+    # segment "tea" buys tea products, segment "bike" bike parts; bike parts are popular overall
+    lines = []
+    for m in range(30):
+        seg, prods = ("tea", ["t1", "t2"]) if m < 10 else ("bike", ["b1", "b2", "b3"])
+        lines += [(f"m{m}", p) for p in prods]
+    members = np.array([m for m, _ in lines])
+    products = np.array([p for _, p in lines])
+    segs = {f"m{m}": ("tea" if m < 10 else "bike") for m in range(30)}
+    cats = {"t1": "tea", "t2": "tea", "b1": "bike", "b2": "bike", "b3": "bike"}
+    model = PopularityRecommender().fit(
+        members, products, np.full(len(lines), np.datetime64("2025-01-01T00:00", "us")),
+        np.ones(len(lines)), as_of=np.datetime64("2025-02-01T00:00", "us"),
+        segments=segs, categories=cats,
+    )  # fmt: skip
+    cold = model.recommend("newcomer", 2, segment="tea")
+    assert [p for p, _, _ in cold] == ["t1", "t2"] and {r for _, _, r in cold} == {
+        POPULAR_IN_SEGMENT
+    }
+    assert [p for p, _, _ in model.recommend("newcomer", 2)][0].startswith("b")  # global popular
+    only_tea = model.recommend("m15", 5, category="tea")
+    assert [p for p, _, _ in only_tea] == ["t1", "t2"]
+    no_b1 = [p for p, _, _ in model.recommend("newcomer", 5, exclude=["b1"])]
+    assert "b1" not in no_b1 and len(no_b1) == 4
+    model.save(tmp_path / "p.npz")
+    back = load_recommender(tmp_path / "p.npz")
+    assert back.recommend("newcomer", 2, segment="tea") == cold
+    assert back.recommend("m15", 5, category="tea") == only_tea

@@ -1,9 +1,10 @@
-"""The MLflow wrappers: log into a temporary SQLite tracking store, load back, predict, and
-unwrap the fast object that serving uses."""
+"""The MLflow wrapper, logged from code: log into a temporary SQLite tracking store, load
+back, predict, and unwrap the fast object that serving uses."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -72,21 +73,32 @@ def tracking(tmp_path_factory):
     mlflow.set_tracking_uri(previous)
 
 
-def log_and_load(tracking, wrapper_name: str, model, tmp_path, example: pd.DataFrame, **kw):
-    """Save ``model``, log it with its wrapper, load it back through MLflow."""
+def log(model, tmp_path, example: pd.DataFrame, **kw):
+    """Save ``model`` and log it as a model from code, as the trainer does."""
     import mlflow
 
-    path = tmp_path / "model"
+    path = tmp_path / "model.npz"
     model.save(path)
-    info = mlflow.pyfunc.log_model(
+    return mlflow.pyfunc.log_model(
         name="model",
-        python_model=getattr(pyfunc, wrapper_name)(),
-        artifacts={"model": str(path)},
-        pip_requirements=["memberwise"],
+        python_model=str(pyfunc.CODE),
+        artifacts={pyfunc.ARTIFACT: str(path)},
+        model_config={"family": pyfunc.family_of(model)},
         input_example=example,
         **kw,
     )
-    return mlflow.pyfunc.load_model(info.model_uri)
+
+
+def log_and_load(tracking, model, tmp_path, example: pd.DataFrame, **kw):
+    """Log ``model`` and load it back through MLflow."""
+    import mlflow
+
+    return mlflow.pyfunc.load_model(log(model, tmp_path, example, **kw).model_uri)
+
+
+def context(path, family: str) -> SimpleNamespace:
+    """What MLflow hands ``load_context``."""
+    return SimpleNamespace(artifacts={"model": str(path)}, model_config={"family": family})
 
 
 def test_products_wrapper(tracking, tmp_path):
@@ -95,10 +107,9 @@ def test_products_wrapper(tracking, tmp_path):
     hybrid, _ = products_world()
     members = ["m1", "m2", "m3", "someone-new"]
     example = pyfunc.input_example(hybrid)
-    wrapper = pyfunc.ProductsPyfunc()
-    wrapper.model = hybrid  # what the trainer does to infer the signature with params
-    sig = infer_signature(example, wrapper.predict(None, example), params=pyfunc.PRODUCTS_PARAMS)
-    loaded = log_and_load(tracking, "ProductsPyfunc", hybrid, tmp_path, example, signature=sig)
+    out = pyfunc.predict_frame(hybrid, example, pyfunc.params_of(hybrid))
+    sig = infer_signature(example, out, params=pyfunc.params_of(hybrid))
+    loaded = log_and_load(tracking, hybrid, tmp_path, example, signature=sig)
     out = loaded.predict(pd.DataFrame({"member_id": members}), params={"n": 3})
     assert list(out.columns) == ["member_id", "product_ids", "scores", "reasons"]
     expected = hybrid.recommend_many(members, n=3)
@@ -112,7 +123,7 @@ def test_products_wrapper(tracking, tmp_path):
 
 def test_coupon_wrapper(tracking, tmp_path):
     policy = coupon_world()
-    loaded = log_and_load(tracking, "CouponPyfunc", policy, tmp_path, pyfunc.input_example(policy))
+    loaded = log_and_load(tracking, policy, tmp_path, pyfunc.input_example(policy))
     frame = pd.DataFrame(
         {
             "member_id": ["a", "b", "c"],
@@ -134,7 +145,7 @@ def test_coupon_wrapper(tracking, tmp_path):
 
 def test_send_time_wrapper(tracking, tmp_path):
     model = send_time_world()
-    loaded = log_and_load(tracking, "SendTimePyfunc", model, tmp_path, pyfunc.input_example(model))
+    loaded = log_and_load(tracking, model, tmp_path, pyfunc.input_example(model))
     frame = pd.DataFrame(
         {
             "member_id": ["m1", "m2", "someone-new"],
@@ -161,15 +172,15 @@ def test_send_time_wrapper(tracking, tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("wrapper_name", "baseline"),
+    ("family", "baseline"),
     [
-        ("ProductsPyfunc", lambda: products_world()[1]),
+        ("products", lambda: products_world()[1]),
         (
-            "CouponPyfunc",
+            "coupon",
             lambda: NoCouponPolicy().fit(np.zeros((0, 2)), np.array([]), np.array([]), FEATURES),
         ),
         (
-            "SendTimePyfunc",
+            "send_time",
             lambda: GlobalSendTimeModel().fit(
                 np.array(["m"]),
                 np.array(["email"]),
@@ -178,27 +189,44 @@ def test_send_time_wrapper(tracking, tmp_path):
         ),
     ],
 )
-def test_baselines_load_through_the_same_wrapper(wrapper_name, baseline, tmp_path):
+def test_baselines_load_through_the_same_wrapper(family, baseline, tmp_path):
     model = baseline()
-    model.save(tmp_path / "model")
-    wrapper = getattr(pyfunc, wrapper_name)()
-    wrapper.load_context(SimpleNamespace(artifacts={"model": str(tmp_path / "model")}))
+    assert pyfunc.family_of(model) == family
+    model.save(tmp_path / "model.npz")
+    wrapper = pyfunc.MemberwisePyfunc()
+    wrapper.load_context(context(tmp_path / "model.npz", family))
     assert type(wrapper.model) is type(model)
     out = wrapper.predict(None, pyfunc.input_example(model))
     assert out["member_id"].tolist() == pyfunc.input_example(model)["member_id"].tolist()
 
 
 def test_wrapper_refuses_another_family(tmp_path):
-    coupon_world().save(tmp_path / "model")
-    wrapper = pyfunc.ProductsPyfunc()
+    coupon_world().save(tmp_path / "model.npz")
+    wrapper = pyfunc.MemberwisePyfunc()
     with pytest.raises(ValueError, match="coupon_policy"):
-        wrapper.load_context(SimpleNamespace(artifacts={"model": str(tmp_path / "model")}))
+        wrapper.load_context(context(tmp_path / "model.npz", "products"))
+    with pytest.raises(KeyError, match="family"):
+        wrapper.load_context(SimpleNamespace(artifacts={"model": "x"}, model_config=None))
 
 
-def test_wrappers_are_importable_by_name():
-    import pickle
+def test_logged_models_hold_code_not_pickles(tracking, tmp_path):
+    """The logged model is the wrapper's source file plus the .npz: MLflow does not warn
+    about CloudPickle and nothing in the model folder is a pickle."""
+    import logging
 
-    for name in pyfunc.WRAPPERS:
-        cls = getattr(pyfunc, name)
-        assert cls.__module__ == "models.pyfunc" and cls.__qualname__ == name
-        assert type(pickle.loads(pickle.dumps(cls()))) is cls
+    import mlflow
+
+    policy = coupon_world()
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("mlflow").addHandler(handler)
+    try:
+        info = log(policy, tmp_path, pyfunc.input_example(policy))
+    finally:
+        logging.getLogger("mlflow").removeHandler(handler)
+    assert not [m for m in seen if "CloudPickle" in m], seen
+    folder = mlflow.artifacts.download_artifacts(info.model_uri, dst_path=str(tmp_path / "dl"))
+    files = [p.name for p in Path(folder).rglob("*") if p.is_file()]
+    assert "mlflow_model.py" in files and "model.npz" in files
+    assert not [f for f in files if f.endswith((".pkl", ".pickle", ".cloudpickle"))], files

@@ -228,3 +228,20 @@ def test_recency_weighting_follows_a_member_who_changed_habits():
     assert _fit(rows).best("r").hour_of_week == 9
     recent = _fit(rows, SendTimeConfig(recency_half_life_days=90)).best("r")
     assert recent.hour_of_week == 3 * 24 + 19
+
+
+def test_segment_level_answers_every_member_from_the_segment():
+    from models.send_time import SendTimeConfig, SendTimeModel
+
+    ids = np.array(["a"] * 5 + ["b"] * 5)
+    ts = np.array(["2025-01-06T09:00"] * 5 + ["2025-01-06T15:00"] * 5, dtype="datetime64[us]")
+    chans = np.array(["email"] * 10)
+    segs = {"a": "s", "b": "s"}
+    member = SendTimeModel(SendTimeConfig()).fit(ids, chans, ts, segments=segs)
+    segment = SendTimeModel(SendTimeConfig(level="segment")).fit(ids, chans, ts, segments=segs)
+    assert (
+        member.best("a").source == "member"
+        and member.best("a").hour_of_week != member.best("b").hour_of_week
+    )
+    assert {segment.best(m).source for m in "ab"} == {"segment"}
+    assert segment.best("a").hour_of_week == segment.best("b").hour_of_week

@@ -11,7 +11,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipelines.contract import TABLES
-from pipelines.convert import convert_complete_journey, convert_online_retail, localize_to_utc
+from pipelines.convert import (
+    HillstromConfig,
+    convert_complete_journey,
+    convert_hillstrom,
+    convert_online_retail,
+    hillstrom_as_of,
+    localize_to_utc,
+)
 from pipelines.ingest import load_shop
 
 T = pd.Timestamp
@@ -224,7 +231,114 @@ def test_complete_journey_conversion_is_exact(tmp_path):
     assert all(rep.quarantined == 0 for rep in shop.report.values())
 
 
+# ---------------------------------------------------------------- Hillstrom
+_HILLSTROM_CSV = """recency,history_segment,history,mens,womens,zip_code,newbie,channel,segment,visit,conversion,spend
+10,"2) $100 - $200",142.44,1,0,Surburban,0,Phone,Womens E-Mail,0,0,0
+6,"3) $200 - $350",329.08,1,1,Rural,1,Web,No E-Mail,1,0,0
+2,"1) $0 - $100",45.34,0,1,Urban,0,Multichannel,Mens E-Mail,1,1,89.5
+12,"2) $100 - $200",180.65,0,1,Urban,1,Web,Mens E-Mail,0,0,0
+1,"1) $0 - $100",29.99,1,0,Urban,0,Web,Some Other Mail,1,0,0
+"""
+
+
+def test_hillstrom_conversion_is_exact(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "hillstrom.csv").write_text(_HILLSTROM_CSV)
+    out = tmp_path / "out"
+    cfg = HillstromConfig(cost_per_send=0.25, margin_rate=0.4)
+    counts = convert_hillstrom(src, out, cfg)
+    assert counts == {
+        "source_rows": 5, "dropped_unknown_segment": 1, "members": 4, "products": 3,
+        "order_lines": 6, "history_orders": 4, "outcome_orders": 1, "events": 2, "coupons": 2,
+        "coupon_offers": 4, "offers_treated": 3, "offers_control": 1,
+    }  # fmt: skip
+    send = T("2008-03-03 00:00")
+    members = pd.read_parquet(out / "members.parquet").set_index("member_id")
+    assert members.index.tolist() == ["H00001", "H00002", "H00003", "H00004"]
+    assert members.loc["H00001", "area"] == "Suburban"  # the source's "Surburban"
+    assert members.loc["H00003", "purchase_channel"] == "Multichannel"
+    # a newbie signed up at their one known order; the others at least a year before the send
+    assert members.loc["H00002", "signup_ts"] == send - pd.Timedelta(days=183)  # 6 months
+    assert members.loc["H00001", "signup_ts"] == T("2007-03-03 00:00")
+
+    lines = pd.read_parquet(out / "order_lines.parquet")
+    past = lines[lines["order_id"].str.endswith("-past")]
+    assert past.groupby("member_id")["unit_price"].sum().round(2).to_dict() == {
+        "H00001": 142.44, "H00002": 329.08, "H00003": 45.34, "H00004": 180.65}  # fmt: skip
+    both = past[past["member_id"] == "H00002"].sort_values("product_id")
+    assert both["product_id"].tolist() == ["mens", "womens"]
+    assert both["unit_price"].tolist() == [164.54, 164.54]
+    assert past.set_index("member_id").loc["H00001", "ts"] == send - pd.Timedelta(days=304)
+    resp = lines[lines["order_id"].str.endswith("-resp")]
+    assert resp[["member_id", "product_id", "unit_price"]].values.tolist() == [
+        ["H00003", "unspecified", 89.5]]  # fmt: skip
+    t = resp["ts"].iloc[0]
+    assert send < t < send + pd.Timedelta(days=14)
+    assert (lines["discount"] == 0).all() and lines["coupon_id"].isna().all()
+
+    events = pd.read_parquet(out / "events.parquet")
+    assert events["member_id"].tolist() == ["H00002", "H00003"]
+    assert (events["event_type"] == "visit").all()
+    visit = events.set_index("member_id").loc["H00003", "ts"]
+    assert visit < t < visit + pd.Timedelta(hours=1)  # the purchase follows the visit
+
+    products = pd.read_parquet(out / "products.parquet")
+    assert (products["margin_rate"] == 0.4).all()
+    coupons = pd.read_parquet(out / "coupons.parquet")
+    assert coupons[["coupon_id", "kind", "value", "cost", "featured"]].values.tolist() == [
+        ["email-mens", "message", 0.0, 0.25, "mens"],
+        ["email-womens", "message", 0.0, 0.25, "womens"],
+    ]
+    offers = pd.read_parquet(out / "coupon_offers.parquet").set_index("member_id")
+    assert offers["coupon_id"].to_dict() == {
+        "H00001": "email-womens", "H00002": None, "H00003": "email-mens",
+        "H00004": "email-mens"}  # fmt: skip
+    assert (offers["offered_ts"] == send).all() and offers["redeemed_ts"].isna().all()
+    assert (offers["campaign_id"] == "hillstrom-2008").all()
+
+    _assert_contract(out)
+    as_of = hillstrom_as_of(cfg)
+    assert as_of == date(2008, 3, 2)
+    before = load_shop(out, as_of)  # the backtest's view: history only
+    assert all(rep.quarantined == 0 for rep in before.report.values())
+    assert before.report["coupon_offers"].after_as_of == 4
+    assert before.report["order_lines"].kept == 5 and before.report["events"].kept == 0
+    after = load_shop(out, date(2008, 3, 31))
+    assert after.report["coupon_offers"].kept == 4 and after.report["order_lines"].kept == 6
+
+
+def test_hillstrom_refuses_another_file(tmp_path):
+    (tmp_path / "hillstrom.csv").write_text("recency,history\n1,2\n")
+    with pytest.raises(ValueError, match="missing column"):
+        convert_hillstrom(tmp_path, tmp_path / "out")
+    with pytest.raises(FileNotFoundError, match="hillstrom"):
+        convert_hillstrom(tmp_path / "out", tmp_path / "out2")
+
+
 # ---------------------------------------------------------------- the real datasets
+@pytest.mark.realdata
+def test_real_hillstrom_slice(tmp_path):
+    src = pd.read_parquet(_shared_data() / "hillstrom" / "hillstrom.parquet")
+    part = src.iloc[:3000]
+    part.to_parquet(tmp_path / "hillstrom.parquet", index=False)
+    counts = convert_hillstrom(tmp_path, tmp_path / "out")
+    out = tmp_path / "out"
+    assert counts["members"] == counts["coupon_offers"] == 3000
+    assert counts["dropped_unknown_segment"] == 0
+    assert counts["outcome_orders"] == int(part["conversion"].sum())
+    assert counts["events"] == int(part["visit"].sum())
+    assert counts["offers_control"] == int((part["segment"] == "No E-Mail").sum())
+    _assert_contract(out)
+    lines = pd.read_parquet(out / "order_lines.parquet")
+    past = lines[lines["order_id"].str.endswith("-past")]
+    assert past["unit_price"].sum() == pytest.approx(part["history"].sum())
+    resp = lines[lines["order_id"].str.endswith("-resp")]
+    assert resp["unit_price"].sum() == pytest.approx(part["spend"].sum())
+    shop = load_shop(out, date(2008, 3, 31))
+    assert all(rep.quarantined == 0 for rep in shop.report.values())
+
+
 @pytest.mark.realdata
 def test_real_online_retail(tmp_path):
     src = _shared_data() / "online_retail"
@@ -240,8 +354,13 @@ def test_real_online_retail(tmp_path):
     assert lines["ts"].notna().all() and (lines["unit_price"] >= 0).all()
     shop = load_shop(tmp_path, date(2011, 12, 31))
     rep = shop.report["order_lines"]
-    # only cancellations of purchases made before the data begins are quarantined
-    assert set(rep.reasons) <= {"return of a product the member had not bought before"}
+    # only cancellations of purchases made before the data begins, and the source's exact
+    # duplicate lines (the same invoice line twice), are quarantined
+    assert set(rep.reasons) <= {
+        "return of a product the member had not bought before",
+        "exact duplicate of an earlier order line",
+    }
+    assert rep.duplicates == rep.reasons.get("exact duplicate of an earlier order line", 0)
 
 
 @pytest.mark.realdata

@@ -1,5 +1,6 @@
 """The synthetic shop: deterministic, in the contract, and the planted truth shows in the data."""
 
+import json
 from dataclasses import replace
 from datetime import date
 
@@ -11,7 +12,7 @@ import pytest
 
 from pipelines.contract import CHANNELS, COUPON_KINDS, TABLES
 from pipelines.ingest import load_shop
-from pipelines.synthetic import RESPONSES, SyntheticConfig, generate
+from pipelines.synthetic import RESPONSES, WORLDS, SyntheticConfig, World, generate, get_world
 
 MEMBERS = 400
 SEED = 11
@@ -252,3 +253,180 @@ def test_chunks_keep_ids_unique_and_config_is_checked(tmp_path):
         replace(cfg, segments=cfg.segments[:2])
     with pytest.raises(ValueError, match="end"):
         SyntheticConfig(start=date(2025, 1, 1), end=date(2024, 1, 1))
+
+
+# ---------------------------------------------------------------- worlds
+WORLD_MEMBERS = 300
+
+
+@pytest.fixture(scope="module")
+def worlds(tmp_path_factory):
+    """Every preset at the same tiny size and seed: name -> (folder, frames, truth)."""
+    out = {}
+    for name, w in WORLDS.items():
+        folder = tmp_path_factory.mktemp(name)
+        generate(folder, members=WORLD_MEMBERS, seed=SEED, world=w)
+        frames = {p.stem: pd.read_parquet(p) for p in folder.glob("*.parquet")}
+        truth = {p.stem: pd.read_parquet(p) for p in (folder / "truth").glob("*.parquet")}
+        out[name] = (folder, frames, truth)
+    return out
+
+
+def _repeat_share(lines: pd.DataFrame) -> float:
+    """Share of order lines whose product the member bought in an earlier order."""
+    first = lines.sort_values("ts", kind="stable").groupby(["member_id", "product_id"])["ts"]
+    return float((lines["ts"] > first.transform("min").reindex(lines.index)).mean())
+
+
+def _margins(truth: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    fx = truth["coupon_effects"]
+    return fx.pivot(index="member_id", columns="coupon_id", values="expected_incremental_margin")
+
+
+def test_the_default_world_is_the_base_config(tmp_path):
+    assert World().config() == SyntheticConfig()
+    assert WORLDS["default"].config() == SyntheticConfig()
+    generate(tmp_path / "a", members=120, seed=4)
+    generate(tmp_path / "b", members=120, seed=4, world=WORLDS["default"])
+    for rel in sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.parquet")):
+        assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+    assert len(WORLDS) >= 7 and all(w.description for w in WORLDS.values())
+
+
+@pytest.mark.parametrize("name", sorted(WORLDS))
+def test_every_world_generates_within_the_contract(worlds, name):
+    folder, frames, truth = worlds[name]
+    for table in TABLES:
+        assert len(frames[table]) > 0, (name, table)
+    shop = load_shop(folder, date(2025, 12, 31))
+    for table, rep in shop.report.items():
+        assert rep.quarantined == 0, (name, table, rep.reasons)
+    manifest = json.loads((folder / "truth" / "manifest.json").read_text())
+    assert manifest["world"]["name"] == name
+    fx = truth["coupon_effects"]
+    assert len(fx) == WORLD_MEMBERS * len(frames["coupons"])
+    # each member's planted best coupon is the argmax of their planted margins (none if <= 0)
+    wide = _margins(truth)
+    best = truth["members"].set_index("member_id")
+    expected = wide.idxmax(axis=1).where(wide.max(axis=1) > 0)
+    assert (
+        best["best_coupon"].reindex(wide.index).equals(expected.astype(best["best_coupon"].dtype))
+    )
+    assert np.allclose(best["best_expected_incremental_margin"].reindex(wide.index),
+                       wide.max(axis=1).clip(lower=0))  # fmt: skip
+
+
+def test_no_coupon_effect_plants_zero_effects(worlds):
+    _, frames, truth = worlds["no_coupon_effect"]
+    fx = truth["coupon_effects"]
+    assert (fx["uplift_purchase_prob"] == 0).all()
+    assert (fx["extra_order_prob"] == 0).all() and (fx["skip_prob"] == 0).all()
+    assert (fx["expected_incremental_margin"] <= 0).all()  # an offer only costs
+    assert (fx["expected_cost"] > 0).any()  # members who buy anyway still redeem
+    assert truth["members"]["best_coupon"].isna().all()
+    assert frames["order_lines"]["coupon_id"].notna().any()
+
+
+def test_uniform_coupon_effect_plants_equal_effects(worlds):
+    _, _, truth = worlds["uniform_coupon_effect"]
+    assert (truth["members"]["coupon_response"] == "persuadable").all()
+    fx = truth["coupon_effects"]
+    assert (fx.groupby("coupon_id")["extra_order_prob"].nunique() == 1).all()
+    assert (fx["extra_order_prob"] > 0).all() and (fx["skip_prob"] == 0).all()
+    # one coupon is every member's best, so one coupon for everyone is as good as targeting
+    best = truth["members"]["best_coupon"]
+    assert best.value_counts(normalize=True).iloc[0] > 0.9
+    wide = _margins(truth)
+    oracle = wide.clip(lower=0).max(axis=1).mean()
+    assert wide.mean().max() > 0.97 * oracle > 0
+
+
+def test_strong_heterogeneity_makes_personalisation_pay(worlds):
+    def gap(name: str) -> tuple[float, float]:
+        wide = _margins(worlds[name][2])
+        oracle = wide.clip(lower=0).max(axis=1).mean()
+        return oracle, oracle - max(wide.mean().max(), 0.0)
+
+    strong, default = gap("strong_heterogeneity"), gap("default")
+    assert strong[1] > 1.5 * default[1]  # targeting gains much more over one coupon for all
+    m = worlds["strong_heterogeneity"][2]["members"]
+    ps = m[m["price_sensitive"]]
+    assert (ps["coupon_response"] == "persuadable").all()
+    others = m[~m["price_sensitive"] & ~m["heavy_buyer"]]
+    assert set(others["coupon_response"]) == {"lost_cause", "sleeping_dog"}
+    # lifts twice as far apart by price sensitivity as in the base
+    for strong_c, base_c in zip(
+        WORLDS["strong_heterogeneity"].config().coupons, SyntheticConfig().coupons, strict=True
+    ):
+        spread = strong_c.lift_price_sensitive - strong_c.lift_other
+        assert spread == pytest.approx(2 * (base_c.lift_price_sensitive - base_c.lift_other))
+
+
+def test_repeat_rate_moves_the_repeat_share_of_order_lines(worlds):
+    share = {n: _repeat_share(worlds[n][1]["order_lines"])
+             for n in ("low_repeat", "default", "high_repeat")}  # fmt: skip
+    assert share["high_repeat"] > share["default"] + 0.1
+    assert share["default"] > share["low_repeat"] + 0.1
+    staples = worlds["high_repeat"][2]["members"]["staples"].map(len)
+    assert staples.max() == 4
+
+
+def test_catalogue_noise_and_channel_knobs_show_in_the_data(worlds):
+    assert len(worlds["tiny_catalogue"][1]["products"]) <= 40
+    assert len(worlds["default"][1]["products"]) > 100
+
+    # noise: orders far less concentrated around the member's planted hour
+    def near_peak(name: str) -> float:
+        _, frames, truth = worlds[name]
+        m = truth["members"].set_index("member_id")
+        orders = frames["order_lines"].drop_duplicates("order_id").reset_index(drop=True)
+        local = _local(orders["ts"], orders["member_id"].map(m["timezone"]))
+        peak = orders["member_id"].map(m["peak_hour_local"]).to_numpy()
+        return float((_circular(local["hour"].to_numpy(), peak, 24) <= 1).mean())
+
+    assert near_peak("noisy") < 0.7 * near_peak("default")
+    sms = worlds["sms_heavy"]
+    assert (sms[1]["messages"]["channel"] == "sms").mean() > 0.6
+    assert (sms[2]["members"]["preferred_channel"] == "sms").mean() > 0.45
+    assert (worlds["default"][1]["messages"]["channel"] == "sms").mean() < 0.25
+
+
+def test_world_size_knobs_and_overrides():
+    assert get_world("small_shop").size() == 600
+    assert get_world("small_shop").size(2500) == 2500
+    assert get_world("default").size() == 2000
+    with pytest.raises(ValueError, match="presets are"):
+        get_world("no_such_world")
+    with pytest.raises(ValueError, match="noise"):
+        World(noise=1.5)
+    with pytest.raises(ValueError, match="channel_mix"):
+        World(channel_mix=(1.0, 0.0))  # type: ignore[arg-type]
+    cfg = replace(get_world("noisy"), repeat_rate=0.5).config()
+    assert cfg.staple_line_share == 0.5 and cfg.peak_hour_share < SyntheticConfig().peak_hour_share
+    zero = World(coupon_effect=0.0).config()
+    assert all(c.lift_price_sensitive == c.lift_other == 0 for c in zero.coupons)
+    assert zero.sleeping_dog_drop == 0
+
+
+def test_generate_command_takes_a_world_and_knob_overrides(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    runner = CliRunner()
+    listed = runner.invoke(app, ["generate", "--list-worlds"])
+    assert listed.exit_code == 0 and all(name in listed.output for name in WORLDS)
+    out = tmp_path / "shop"
+    args = ["generate", "--out", str(out), "--world", "no_coupon_effect", "--members", "40",
+            "--repeat-rate", "0.5", "--channel-mix", "0,1,0"]  # fmt: skip
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0, done.output
+    manifest = json.loads((out / "truth" / "manifest.json").read_text())
+    assert manifest["members"] == 40
+    assert manifest["world"]["name"] == "no_coupon_effect"
+    assert manifest["world"]["repeat_rate"] == 0.5 and manifest["world"]["coupon_effect"] == 0
+    assert (pd.read_parquet(out / "messages.parquet")["channel"] == "sms").all()
+    bad = runner.invoke(app, ["generate", "--out", str(out), "--world", "nope"])
+    assert bad.exit_code == 2 and "presets are" in bad.output
+    bad = runner.invoke(app, ["generate", "--out", str(out), "--channel-mix", "1,2"])
+    assert bad.exit_code == 2 and "three shares" in bad.output

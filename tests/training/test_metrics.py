@@ -15,7 +15,7 @@ from training.metrics import (
     hour_of_day_hit_rate,
     map_at_k,
     ndcg_at_k,
-    ndcg_by_member,
+    ndcg_per_member,
     policy_value,
     policy_value_multi,
     precision_at_k,
@@ -237,14 +237,15 @@ def test_hour_hit_rate_wraps_around_the_week():
 
 
 # ---------------------------------------------------------------- noise
-def test_ndcg_by_member_averages_to_ndcg_and_skips_empty_sets():
+def test_ndcg_per_member_averages_to_ndcg_and_marks_empty_sets():
     recs = [["a", "b"], ["x", "y"], ["p"]]
     relevant = [{"a"}, {"y"}, set()]
-    per = ndcg_by_member(recs, relevant, k=2)
-    assert per.tolist() == pytest.approx([1.0, 1 / np.log2(3)])  # the third has no relevant
-    assert per.mean() == pytest.approx(ndcg_at_k(recs, relevant, k=2))
+    per = ndcg_per_member(recs, relevant, k=2)
+    assert per[:2].tolist() == pytest.approx([1.0, 1 / np.log2(3)])
+    assert np.isnan(per[2])  # the third has nothing relevant
+    assert np.nanmean(per) == pytest.approx(ndcg_at_k(recs, relevant, k=2))
     with pytest.raises(ValueError, match="relevant sets"):
-        ndcg_by_member(recs, relevant[:2])
+        ndcg_per_member(recs, relevant[:2])
 
 
 def test_standard_error_of_a_mean():

@@ -18,6 +18,7 @@ import pytest
 import training.backtest.products as bp
 import training.products
 import training.tuning as tuning
+from features.settings import ProductsSettings
 from models.peers import BuyAgainRecommender
 from models.products import PopularityRecommender
 from training.backtest.products import compare
@@ -54,7 +55,8 @@ def repeat_world(members: int = 30) -> pd.DataFrame:
     return df.assign(quantity=1.0, unit_price=2.5)
 
 
-CFG = TrainConfig(als_factors=4, als_iterations=3, validation_days=30)
+CFG = TrainConfig(validation_days=30)
+PRODUCTS = ProductsSettings(hybrid={"factors": 4, "iterations": 3})
 
 
 def tiny_grids() -> dict[str, list[dict]]:
@@ -74,16 +76,17 @@ def section():
     fits: list[tuple[str, pd.Timestamp, pd.Timestamp, set[str]]] = []
     real = tuning.fit_lines
 
-    def spy(model, lines, as_of):
+    def spy(model, lines, as_of, **extra):
         fits.append((model.kind, pd.Timestamp(as_of), lines["ts"].max(), set(lines["product_id"])))
-        return real(model, lines, as_of)
+        return real(model, lines, as_of, **extra)
 
     world = repeat_world()
     with pytest.MonkeyPatch.context() as mp:
         for module in (tuning, bp, training.products):
             mp.setattr(module, "fit_lines", spy)
-        trained = train_products(world[world["ts"] < AS_OF], AS_OF, CFG)
-        out = compare(world, AS_OF, HORIZON, CFG, trained.shipped, tiny_grids(), lambda _: None)
+        trained = train_products(world[world["ts"] < AS_OF], AS_OF, CFG, PRODUCTS)
+        out = compare(world, AS_OF, HORIZON, CFG, trained.shipped, tiny_grids(), lambda _: None,
+                      products=PRODUCTS)  # fmt: skip
     return out, fits, trained
 
 
@@ -92,7 +95,10 @@ def test_returns_every_key_with_the_same_metric_names(section):
     assert set(out) >= {
         "shipped", "baselines", "search", "members_evaluated", "tuning_window", "test_window",
     }  # fmt: skip
-    assert set(out["baselines"]) == set(PEERS)
+    # the peers, and the configured hybrid when the shipped one is tuned
+    assert {n for n in out["baselines"] if not n.startswith("hybrid")} == set(PEERS)
+    hybrids = {n for n in out["baselines"] if n.startswith("hybrid")}
+    assert len(hybrids) == 1 and out["shipped_name"].startswith("hybrid")  # the other one
     for metrics in [out["shipped"], *out["baselines"].values()]:
         assert set(metrics) == METRICS
         assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in metrics.values())
@@ -106,11 +112,30 @@ def test_returns_every_key_with_the_same_metric_names(section):
 
 def test_the_shipped_model_is_the_one_run_trains(section):
     out, _, trained = section
-    # train_products tuned the hybrid on the same grid the backtest documents
-    assert trained.params["tuned"] == "buy_again_weight,exclude_owned,item_weight"
-    chosen = {k: out["shipped_params"][k] for k in default_grids()[SHIPPED][0]}
-    assert chosen in default_grids()[SHIPPED]
     assert out["shipped_params"] == vars(trained.shipped.config)
+    # the backtest names it as run's gate did: the hybrid tuned on the grid the backtest
+    # documents, or the configured one where tuning did not pay on the validation window
+    assert out["shipped_name"] == trained.policies["shipped"]
+    assert any(r.name.startswith("hybrid_tuned(") for r in trained.selection.rows)
+    if out["shipped_name"] != "hybrid":
+        chosen = {k: out["shipped_params"][k] for k in default_grids()[SHIPPED][0]}
+        assert chosen in default_grids()[SHIPPED]
+
+
+def test_run_and_the_backtest_gate_the_same_candidates(section):
+    out, _, trained = section
+    names = [r["name"] for r in out["gate"]["rows"]]
+    assert names == [r.name for r in trained.selection.rows]  # simplest first, same names
+    assert names[:4] == ["popularity", "buy_again", "item_cosine", "als"]
+    assert out["outside_gate"] == ["bpr"]
+    rows = {r["name"]: r for r in out["gate"]["rows"]}
+    # the gate's estimate is the mean NDCG the table reports, on the same members
+    for name in ("popularity", "buy_again"):
+        assert rows[name]["estimate"] == pytest.approx(out["baselines"][name]["ndcg@10"])
+    assert out["gate"]["units"] == out["members_evaluated"]
+    # popularity cannot beat anyone; buy-again beats it by far more than the noise
+    assert rows["buy_again"]["vs"] == "popularity" and rows["buy_again"]["lcb"] > 0
+    assert out["gate"]["champion"] in out["gate"]["chain"]
 
 
 def test_repeat_world_is_won_by_buying_again(section):
@@ -135,12 +160,17 @@ def test_tuning_never_sees_the_gate_window_or_the_horizon(section):
     searched = len(default_grids()[SHIPPED]) + sum(
         len(g) for g in tiny_grids().values() if len(g) > 1
     )
-    # every grid point; the hybrid and popularity at the gate's split and at the cutoff;
-    # one refit per peer
-    assert len(fits) == searched + 4 + len(PEERS)
+    gated = len(out["gate"]["rows"])  # run's gate: every candidate fitted at its split
+    # every grid point (the hybrid's twice: run and the backtest tune it alike); run's
+    # candidates at the gate's split; the shipped hybrid and the best rule at the cutoff;
+    # one refit per peer and of the hybrid run did not ship
+    retuned = len(default_grids()[SHIPPED]) if out["shipped_name"] == "hybrid" else 0
+    searched += retuned
+    assert len(fits) == searched + gated + 2 + len(PEERS) + 1
     for _, as_of, latest, products in fits:
         assert as_of in (split, end, AS_OF) and latest < as_of and "NEW" not in products
     assert sum(as_of == split for _, as_of, _, _ in fits) == searched
+    assert sum(as_of == end for _, as_of, _, _ in fits) == gated
 
 
 def test_every_model_gets_the_same_budget():
@@ -155,15 +185,25 @@ def test_every_model_gets_the_same_budget():
 def test_default_grids_build_their_models():
     for name, grid in default_grids().items():
         for params in grid:
-            model = bp.make_model(name, params, CFG)
+            model = bp.make_model(name, params, CFG, PRODUCTS)
             assert all(getattr(model.config, k) == v for k, v in params.items())
 
 
 def test_an_untunable_history_keeps_the_configured_hybrid():
     world = repeat_world(4)
     recent = world[world["ts"] >= AS_OF - timedelta(days=40)]  # nothing before the window
-    best, table, why = tune_hybrid(recent[recent["ts"] < AS_OF], AS_OF, CFG)
+    best, table, why = tune_hybrid(recent[recent["ts"] < AS_OF], AS_OF, CFG, PRODUCTS)
     assert best == {} and table == [] and "nothing to tune" in why
+    best, table, why = tune_hybrid(world[world["ts"] < AS_OF], AS_OF, CFG, PRODUCTS, seconds=0)
+    assert best == {} and table == [] and "no time budget" in why
+
+
+def test_the_time_budget_stops_the_search_after_a_point():
+    lines = repeat_world(6)
+    grid = [{}] * 3
+    _, table = grid_search(lambda p: PopularityRecommender(), grid, lines[lines["ts"] < AS_OF],
+                           AS_OF - timedelta(days=60), AS_OF, seconds=0.0)  # fmt: skip
+    assert len(table) == 1  # the first point always, none started once the time is spent
 
 
 def test_grid_search_picks_the_best_ndcg_and_reports_every_point():

@@ -1,9 +1,12 @@
-"""Churn: the classifier `memberwise run` registered against BG/NBD alone.
+"""Churn: the classifier `memberwise run` registered against the recency rule and BG/NBD.
 
-Members with a purchase before the as-of date get P(no purchase in the horizon) from the
-shipped classifier (on the as-of tag snapshot) and from a BG/NBD model fitted here on the
-same purchase history; both are scored against whether the member bought nothing in the
-horizon: ROC AUC (with its Hanley-McNeil standard error), PR AUC and Brier score.
+Members with a purchase before the as-of date get P(no purchase in the horizon) from each
+policy of the churn gate of `memberwise run` (``training.churn.churn_policies``): the
+recency rule (fitted on the horizon before the as-of date), BG/NBD (on the as-of tag
+snapshot, no labels needed) and the registered classifier; each is scored against whether
+the member bought nothing in the horizon: ROC AUC (with its Hanley-McNeil standard error),
+PR AUC and Brier score. The gate's verdict comes from ``training.gate.select`` over
+ROC AUC bootstrapped over members (``training.churn.gate_candidates``).
 """
 
 from __future__ import annotations
@@ -14,38 +17,58 @@ import numpy as np
 import pandas as pd
 
 from features import repo
-from models.bgnbd import BetaGeoModel, rfm_summary
+from features.settings import ChurnSettings
+from models.churn import RECENCY_DAYS
+from training.backtest.report import gate_record
+from training.churn import churn_labels, churn_policies, gate_candidates
+from training.config import TrainConfig, churn_config
+from training.gate import select
 from training.metrics import calibration_table, churn_metrics, roc_auc_standard_error
 
 PRIMARY = "roc_auc"
+SHIPPED = "model"  # the gate's name of the registered classifier
+
+
+def recency_frame(purchases: pd.DataFrame, at: pd.Timestamp) -> pd.DataFrame:
+    """member_id and ``recency_days`` (days from the last purchase before ``at`` to ``at``,
+    as the tags compute it) of every member with a purchase before ``at``."""
+    past = purchases[purchases["ts"] < at]
+    last = past.groupby(past["member_id"].astype(str))["ts"].max()
+    return pd.DataFrame({"member_id": last.index.to_numpy(),
+                         RECENCY_DAYS: (at - last).dt.total_seconds().to_numpy() / 86400.0})  # fmt: skip
 
 
 def candidates(
     tags: pd.DataFrame,
     purchases: pd.DataFrame,
     cutoff: pd.Timestamp,
-    horizon_days: int,
+    cfg: TrainConfig,
     shipped: Any,
-) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """P(no purchase within ``horizon_days`` after ``cutoff``) per row of ``tags`` (the
-    churn features as of ``cutoff``), from ``shipped`` (a fitted classifier with
-    ``predict_proba``) and from BG/NBD fitted on ``purchases`` (member_id, ts naive UTC;
-    lines with quantity > 0) before ``cutoff``.
-
-    Returns (name -> (n,) probabilities, {"bg_nbd_params": ...}).
-    """
+    churn: ChurnSettings | None = None,
+) -> dict[str, np.ndarray]:
+    """P(no purchase within ``cfg.horizon_days`` after ``cutoff``) per row of ``tags`` (the
+    churn features as of ``cutoff``) from each policy of the churn gate
+    (``training.churn.churn_policies``, simplest first): the recency rule, fitted on the
+    horizon before ``cutoff`` (recency then, purchase in it or not: ``purchases`` =
+    member_id, ts naive UTC, lines with quantity > 0, before ``cutoff``), BG/NBD (no labels
+    needed) and ``shipped`` (a fitted classifier with ``predict_proba``) as "model"."""
+    policies = churn_policies(cfg, churn_config(churn or ChurnSettings(), cfg))
     X = tags[repo.CHURN_FEATURES].astype(float)
-    p_ship = np.asarray(shipped.predict_proba(X)[:, 1], dtype=float)
-    past = purchases[purchases["ts"] < cutoff]
-    summ = rfm_summary(past["member_id"].astype(str), past["ts"], cutoff, unit="D")
-    summ = summ.set_index("member_id").reindex(tags["member_id"].astype(str))
-    bg = BetaGeoModel().fit(summ["frequency"], summ["recency"], summ["T"])
-    p_bg = bg.predict_no_purchase_probability(
-        horizon_days, summ["frequency"], summ["recency"], summ["T"]
-    )
-    return {"shipped": p_ship, "bg_nbd": np.asarray(p_bg, dtype=float)}, {
-        "bg_nbd_params": bg.to_dict()
-    }
+    X = X.fillna({c: 0.0 for c in X.columns if X[c].isna().all()})
+    before = cutoff - pd.Timedelta(days=cfg.horizon_days)
+    prev = recency_frame(purchases, before)
+    y_prev = churn_labels(prev["member_id"], purchases[purchases["ts"] < cutoff], before,
+                          cfg.horizon_days).to_numpy(int)  # fmt: skip
+    out: dict[str, np.ndarray] = {}
+    for name, build in policies.items():
+        if name == "recency_rule":
+            model = build().fit(prev[[RECENCY_DAYS]], y_prev)
+            out[name] = model.predict_proba(X[[RECENCY_DAYS]])[:, 1]
+        elif name == "bg_nbd":
+            out[name] = build().fit(X, np.zeros(0, dtype=int)).predict_proba(X)[:, 1]
+        else:
+            out[name] = shipped.predict_proba(X)[:, 1]
+    return {k: np.asarray(v, dtype=float) for k, v in out.items()}
 
 
 def score(probabilities: dict[str, np.ndarray], y: np.ndarray) -> dict[str, dict[str, float]]:
@@ -83,16 +106,20 @@ def section(ctx: Any) -> dict[str, Any] | None:
         ctx.notes["churn"] = "every member is in the same class after the as-of date"
         return None
     vis = ctx.visible["order_lines"]
-    probs, extra = candidates(
-        tags, vis[vis["quantity"] > 0], ctx.start, ctx.horizon_days, ctx.shipped("churn")
-    )
+    probs = candidates(tags, vis[vis["quantity"] > 0], ctx.start, ctx.cfg, ctx.shipped("churn"),
+                       ctx.settings.churn)  # fmt: skip
+    gate = ctx.settings.gate
+    members = tags["member_id"].astype(str).to_numpy()
+    selection = select(gate_candidates(probs, y, members), z=gate.z, n_boot=gate.bootstrap,
+                       seed=ctx.cfg.seed)  # fmt: skip
     scores = score(probs, y)
     return {
-        "shipped": scores.pop("shipped"),
+        "shipped": scores.pop(SHIPPED),
         "baselines": scores,
+        "shipped_name": SHIPPED,
+        "gate": gate_record(selection, SHIPPED),
         "members": int(len(tags)),
         "base_rate": float(np.mean(y)),
-        **extra,
         "calibration": {
             name: calibration_table(y, p).to_dict(orient="list") for name, p in probs.items()
         },

@@ -1,13 +1,16 @@
-"""Coupons: the policy `memberwise run` registered against four simple policies.
+"""Coupons: the policy `memberwise run` registered against the simple policies.
 
-Each campaign in the horizon randomized one coupon against a control group, so every
-policy decides, per offer, whether to give that campaign's coupon, and is valued by
-inverse propensity on the randomized arms (``training.coupon.policy_scores``):
+Each campaign in the horizon randomized its coupons against a control group, so every
+policy decides, per offer, which of that campaign's coupons to give, if any, and is valued
+by inverse propensity on the randomized arms (``training.coupon.policy_scores``):
 incremental net margin per offer over giving none, with its standard error, the Qini
-coefficient of its score and the share offered. Candidates: the shipped uplift policy,
-everyone, none, random targeting at the shipped budget (the mean of 30 draws) and
-redemption propensity at the same budget (a classifier fitted here on the treated offers
-before the as-of date). On a synthetic shop the planted expected margin of the offers made
+coefficient of its score and the share offered. Candidates: those of the promotion gate
+of `memberwise run` (``training.coupon.gate_candidates``: no coupon, each coupon to
+everyone, the registered personalised policy), whose verdict on the horizon comes from
+``training.gate.select`` over each offer's inverse-propensity contribution; outside the
+gate, random targeting at the shipped budget (the mean of 30 draws) and redemption
+propensity at the same budget (a classifier fitted here on the treated offers before the
+as-of date). On a synthetic shop the planted expected margin of the offers made
 is reported too. Where offers were targeted rather than randomized, nothing can be valued
 and only redemption propensity's ROC AUC is reported.
 """
@@ -22,13 +25,15 @@ import numpy as np
 import pandas as pd
 
 from features import repo
-from training.coupon import campaign_decisions, policy_scores
+from models.coupon import CouponPolicy
+from training.backtest.report import gate_record
+from training.coupon import Decision, gate_candidates, policy_scores
+from training.gate import Candidate, select
 from training.metrics import qini_curve
 
 PRIMARY = "incremental_margin"
+SHIPPED = "personalised"  # the gate's name of the registered policy
 RANDOM_DRAWS = 30
-
-Decision = tuple[np.ndarray, np.ndarray | None]  # (assigned arm or '' per offer, score)
 
 
 def randomized(frame: pd.DataFrame) -> bool:
@@ -36,26 +41,28 @@ def randomized(frame: pd.DataFrame) -> bool:
     return bool(len(frame)) and (frame["arm"] == "").any() and (frame["arm"] != "").any()
 
 
-def candidates(history: pd.DataFrame, offers: pd.DataFrame, shipped: Any) -> dict[str, Decision]:
-    """Each policy's decision on ``offers`` (the coupon training frame of the held-out
-    offers): the ``shipped`` policy, everyone, none and, when ``history`` (past offers)
-    allows a redemption model, propensity at the shipped budget. Random targeting is
-    scored separately (:func:`random_scores`)."""
-    assigned, score_, camp = campaign_decisions(shipped, offers, repo.COUPON_FEATURES)
-    n = len(offers)
-    out: dict[str, Decision] = {
-        "shipped": (assigned, score_),
-        "everyone": (camp.copy(), np.ones(n)),
-        "none": (np.full(n, "", dtype=object).astype(str), np.zeros(n)),
-    }
+def candidates(
+    history: pd.DataFrame, offers: pd.DataFrame, shipped: Any
+) -> tuple[list[Candidate], dict[str, Decision]]:
+    """The coupon gate's candidates on ``offers`` (the coupon training frame of the
+    held-out offers, ``training.coupon.gate_candidates``: no coupon, each coupon to
+    everyone, and the ``shipped`` policy as "personalised"), and every decision: theirs
+    plus, outside the gate, redemption propensity at the shipped budget when ``history``
+    (past offers) allows a redemption model. Random targeting is scored separately
+    (:func:`random_scores`)."""
+    policy = shipped if isinstance(shipped, CouponPolicy) and shipped.fitted else None
+    cands, decisions = gate_candidates(offers, repo.COUPON_FEATURES, policy)
+    out: dict[str, Decision] = dict(decisions)
     redeem = _propensity_scores(history, offers)
-    if redeem is not None:
-        budget = int((assigned != "").sum())
+    if redeem is not None and SHIPPED in out:
+        n = len(offers)
+        camp = _campaign_coupon(offers)
+        budget = int((out[SHIPPED][0] != "").sum())
         top = np.argsort(-redeem, kind="stable")[:budget]
         prop = np.full(n, "", dtype=object)
         prop[top] = camp[top]
         out["propensity"] = (prop.astype(str), redeem)
-    return out
+    return cands, out
 
 
 def score(
@@ -109,28 +116,35 @@ def section(ctx: Any) -> dict[str, Any] | None:
         else:
             ctx.notes["coupons"] = "no coupon offers in this dataset"
         return None
-    decisions = candidates(hist, fut, ctx.shipped("coupon"))
+    cands, decisions = candidates(hist, fut, ctx.shipped("coupon"))
+    if SHIPPED not in decisions:
+        ctx.notes["coupons"] = "the registered coupon policy is not fitted: nothing to value"
+        return None
+    gate = ctx.settings.gate
+    selection = select(cands, z=gate.z)
     planted = _planted_effects(ctx.truth_dir, fut, _campaign_coupon(fut))
     scores = score(decisions, fut, planted)
-    budget = int((decisions["shipped"][0] != "").sum())
-    propensity = scores.pop("propensity", None)
-    baselines = {k: scores[k] for k in ("everyone", "none")}
-    baselines["random"] = random_scores(fut, budget, planted)
-    if propensity is not None:
-        baselines["propensity"] = propensity
+    budget = int((decisions[SHIPPED][0] != "").sum())
+    scores["random"] = random_scores(fut, budget, planted)
     treated = fut["arm"].to_numpy(str) != ""
     y = fut["net_margin"].to_numpy(float)
     curves = {
         name: qini_curve(treated, y, decisions[name][1])
-        for name in ("shipped", "propensity")
+        for name in (SHIPPED, "propensity")
         if name in decisions
     }
     return {
-        "shipped": scores["shipped"],
-        "baselines": baselines,
+        "shipped": scores.pop(SHIPPED),
+        "baselines": scores,
+        "shipped_name": SHIPPED,
+        "gate": gate_record(selection, SHIPPED),
+        "outside_gate": [n for n in ("random", "propensity") if n in scores],
         "offers": int(len(fut)),
         "campaigns": sorted(set(fut["campaign_id"].astype(str))),
-        "qini_curves": {k: [v[0].tolist(), v[1].tolist()] for k, v in curves.items()},
+        "qini_curves": {
+            ("shipped" if k == SHIPPED else k): [v[0].tolist(), v[1].tolist()]
+            for k, v in curves.items()
+        },  # fmt: skip
     }
 
 

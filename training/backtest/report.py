@@ -5,36 +5,53 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from training.gate import Selection
+
 SECTIONS = ("products", "churn", "send_time", "coupons")
 
 
+def gate_record(selection: Selection, shipped: str) -> dict[str, Any]:
+    """What a section reports of the gate's verdict on the horizon: the champion, its
+    reason, the chain of incumbents and one row per candidate (estimate, se, the paired
+    advantage over the incumbent it was compared with, its lower bound, verdict);
+    ``shipped`` is the gate's name of the model `memberwise run` registered."""
+    return {
+        "champion": selection.champion,
+        "role": selection.role,
+        "reason": selection.reason,
+        "shipped": shipped,
+        "chain": list(selection.chain),
+        "z": selection.z,
+        "units": selection.n_units,
+        "rows": selection.as_records(),
+    }
+
+
 def wins(result: dict[str, Any]) -> dict[str, Any]:
-    """For each section, on its primary metric (higher is better): does shipped beat each
-    baseline, and does it beat it by more than the noise, 1.96 times the combined standard
-    error sqrt(se_shipped^2 + se_baseline^2) (conservative: it ignores that both are
-    scored on the same members)? None for a section not computed."""
+    """For each section, the promotion gate's verdict on the horizon (see
+    training.gate): the champion, whether it is the shipped model, its verdict, and the
+    incumbent it beat by more than the noise (the paired lower bound of its advantage
+    above zero), if it did. None for a section not computed."""
     out: dict[str, Any] = {}
     for section in SECTIONS:
         sec = result.get(section)
-        if not sec:
+        if not sec or not sec.get("gate"):
             out[section] = None
             continue
-        metric = sec["primary"]
-        ship = sec["shipped"]
-        beats, clear = {}, {}
-        for name, m in sec["baselines"].items():
-            v = m.get(metric)
-            if v is None or v != v:
-                continue
-            beats[name] = ship[metric] > v
-            se = (ship.get(f"{metric}_se", 0.0) ** 2 + m.get(f"{metric}_se", 0.0) ** 2) ** 0.5
-            clear[name] = bool(ship[metric] - v > 1.96 * se) if se == se else False
-        out[section] = {"metric": metric, "beats_all": all(beats.values()), "beats": beats,
-                        "beats_beyond_noise": clear}  # fmt: skip
-    if result.get("churn"):
-        out["churn"]["brier_below_bg_nbd"] = (
-            result["churn"]["shipped"]["brier"] < result["churn"]["baselines"]["bg_nbd"]["brier"]
-        )
+        g = sec["gate"]
+        rows = {r["name"]: r for r in g["rows"]}
+        shipped = g["shipped"]
+        row = rows.get(shipped)
+        # the incumbent the shipped model displaced, when it did (a paired comparison)
+        beaten = [row["vs"]] if row and row["vs"] and shipped in g["chain"] else []
+        out[section] = {
+            "metric": sec["primary"],
+            "champion": g["champion"],
+            "shipped": shipped,
+            "shipped_is_champion": g["champion"] == shipped,
+            "shipped_verdict": row["verdict"] if row else None,
+            "beats_beyond_noise": beaten,
+        }
     return out
 
 
@@ -50,8 +67,36 @@ def _table(sec: dict[str, Any]) -> str:
     """One row per candidate; a metric's standard error (``NAME_se``) joins its cell."""
     metrics = [k for k in sec["shipped"] if not k.endswith("_se")]
     rows = ["| model | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
-    for name, m in [("**shipped**", sec["shipped"]), *sec["baselines"].items()]:
-        rows.append(f"| {name} | " + " | ".join(_cell(m, k) for k in metrics) + " |")
+    shipped = f"**{sec.get('shipped_name', 'shipped')}** (shipped)"
+    outside = set(sec.get("outside_gate", []))
+    for name, m in [(shipped, sec["shipped"]), *sec["baselines"].items()]:
+        label = f"{name} (outside the gate)" if name in outside else name
+        rows.append(f"| {label} | " + " | ".join(_cell(m, k) for k in metrics) + " |")
+    return "\n".join(rows)
+
+
+def _num(v: Any, sign: bool = False) -> str:
+    if not isinstance(v, (int, float)) or v != v:
+        return ""
+    return f"{v:+.4f}" if sign else f"{v:.4f}"
+
+
+def _gate_table(g: dict[str, Any], metric: str) -> str:
+    """The gate's verdict on the horizon: its table (simplest first) and champion."""
+    rows = [
+        f"Promotion gate on the horizon ({g['units']} units, z = {g['z']:g}): a candidate "
+        "replaces the incumbent only when the paired lower bound of its advantage is above "
+        "zero (training.gate, the comparison `memberwise run` makes).",
+        "",
+        f"| candidate | role | {metric} ± se | advantage | lower bound | vs | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in g["rows"]:
+        name = f"**{r['name']}**" if r["name"] == g["shipped"] else r["name"]
+        est = f"{_num(r['estimate'])} ± {_num(r['se'])}" if _num(r["se"]) else _num(r["estimate"])
+        rows.append(f"| {name} | {r['role']} | {est} | {_num(r['advantage'], True)} | "
+                    f"{_num(r['lcb'], True)} | {r['vs'] or ''} | {r['verdict']} |")  # fmt: skip
+    rows += ["", f"Champion: **{g['champion']}** ({g['reason']}); shipped: {g['shipped']}."]
     return "\n".join(rows)
 
 
@@ -63,27 +108,20 @@ def markdown(result: dict[str, Any]) -> str:
         sec = result.get(section)
         if sec:
             lines += [_table(sec), ""]
-            w = result["wins"].get(section)
-            if w:
-                verdict = (
-                    "beats every baseline" if w["beats_all"] else "does NOT beat every baseline"
-                )
-                clear = [k for k, v in w["beats_beyond_noise"].items() if v]
-                lines.append(f"Shipped {verdict} on {w['metric']}; by more than the noise "
-                             f"(1.96 combined standard errors) it beats: "
-                             f"{', '.join(clear) or 'none'}.")  # fmt: skip
+            if sec.get("gate"):
+                lines += [_gate_table(sec["gate"], sec["primary"]), ""]
         else:
             lines.append(f"Not computed: {result['notes'].get(section, 'no data')}")
         if section == "send_time" and sec and "planted_peak_recovery" in sec:
             r = sec["planted_peak_recovery"]
             lines.append(f"Planted peak hour recovered (±1 h) for {r['shipped']:.1%} of "
-                         f"{r['members']} members (member's own mode: {r['member_mode_hour']:.1%}; "
-                         f"within allowed hours: {r['member_mode_hour_allowed']:.1%}; "
-                         f"reachable outside quiet hours: {r['reachable']:.1%}).")  # fmt: skip
+                         f"{r['members']} members (member's most frequent allowed hour: "
+                         f"{r['member_most_frequent_hour']:.1%}; reachable outside quiet "
+                         f"hours: {r['reachable']:.1%}).")  # fmt: skip
         if section == "send_time" and sec and "reachable_1h" in sec:
             lines.append(f"First engagements within 1 h of an allowed (non-quiet) hour: "
                          f"{sec['reachable_1h']:.1%} (the ceiling of hit_rate_1h for any model "
-                         "honouring the quiet hours; member_mode_hour ignores them).")  # fmt: skip
+                         "honouring the quiet hours).")  # fmt: skip
         if section == "coupons" and result.get("coupon_propensity"):
             cp = result["coupon_propensity"]
             lines.append(f"Redemption-propensity ROC AUC: {cp.get('redemption_auc')} "

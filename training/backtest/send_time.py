@@ -2,10 +2,13 @@
 
 For each member who engages in the horizon, the recommended hour of week is compared with
 the local hour of the member's first engagement there: hit rate within 1 h (with its
-binomial standard error) and the same on the hour of day. Candidates: the shipped model
-(member profile shrunk to the segment, quiet hours excluded), the single best global hour,
-the member's own most frequent hour before the as-of date, and that same mode held to the
-hours the shipped model may choose. ``reachable_1h`` is the ceiling any model honouring
+binomial standard error) and the same on the hour of day. Candidates: those of the
+promotion gate of `memberwise run` (``training.send_time.send_time_policies``, simplest
+first): the best global hour, each segment's best hour, the member's own most frequent
+allowed hour (rules fitted here on the engagements before the as-of date) and the
+registered model (member profile shrunk to the segment, quiet hours excluded); the gate's
+verdict on the horizon comes from ``training.gate.select`` over their per-member hits
+(``training.send_time.gate_candidates``). ``reachable_1h`` is the ceiling any model honouring
 the quiet hours can reach; on a synthetic shop the planted peak hours are checked too.
 """
 
@@ -16,48 +19,49 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.send_time import GlobalSendTimeModel, window_sum
+from features.settings import SendTimeSettings
+from models.send_time import window_sum
+from training.backtest.report import gate_record
+from training.gate import select
 from training.metrics import hour_hit_rate, hour_of_day_hit_rate
-from training.send_time import local_hour_of_week
+from training.send_time import gate_candidates, local_hour_of_week, send_time_policies
 
 PRIMARY = "hit_rate_1h"
+SHIPPED = "model"  # the gate's name of the registered model
 
 
 def candidates(
     engagements: pd.DataFrame,
     timezones: dict[str, str],
     segments: dict[str, str],
-    members: list[str],
     shipped: Any,
+    settings: SendTimeSettings | None = None,
+) -> dict[str, Any]:
+    """The send-time gate's policies (``training.send_time.send_time_policies``, simplest
+    first), each rule fitted on ``engagements`` (member_id, channel, ts naive UTC, before
+    the cutoff) with ``timezones`` and ``segments``, and ``shipped`` as "model"."""
+    policies = send_time_policies(settings or SendTimeSettings())
+    fitted: dict[str, Any] = {
+        name: build().fit(
+            engagements["member_id"].to_numpy(str), engagements["channel"].to_numpy(str),
+            engagements["ts"].to_numpy("datetime64[us]"), timezones=timezones,
+            segments=segments,
+        )
+        for name, build in policies.items() if name != SHIPPED
+    }  # fmt: skip
+    fitted[SHIPPED] = shipped
+    return fitted
+
+
+def recommended(
+    fitted: dict[str, Any], members: list[str], segments: dict[str, str]
 ) -> dict[str, np.ndarray]:
-    """(len(members),) recommended hour of week per candidate: the ``shipped`` model
-    (``best(member, segment=...)`` and ``config.quiet_mask()``), the global best hour and
-    the member's mode hour (anywhere, and within the shipped model's allowed hours),
-    the last two falling back to the global hour for members without history.
-    ``engagements``: member_id, channel, ts (naive UTC) before the cutoff."""
-    glob = GlobalSendTimeModel().fit(
-        engagements["member_id"].to_numpy(str), engagements["channel"].to_numpy(str),
-        engagements["ts"].to_numpy("datetime64[us]"), timezones=timezones,
-    )  # fmt: skip
-    rec_global = np.array([glob.best(m).hour_of_week for m in members], dtype=np.int64)
-    fallback = int(rec_global[0]) if len(members) else 0
-    modes = member_mode_hours(engagements, timezones, fallback)
-    modes_ok = member_mode_hours(engagements, timezones, 0, ~shipped.config.quiet_mask())
+    """(len(members),) hour of week each policy recommends (the segment given as a hint)."""
     return {
-        "shipped": np.array(
-            [shipped.best(m, segment=segments.get(m)).hour_of_week for m in members],
-            dtype=np.int64,
-        ),
-        "global_best_hour": rec_global,
-        "member_mode_hour": np.array(
-            [modes.get(m, int(g)) for m, g in zip(members, rec_global, strict=True)],
-            dtype=np.int64,
-        ),
-        "member_mode_hour_allowed": np.array(
-            [modes_ok.get(m, int(g)) for m, g in zip(members, rec_global, strict=True)],
-            dtype=np.int64,
-        ),
-    }
+        name: np.array([m.best(x, segment=segments.get(x)).hour_of_week for x in members],
+                       dtype=np.int64)
+        for name, m in fitted.items()
+    }  # fmt: skip
 
 
 def score(recommended: dict[str, np.ndarray], actual: np.ndarray) -> dict[str, dict[str, float]]:
@@ -72,17 +76,21 @@ def section(ctx: Any) -> dict[str, Any] | None:
     if after.empty or ctx.engagements.empty:
         ctx.notes["send_time"] = "no engagement on one side of the as-of date"
         return None
+    gate = ctx.settings.gate
     first = first_engagements(after, ctx.timezones)
     members = first["member_id"].astype(str).tolist()
     seg = dict(zip(ctx.tags["member_id"], ctx.tags["rfm_segment"], strict=False))
     shipped = ctx.shipped("send_time")
-    recs = candidates(ctx.engagements, ctx.timezones, seg, members, shipped)
+    fitted = candidates(ctx.engagements, ctx.timezones, seg, shipped, ctx.settings.send_time)
     actual = first["how"].to_numpy()
-    scores = score(recs, actual)
+    selection = select(gate_candidates(fitted, members, actual, seg), z=gate.z)
+    scores = score(recommended(fitted, members, seg), actual)
     allowed = ~shipped.config.quiet_mask()
     out: dict[str, Any] = {
-        "shipped": scores.pop("shipped"),
+        "shipped": scores.pop(SHIPPED),
         "baselines": scores,
+        "shipped_name": SHIPPED,
+        "gate": gate_record(selection, SHIPPED),
         "members": len(members),
         # share of first engagements within 1 h of an hour the shipped model may choose:
         # the best hit rate any model honouring its quiet hours can reach
@@ -94,15 +102,16 @@ def section(ctx: Any) -> dict[str, Any] | None:
         known = t[t["member_id"].isin(set(ctx.engagements["member_id"]))]
         planted = known["peak_how_local"].to_numpy(int)
         ids = known["member_id"].astype(str).tolist()
-        rec_all = candidates(ctx.engagements, ctx.timezones, seg, ids, shipped)
+        rec_all = recommended(fitted, ids, seg)
         out["planted_peak_recovery"] = {
             **{
-                name: send_time_scores(rec_all[name], planted)["hit_rate_1h"]
-                for name in ("shipped", "member_mode_hour", "member_mode_hour_allowed")
+                ("shipped" if name == SHIPPED else name): send_time_scores(
+                    rec_all[name], planted)["hit_rate_1h"]
+                for name in (SHIPPED, "member_most_frequent_hour")
             },
             "reachable": reachable_share(planted, allowed),
             "members": len(ids),
-        }
+        }  # fmt: skip
     return out
 
 
@@ -123,25 +132,6 @@ def send_time_scores(recommended: np.ndarray, actual: np.ndarray) -> dict[str, f
         "hit_rate_1h_se": float(np.sqrt(hit * (1 - hit) / (n - 1))) if n > 1 else float("nan"),
         "hour_of_day_hit_rate_1h": hour_of_day_hit_rate(recommended, actual, tolerance_hours=1),
     }
-
-
-def member_mode_hours(
-    eng_before: pd.DataFrame,
-    timezones: dict[str, str],
-    fallback: int,
-    allowed: np.ndarray | None = None,
-) -> dict[str, int]:
-    """Each member's own most frequent local hour of week (no shrinkage); with ``allowed``
-    ((168,) bool) the most frequent among the allowed hours (members with none are left
-    out)."""
-    tz = eng_before["member_id"].map(timezones).fillna("UTC")
-    how = local_hour_of_week(eng_before["ts"], tz)
-    counts = pd.DataFrame({"member_id": eng_before["member_id"].to_numpy(), "how": how})
-    if allowed is not None:
-        counts = counts[np.asarray(allowed, dtype=bool)[how]]
-    counts = counts.groupby(["member_id", "how"]).size().rename("n").reset_index()
-    counts = counts.sort_values(["member_id", "n", "how"], ascending=[True, False, True])
-    return dict(counts.groupby("member_id").head(1)[["member_id", "how"]].itertuples(index=False))
 
 
 def reachable_share(actual: np.ndarray, allowed: np.ndarray, tolerance_hours: int = 1) -> float:

@@ -1,0 +1,503 @@
+"""The decision for a member, composed in one place: products, coupon (or none), send time,
+churn risk, rule tags, lifecycle stage, value tier and RFM segment, each part with its
+reason, its role (``model`` or ``baseline`` for registered models, ``rules`` for the tags
+of the snapshot) and its version (the registered model version, or the tag snapshot's
+as-of date).
+
+:class:`Decider` holds the loaded champions (``models.registry.Champions``) and turns a
+member's features into a :class:`MemberDecision`:
+
+- ``decide(member_id, features, now)``: one member, ``features`` a mapping of feature name
+  to value as read from the online store (None or NaN = unknown), or None for a member the
+  store does not have (a cold-start answer: popular products, no coupon, a segment or
+  global send time, no churn risk or tags);
+- ``decide_many(frame, now)``: every row of a features frame at once (churn and coupon
+  vectorised, products through ``recommend_many``), giving the same decisions ``decide``
+  gives member by member.
+
+The API, ``memberwise score`` and anything else that decides for members go through it, so
+they can never disagree. Pure logic: no feature store, registry or web framework here.
+
+Feature columns read by name (the names of ``features.tags``; the lists of model inputs are
+given to the Decider by the caller, from the feature services):
+
+- churn and coupon inputs: ``churn_features`` / ``coupon_features`` (float, NaN allowed);
+- send time: ``timezone`` and ``rfm_segment`` (str);
+- tags and segments: ``tags`` (comma-separated rule tags), ``lifecycle_stage``,
+  ``value_tier``, ``rfm_segment``, ``r_score``, ``f_score``, ``m_score``;
+- the evidence quoted in reasons: see :data:`EVIDENCE_COLUMNS`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import string
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.registry import Champions
+
+MODEL, BASELINE, RULES = "model", "baseline", "rules"
+PARTS: tuple[str, ...] = (
+    "products", "coupon", "send_time", "churn", "tags", "lifecycle_stage", "value_tier",
+    "rfm_segment",
+)  # fmt: skip
+
+# what each rule tag's reason quotes, a template over feature columns
+TAG_EVIDENCE: dict[str, str] = {
+    "high_order_value": "largest order {max_order_value:.2f}",
+    "dormant": "last purchase {recency_days:.0f} days ago",
+    "high_frequency": "orders in the high-frequency window: {orders_30d:.0f}",
+    "price_sensitive": "{discount_share:.0%} of spend discounted",
+    "warn_activity_down": (
+        "orders in the recent window: {orders_recent:.0f}, in the one before: {orders_previous:.0f}"
+    ),
+    "warn_gap_exceeded": "{gap_ratio:.1f}x the usual purchase cycle since the last order",
+}
+_QUOTED = {
+    t: [f for _, f, _, _ in string.Formatter().parse(s) if f] for t, s in TAG_EVIDENCE.items()
+}
+PROFILE_COLUMNS: tuple[str, ...] = (
+    "timezone", "rfm_segment", "lifecycle_stage", "value_tier", "tags", "r_score", "f_score",
+    "m_score",
+)  # fmt: skip
+EVIDENCE_COLUMNS: tuple[str, ...] = (
+    "recency_days", "frequency", "monetary", "orders_recent", "orders_previous", "tenure_days",
+    *dict.fromkeys(c for cols in _QUOTED.values() for c in cols),
+)  # fmt: skip
+
+_UNKNOWN = "unknown member: no features in the store"
+_COUPON_BASELINE = (
+    "no coupon: the coupon model has not been promoted (it did not beat giving no coupon "
+    "on held-out randomized offers, or there is no such history)"
+)
+_CHURN_WHAT = {
+    MODEL: "calibrated gradient boosting on the tags and BG/NBD",
+    BASELINE: "the BG/NBD baseline on the purchase history",
+}
+
+
+# ---------------------------------------------------------------------------- the parts
+@dataclass(frozen=True, slots=True)
+class Part:
+    """What every part of a decision carries: ``role`` ("model", "baseline" or "rules"),
+    ``version`` (registered model version, or the tag snapshot's as-of date; None when
+    unknown) and a sentence saying why."""
+
+    role: str
+    version: str | None
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    product_id: str
+    score: float
+    reason: str  # "buy_again", "similar_members" or "popular"
+
+
+@dataclass(frozen=True, slots=True)
+class ProductsPart(Part):
+    items: tuple[Product, ...]  # best first
+
+
+@dataclass(frozen=True, slots=True)
+class CouponPart(Part):
+    coupon_id: str | None  # None: no coupon
+    expected_incremental_margin: float  # the best coupon's, also when none is given
+
+
+@dataclass(frozen=True, slots=True)
+class SendTimePart(Part):
+    channel: str
+    hour_of_week: int  # 0..167 local, Monday 00:00 = 0
+    confidence: float  # 0..1
+    timezone: str  # IANA name
+    source: str  # "member", "segment" or "global"
+    at_utc: datetime
+    at_local: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ChurnPart(Part):
+    risk: float | None  # P(no purchase within the horizon); None for an unknown member
+
+
+@dataclass(frozen=True, slots=True)
+class TagsPart(Part):
+    tags: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LabelPart(Part):
+    value: str | None  # a lifecycle stage or a value tier
+
+
+@dataclass(frozen=True, slots=True)
+class RfmPart(Part):
+    segment: str | None
+    r_score: float | None  # 1..5, None without a purchase
+    f_score: float | None
+    m_score: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberDecision:
+    member_id: str
+    known_member: bool  # in the feature store or in the products model's history
+    products: ProductsPart
+    coupon: CouponPart
+    send_time: SendTimePart
+    churn: ChurnPart
+    tags: TagsPart
+    lifecycle_stage: LabelPart
+    value_tier: LabelPart
+    rfm_segment: RfmPart
+
+    def parts(self) -> dict[str, Part]:
+        """Every part by name, in :data:`PARTS` order."""
+        return {name: getattr(self, name) for name in PARTS}
+
+
+# ---------------------------------------------------------------------------- values
+def _num(v: Any) -> float:
+    """A float, NaN for None / NA / anything missing."""
+    if v is None or v is pd.NA:
+        return math.nan
+    return float(v)
+
+
+def _score(v: Any) -> float | None:
+    x = _num(v)
+    return None if math.isnan(x) else x
+
+
+def _text(v: Any) -> str | None:
+    return v if isinstance(v, str) and v else None
+
+
+def _tags(v: Any) -> tuple[str, ...]:
+    return tuple(t for t in v.split(",") if t) if isinstance(v, str) else ()
+
+
+def _horizon_days(churn: Any) -> int | None:
+    """The churn horizon a fitted estimator was built with (BG/NBD alone, or the
+    calibrated model's BG/NBD step); None when it cannot be read."""
+    h = getattr(churn, "horizon_days", None)
+    if h is None:
+        steps = getattr(getattr(churn, "estimator", None), "named_steps", None) or {}
+        h = getattr(steps.get("bg_nbd"), "horizon_days", None)
+    return int(h) if h is not None else None
+
+
+# ---------------------------------------------------------------------------- the decider
+class Decider:
+    """Decisions for members from their features and the loaded champions.
+
+    ``churn_features`` / ``coupon_features``: the churn and coupon models' input columns in
+    the order they were trained on (the feature services' lists); ``as_of``: the date of
+    the tag snapshot the features come from (the tags' version). ``churn_cache_size``:
+    per-member churn answers memoised on the feature values (a calibrated ensemble costs
+    milliseconds per single row; a member's features change only when the store is
+    materialized).
+    """
+
+    def __init__(
+        self,
+        champions: Champions,
+        churn_features: Sequence[str],
+        coupon_features: Sequence[str],
+        as_of: str | None = None,
+        churn_cache_size: int = 100_000,
+    ) -> None:
+        self.champions = champions
+        self.churn_features = list(churn_features)
+        self.coupon_features = list(coupon_features)
+        self.as_of = as_of
+        trained = list(getattr(champions.coupon, "feature_names", None) or [])
+        if trained and trained != self.coupon_features:
+            raise ValueError(
+                f"the coupon model was trained on {trained}, not on {self.coupon_features}: "
+                "retrain it (`memberwise run`) or serve the feature service it was trained on"
+            )
+        n_churn = getattr(champions.churn, "n_features_in_", None)
+        if n_churn is not None and n_churn != len(self.churn_features):
+            raise ValueError(
+                f"the churn model was trained on {n_churn} features, given "
+                f"{len(self.churn_features)}: retrain it (`memberwise run`)"
+            )
+        self._roles = dict(champions.roles)
+        self._horizon = _horizon_days(champions.churn)
+        self._churn_precomputed: dict[bytes, float] = {}
+        self._churn_memo = functools.lru_cache(maxsize=churn_cache_size)(self._churn_bytes)
+
+    # ------------------------------------------------------------------ public
+    def decide(
+        self,
+        member_id: str,
+        features: Mapping[str, Any] | None,
+        now: datetime,
+        n_products: int = 10,
+        channel: str | None = None,
+    ) -> MemberDecision:
+        """The decision for one member. ``features``: name -> value (None / NaN = unknown),
+        None for a member the store lacks; ``now``: aware UTC instant the send time is
+        after; ``channel``: force a message channel."""
+        f = features
+        churn = coupon = None
+        if f is not None:
+            xc = np.array([_num(f.get(c)) for c in self.churn_features], dtype=np.float64)
+            churn = self._churn_one(xc)
+            xk = np.array([_num(f.get(c)) for c in self.coupon_features], dtype=np.float64)
+            coupon = self.champions.coupon.decide(xk)
+        return self._compose(
+            member_id,
+            f,
+            self.champions.products.recommend(member_id, n=n_products),
+            churn,
+            coupon,
+            now,
+            channel,
+        )
+
+    def decide_many(
+        self, frame: pd.DataFrame, now: datetime, n_products: int = 10
+    ) -> list[MemberDecision]:
+        """``decide`` for every row of ``frame`` (one row per member: ``member_id`` and the
+        feature columns), churn and coupon in one vectorised pass each. Every row is a
+        member the store has; the answers are those of ``decide`` row by row."""
+        need = ["member_id", *self.churn_features, *self.coupon_features, *PROFILE_COLUMNS]
+        missing = [c for c in dict.fromkeys(need) if c not in frame.columns]
+        if missing:
+            raise ValueError(f"the features frame lacks the columns {missing}")
+        members = frame["member_id"].astype(str).tolist()
+        churn = self._churn_many(frame[self.churn_features])
+        coupons = self.champions.coupon.decide_many(frame[self.coupon_features].to_numpy(float))
+        recs = self.champions.products.recommend_many(members, n=n_products)
+        cols = [c for c in dict.fromkeys((*PROFILE_COLUMNS, *EVIDENCE_COLUMNS)) if c in frame]
+        values = frame[cols].astype(object).where(frame[cols].notna(), None)
+        rows = values.to_dict("records")
+        return [
+            self._compose(m, row, r, float(p), c, now, None)
+            for m, row, r, p, c in zip(members, rows, recs, churn, coupons, strict=True)
+        ]
+
+    def precompute(self, frame: pd.DataFrame) -> int:
+        """Decide churn and coupon for every row of ``frame`` (a snapshot's features) in one
+        vectorised pass each and keep the answers, keyed by the feature values, for
+        ``decide``: a request whose features match does no model evaluation. Returns the
+        number of rows."""
+        X = np.ascontiguousarray(frame[self.churn_features].to_numpy(np.float64))
+        risk = self._churn_many(frame[self.churn_features])
+        self._churn_precomputed = {
+            row.tobytes(): float(p) for row, p in zip(X, risk.tolist(), strict=True)
+        }
+        self.champions.coupon.precompute(frame[self.coupon_features].to_numpy(np.float64))
+        return len(frame)
+
+    # ------------------------------------------------------------------ churn
+    def _churn_many(self, X: pd.DataFrame) -> np.ndarray:
+        X = X.astype(np.float64)
+        X.columns = self.churn_features
+        return self.champions.churn.predict_proba(X)[:, 1].astype(np.float64)
+
+    def _churn_one(self, x: np.ndarray) -> float:
+        key = x.tobytes()
+        hit = self._churn_precomputed.get(key)
+        return hit if hit is not None else self._churn_memo(key)
+
+    def _churn_bytes(self, key: bytes) -> float:
+        from threadpoolctl import threadpool_limits
+
+        x = np.frombuffer(key, dtype=np.float64)[None, :]
+        # one row: OpenMP threads only add synchronisation, and on a busy machine their
+        # spin-waits cost hundreds of milliseconds per call
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return float(self._churn_many(pd.DataFrame(x, columns=self.churn_features))[0])
+
+    # ------------------------------------------------------------------ composition
+    def _model_part(self, name: str) -> tuple[str, str | None]:
+        return self._roles.get(name, MODEL), self.champions.versions.get(name)
+
+    def _compose(
+        self,
+        member_id: str,
+        f: Mapping[str, Any] | None,
+        recs: Sequence[tuple[str, float, str]],
+        churn: float | None,
+        coupon: tuple[str | None, float, str] | None,
+        now: datetime,
+        channel: str | None,
+    ) -> MemberDecision:
+        known = f is not None or self.champions.products.known_member(member_id)
+        g: Mapping[str, Any] = f or {}
+        segment = _text(g.get("rfm_segment"))
+        st = self.champions.send_time.next_send(
+            member_id, now, channel=channel, segment=segment, timezone=_text(g.get("timezone"))
+        )
+        return MemberDecision(
+            member_id=member_id,
+            known_member=known,
+            products=self._products(recs, known),
+            coupon=self._coupon(coupon),
+            send_time=self._send_time(st, channel),
+            churn=self._churn(churn),
+            tags=self._tag_part(f),
+            lifecycle_stage=self._lifecycle(f),
+            value_tier=self._value_tier(f),
+            rfm_segment=self._rfm(f),
+        )
+
+    def _products(self, recs: Sequence[tuple[str, float, str]], known: bool) -> ProductsPart:
+        role, version = self._model_part("products")
+        items = tuple(Product(p, float(s), r) for p, s, r in recs)
+        counts = Counter(p.reason for p in items)
+        mix = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in counts.items()) or "none"
+        if not known:
+            reason = f"unknown member: the most popular products ({mix})"
+        elif role == BASELINE:
+            reason = f"popularity baseline, the blended model has not been promoted ({mix})"
+        else:
+            reason = f"ALS, item-item similarity and buy-again blend ({mix})"
+        return ProductsPart(role, version, reason, items)
+
+    def _coupon(self, decided: tuple[str | None, float, str] | None) -> CouponPart:
+        role, version = self._model_part("coupon")
+        if decided is None:
+            return CouponPart(
+                role, version, "unknown member: no coupon until the member has history", None, 0.0
+            )
+        coupon_id, margin, reason = decided
+        if coupon_id is None and role == BASELINE:
+            reason = _COUPON_BASELINE
+        return CouponPart(role, version, reason, coupon_id, float(margin))
+
+    def _send_time(self, st: Any, channel: str | None) -> SendTimePart:
+        role, version = self._model_part("send_time")
+        if st.source == "member":
+            reason = "the member's own engagement hours"
+        elif st.source == "segment":
+            reason = "no engagement history: the best hour of the member's RFM segment"
+        elif role == BASELINE:
+            reason = "the best hour of everyone on this channel (the baseline)"
+        else:
+            reason = "no engagement history or segment: the best hour of everyone"
+        reason += f", outside quiet hours, in {st.timezone}"
+        if channel is not None:
+            reason += "; channel set by the request"
+        return SendTimePart(
+            role, version, reason, st.channel, int(st.hour_of_week), float(st.confidence),
+            st.timezone, st.source, st.at_utc, st.at_local,
+        )  # fmt: skip
+
+    def _churn(self, risk: float | None) -> ChurnPart:
+        role, version = self._model_part("churn")
+        if risk is None:
+            return ChurnPart(role, version, "unknown member: no history to score", None)
+        within = f"within {self._horizon} days" if self._horizon else "within the horizon"
+        what = _CHURN_WHAT.get(role, role)
+        return ChurnPart(role, version, f"{risk:.0%} chance of no purchase {within} ({what})", risk)
+
+    def _tag_part(self, f: Mapping[str, Any] | None) -> TagsPart:
+        if f is None:
+            return TagsPart(RULES, None, _UNKNOWN, ())
+        tags = _tags(f.get("tags"))
+        if not tags:
+            return TagsPart(RULES, self.as_of, "no rule tag holds", ())
+        said = []
+        for t in tags:
+            values = {c: _num(f.get(c)) for c in _QUOTED.get(t, ())}
+            quote = values and not any(math.isnan(v) for v in values.values())
+            said.append(f"{t}: {TAG_EVIDENCE[t].format(**values)}" if quote else t)
+        return TagsPart(RULES, self.as_of, "; ".join(said), tags)
+
+    def _lifecycle(self, f: Mapping[str, Any] | None) -> LabelPart:
+        if f is None:
+            return LabelPart(RULES, None, _UNKNOWN, None)
+        stage = _text(f.get("lifecycle_stage"))
+        tenure = _num(f.get("tenure_days"))
+        member_for = f"member for {tenure:.0f} days" if not math.isnan(tenure) else "no tenure"
+        if not _num(f.get("frequency")) > 0:
+            why = f"no purchase yet, {member_for}"
+        else:
+            rec, now_, before = (
+                _num(f.get(c)) for c in ("recency_days", "orders_recent", "orders_previous")
+            )
+            why = (
+                f"last purchase {rec:.0f} days ago, orders in the recent window: {now_:.0f}, "
+                f"in the one before: {before:.0f}, {member_for}"
+            )
+        return LabelPart(RULES, self.as_of, f"{stage or 'no stage'}: {why}", stage)
+
+    def _value_tier(self, f: Mapping[str, Any] | None) -> LabelPart:
+        if f is None:
+            return LabelPart(RULES, None, _UNKNOWN, None)
+        tier = _text(f.get("value_tier"))
+        spent = _num(f.get("monetary"))
+        spend = f"{spent:.2f} spent in total" if not math.isnan(spent) else "spend unknown"
+        why = f"{tier or 'no tier'}: {spend}; tiers split members by total spend, top tier first"
+        return LabelPart(RULES, self.as_of, why, tier)
+
+    def _rfm(self, f: Mapping[str, Any] | None) -> RfmPart:
+        if f is None:
+            return RfmPart(RULES, None, _UNKNOWN, None, None, None, None)
+        seg = _text(f.get("rfm_segment"))
+        r, fr, m = (_score(f.get(c)) for c in ("r_score", "f_score", "m_score"))
+        if r is None or fr is None:
+            why = f"{seg or 'no segment'}: no purchase, so no RFM scores"
+        else:
+            mm = f", monetary {m:.0f}" if m is not None else ""
+            why = (
+                f"{seg or 'no segment'}: recency score {r:.0f}, frequency {fr:.0f}{mm} "
+                "(quintiles among buyers, 5 = best)"
+            )
+        return RfmPart(RULES, self.as_of, why, seg, r, fr, m)
+
+
+# ---------------------------------------------------------------------------- tables
+def decisions_frame(decisions: Sequence[MemberDecision]) -> pd.DataFrame:
+    """One row per decision, for batch outputs: member_id, known_member, churn_risk,
+    coupon_id (None for no coupon), expected_incremental_margin, coupon_reason,
+    send_channel, send_at (UTC), send_at_local (ISO text), send_hour_of_week,
+    send_timezone, send_confidence, send_source, products (ids, best first),
+    product_scores, product_reasons, tags, lifecycle_stage, value_tier, rfm_segment,
+    r/f/m_score, then ``<part>_role``, ``<part>_version`` and ``<part>_reason`` of every
+    part."""
+    d = decisions
+    out = pd.DataFrame({
+        "member_id": [x.member_id for x in d],
+        "known_member": [x.known_member for x in d],
+        "churn_risk": np.array([_num(x.churn.risk) for x in d], dtype=np.float64),
+        "coupon_id": [x.coupon.coupon_id for x in d],
+        "expected_incremental_margin": np.array(
+            [x.coupon.expected_incremental_margin for x in d], dtype=np.float64
+        ),
+        "coupon_reason": [x.coupon.reason for x in d],
+        "send_channel": [x.send_time.channel for x in d],
+        "send_at": pd.to_datetime([x.send_time.at_utc for x in d], utc=True),
+        "send_at_local": [x.send_time.at_local.isoformat() for x in d],
+        "send_hour_of_week": np.array([x.send_time.hour_of_week for x in d], dtype=np.int64),
+        "send_timezone": [x.send_time.timezone for x in d],
+        "send_confidence": np.array([x.send_time.confidence for x in d], dtype=np.float64),
+        "send_source": [x.send_time.source for x in d],
+        "products": [[p.product_id for p in x.products.items] for x in d],
+        "product_scores": [[p.score for p in x.products.items] for x in d],
+        "product_reasons": [[p.reason for p in x.products.items] for x in d],
+        "tags": [list(x.tags.tags) for x in d],
+        "lifecycle_stage": [x.lifecycle_stage.value for x in d],
+        "value_tier": [x.value_tier.value for x in d],
+        "rfm_segment": [x.rfm_segment.segment for x in d],
+        **{s: np.array([_num(getattr(x.rfm_segment, s)) for x in d], dtype=np.float64)
+           for s in ("r_score", "f_score", "m_score")},
+    })  # fmt: skip
+    for name in PARTS:
+        for attr in (f.name for f in fields(Part)):
+            out[f"{name}_{attr}"] = [getattr(getattr(x, name), attr) for x in d]
+    return out

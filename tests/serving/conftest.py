@@ -1,0 +1,68 @@
+"""The app over a tiny in-memory state: small real models fitted from models/*, features
+from a tags frame, no MLflow and no Feast. Routes are reached through
+``app.dependency_overrides`` on the state and the clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from features import repo
+from features.settings import MemberwiseSettings
+from serving.app import create_app
+from serving.deps import get_now, get_state
+from serving.state import AppState
+from tests.serving.world import AS_OF, FrameFeatures, ShopWorld, shop_world
+
+NOW = datetime(2026, 3, 4, 15, 30, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> ShopWorld:
+    return shop_world(tmp_path_factory.mktemp("shop"))
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory, world) -> MemberwiseSettings:
+    """A home holding only the tag snapshot (read by the segments route)."""
+    s = MemberwiseSettings(home=tmp_path_factory.mktemp("home"))
+    path = repo.snapshot_path(s, AS_OF)
+    path.parent.mkdir(parents=True)
+    world.tags.to_parquet(path, index=False)
+    return s
+
+
+def in_memory_state(settings: MemberwiseSettings, world: ShopWorld, baseline: bool = False):
+    return AppState(
+        settings=settings,
+        decider=world.decider(baseline),
+        features=FrameFeatures(world.tags),
+        as_of=AS_OF.isoformat(),
+    )
+
+
+@pytest.fixture(scope="session")
+def app(settings) -> FastAPI:
+    return create_app(settings)
+
+
+@pytest.fixture
+def serve(app, settings, world) -> Iterator[Callable[..., TestClient]]:
+    """``serve(state=None, baseline=False)``: a client of the app over ``state`` (default:
+    the in-memory world) at the fixed instant NOW. The lifespan is not run, so nothing is
+    loaded from a registry or a feature store."""
+
+    def make(state: AppState | None = None, baseline: bool = False) -> TestClient:
+        chosen = state or in_memory_state(settings, world, baseline)
+        app.dependency_overrides[get_state] = lambda: chosen
+        app.dependency_overrides[get_now] = lambda: NOW
+        return TestClient(app)
+
+    yield make
+    # the settings override create_app registered stays
+    app.dependency_overrides.pop(get_state, None)
+    app.dependency_overrides.pop(get_now, None)

@@ -1,0 +1,88 @@
+"""The OpenAPI contract: an example on every 200 response (valid against its schema),
+enums for every closed vocabulary, typed 404/422/503 bodies on every /v1 route, the /v1
+prefix applied once; and the health routes."""
+
+from __future__ import annotations
+
+import pytest
+
+from features.settings import TagConfig
+from features.tags import BOOL_TAGS, LIFECYCLE_STAGES, RFM_SEGMENTS
+from serving import schemas
+from serving.state import AppState
+
+pytestmark = pytest.mark.filterwarnings("ignore:OpenBLAS is configured:RuntimeWarning")
+
+
+@pytest.fixture(scope="module")
+def spec(app):
+    return app.openapi()
+
+
+def operations(spec):
+    for path, methods in spec["paths"].items():
+        for method, op in methods.items():
+            yield path, method, op
+
+
+def resolve(spec, schema):
+    ref = schema.get("$ref")
+    return spec["components"]["schemas"][ref.rsplit("/", 1)[-1]] if ref else schema
+
+
+def test_every_200_response_has_an_example_valid_against_its_model(spec):
+    models = {m.__name__: m for m in (schemas.MemberDecisionPublic, schemas.SegmentPublic,
+                                      schemas.Health)}  # fmt: skip
+    seen = 0
+    for path, method, op in operations(spec):
+        content = op["responses"]["200"]["content"]["application/json"]
+        assert content.get("example"), f"{method.upper()} {path} has no example"
+        name = content["schema"]["$ref"].rsplit("/", 1)[-1]
+        models[name].model_validate(content["example"])
+        seen += 1
+    assert seen == 4  # /healthz, /readyz, the member decision, the segment selection
+
+
+def test_closed_vocabularies_are_enums(spec):
+    comp = spec["components"]["schemas"]
+    assert comp["Tag"]["enum"] == list(BOOL_TAGS)
+    assert comp["LifecycleStage"]["enum"] == list(LIFECYCLE_STAGES)
+    assert comp["RfmSegment"]["enum"] == [s for s, _, _ in RFM_SEGMENTS] + ["no_purchase"]
+    assert comp["ValueTier"]["enum"] == list(TagConfig().value_tier_names)
+    assert comp["Channel"]["enum"] == ["email", "sms", "push"]
+    assert comp["Role"]["enum"] == ["model", "baseline", "rules"]
+    assert comp["HealthStatus"]["enum"] == ["ok", "ready", "not ready"]
+    decision = comp["MemberDecisionPublic"]["properties"]
+    assert decision["tags"]["items"] == {"$ref": "#/components/schemas/Tag"}
+    params = {
+        (path, p["name"]): p["schema"]
+        for path, _, op in operations(spec)
+        for p in op.get("parameters", [])
+    }
+    segments = "/v1/segments/members"
+    assert "Tag" in str(params[segments, "tag"])
+    for name, enum in (("lifecycle_stage", "LifecycleStage"), ("rfm_segment", "RfmSegment"),
+                       ("value_tier", "ValueTier")):  # fmt: skip
+        assert enum in str(params[segments, name])
+    assert "Channel" in str(params["/v1/members/{member_id}/recommendations", "channel"])
+
+
+def test_every_v1_route_documents_typed_errors(spec):
+    v1 = [(path, op) for path, _, op in operations(spec) if path.startswith("/v1/")]
+    assert {p for p, _ in v1} == {"/v1/members/{member_id}/recommendations",
+                                  "/v1/segments/members"}  # fmt: skip
+    for path, op in v1:
+        for code, model in (("404", "ErrorPublic"), ("422", "ValidationErrorPublic"),
+                            ("503", "ErrorPublic")):  # fmt: skip
+            schema = op["responses"][code]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": f"#/components/schemas/{model}"}, (path, code)
+    assert not any("/v1/v1" in p for p in spec["paths"])
+
+
+def test_health_and_readiness(serve, settings):
+    client = serve()
+    assert client.get("/healthz").json() == {"status": "ok", "detail": None}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    not_ready = serve(AppState(settings=settings, error="no models")).get("/readyz")
+    assert not_ready.status_code == 503 and not_ready.json()["detail"] == "no models"
