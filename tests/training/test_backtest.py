@@ -170,3 +170,11 @@ def test_markdown_shows_the_gates_table_and_standard_errors():
     assert "| candidate | role | ndcg@10 ± se | advantage | lower bound | vs | verdict |" in md
     assert "| buy_again | baseline |" in md and "beats popularity by more than the noise" in md
     assert "Champion: **buy_again**" in md
+
+
+def test_mlflow_metric_names_keep_only_what_mlflow_accepts():
+    name = report._metric_name(
+        "products.hybrid_tuned(buy_again_weight=3, item_weight=1).ndcg_at_10"
+    )
+    assert name == "products.hybrid_tuned_buy_again_weight_3_ item_weight_1_.ndcg_at_10"
+    assert report._metric_name("coupons.everyone:C10.qini") == "coupons.everyone:C10.qini"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,11 @@ def plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
     return paths
 
 
+def _metric_name(name: str) -> str:
+    """``name`` with what MLflow refuses in a metric name (brackets, "=", ",") as "_"."""
+    return re.sub(r"[^\w\-. :/]", "_", name)
+
+
 def log_to_mlflow(result: dict[str, Any], out_dir: Path, files: list[Path]) -> str:
     """One MLflow run with every figure as a metric and the reports as artifacts."""
     import mlflow
@@ -195,10 +201,12 @@ def log_to_mlflow(result: dict[str, Any], out_dir: Path, files: list[Path]) -> s
         for name, m in [("shipped", sec["shipped"]), *sec["baselines"].items()]:
             for k, v in m.items():
                 if isinstance(v, (int, float)) and v == v:
-                    flat[f"{section}.{name}.{k.replace('@', '_at_')}"] = float(v)
+                    flat[_metric_name(f"{section}.{name}.{k.replace('@', '_at_')}")] = float(v)
     with mlflow.start_run(run_name=f"backtest-{result['dataset']}-{result['as_of']}") as run:
         mlflow.set_tags({"kind": "backtest", "dataset": result["dataset"],
                          "as_of": result["as_of"]})  # fmt: skip
+        mlflow.set_tags({f"gate.{s}.champion": result[s]["gate"]["champion"]
+                         for s in SECTIONS if result.get(s) and result[s].get("gate")})  # fmt: skip
         mlflow.log_params({"horizon_days": result["horizon_days"], "dataset": result["dataset"]})
         mlflow.log_metrics(flat)
         for f in files:
