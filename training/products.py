@@ -69,7 +69,7 @@ def tuned_name(params: Mapping[str, Any]) -> str:
     else "hybrid_tuned(k=v, ...)"."""
     if not params:
         return HYBRID
-    return "hybrid_tuned(" + ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+    return "hybrid_tuned(" + ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
                                        for k, v in params.items()) + ")"  # fmt: skip
 
 
