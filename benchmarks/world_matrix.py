@@ -122,8 +122,8 @@ def table(out_root: Path) -> str:
         if s:
             b = s["baselines"]
             send = (f"{_f(s['shipped']['hit_rate_1h'], 4)} / "
-                    f"{_f(b['member_mode_hour']['hit_rate_1h'], 4)} / "
-                    f"{_f(b['global_best_hour']['hit_rate_1h'], 4)}")  # fmt: skip
+                    f"{_f(b['member_most_frequent_hour']['hit_rate_1h'], 4)} / "
+                    f"{_f(b['global_hour']['hit_rate_1h'], 4)}")  # fmt: skip
         secs = meta.get("seconds", {})
         took = f"{secs.get('generate', 0) + secs.get('evaluate', 0):.0f} s" if secs else "–"
         rows_main.append(f"| {name} | {meta.get('members', '–')} | {prod} | {churn} | {send} "
@@ -134,12 +134,14 @@ def table(out_root: Path) -> str:
             rows_coupon.append(f"| {name} | not computed: {note} |||||")
             continue
         sh, bl = cp["shipped"], cp["baselines"]
+        everyone = max((m["incremental_margin"] for n, m in bl.items() if n.startswith("everyone:")),
+                       default=None)  # the best coupon given to everyone  # fmt: skip
         ceiling = planted_ceiling(Path(meta["data"]), r) if meta.get("data") else None
         planted = (f"{_f(sh.get('planted_margin'))} / {_f(ceiling['everyone'])} / "
                    f"{_f(ceiling['oracle'])}") if ceiling else "–"  # fmt: skip
         rows_coupon.append(
             f"| {name} | {cp['offers']:,} | {_f(sh['incremental_margin'])} ± "
-            f"{_f(sh['incremental_margin_se'])} | {_f(bl['everyone']['incremental_margin'])} / "
+            f"{_f(sh['incremental_margin_se'])} | {_f(everyone)} / "
             f"{_f(bl['random']['incremental_margin'])} / "
             f"{_f(bl.get('propensity', {}).get('incremental_margin'))} | "
             f"{_f(sh['share_offered'], 2)} | {planted} |"
@@ -165,7 +167,7 @@ def table(out_root: Path) -> str:
         "incremental margin per offer of the shipped policy, of offering to everyone and of the "
         "oracle that offers only where the planted effect is positive.",
         "",
-        "| world | offers | shipped | everyone / random / propensity | share offered | "
+        "| world | offers | shipped | everyone (best coupon) / random / propensity | share offered | "
         "planted: shipped / everyone / oracle |",
         "| --- | --- | --- | --- | --- | --- |",
         *rows_coupon,

@@ -16,7 +16,7 @@ versions, compared with the shipped hybrid in the products backtest:
 The three collaborative peers filter the member's own past products when
 ``filter_already_bought`` (implicit's ``filter_already_liked_items``, the usual default);
 with it off they may recommend a repeat purchase. Every peer saves to one ``.npz`` and loads
-with ``allow_pickle=False``; ``models.products.load_recommender`` knows their kinds.
+with ``allow_pickle=False``; ``models.recommenders.load_recommender`` knows their kinds.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from models.products import (
     Recommender,
     _History,
     fit_quietly,
-    register_kind,
     user_item_matrix,
 )
 
@@ -343,7 +342,3 @@ class BPRRecommender(_FactorPeer):
         )
         model.fit(user_items, show_progress=False)
         return _as_arrays(model)
-
-
-for _cls in (BuyAgainRecommender, ItemCosineRecommender, ALSRecommender, BPRRecommender):
-    register_kind(_cls)

@@ -547,12 +547,12 @@ class Recommender(ABC):
 
     @classmethod
     def load(cls, path: Path) -> Self:
-        """Load a ``save``d model. ``Recommender.load`` picks the class from the artifact's
-        kind; a subclass's ``load`` refuses an artifact of another kind."""
+        """Load a ``save``d model of this class (an artifact of another kind is refused);
+        ``models.recommenders.load_recommender`` loads any kind."""
         kind, z = read_npz(path)
-        if kind not in _KINDS:
-            import models.peers  # noqa: F401  (registers the peers' kinds)
-        target = class_for(_KINDS, kind, cls, path, "product recommender")
+        if getattr(cls, "kind", None) is None:
+            raise TypeError("Recommender is abstract: use models.recommenders.load_recommender")
+        target = class_for({cls.kind: cls}, kind, cls, path, f"{cls.__name__} ({cls.kind})")
         known = {f.name for f in fields(target.config_cls)}
         raw: dict[str, Any] = json.loads(str(z["config"]))
         model = target(target.config_cls(**{k: v for k, v in raw.items() if k in known}))
@@ -789,20 +789,3 @@ class HybridRecommender(Recommender):
                 np.zeros(0, np.int32),
                 np.zeros(0, np.float32),
             )
-
-
-_KINDS: dict[str, type[Recommender]] = {
-    PopularityRecommender.kind: PopularityRecommender,
-    HybridRecommender.kind: HybridRecommender,
-}
-
-
-def register_kind(cls: type[Recommender]) -> type[Recommender]:
-    """Let ``Recommender.load`` build ``cls`` from artifacts of kind ``cls.kind``."""
-    _KINDS[cls.kind] = cls
-    return cls
-
-
-def load_recommender(path: Path) -> Recommender:
-    """Load any ``save``d recommender, choosing the class from the artifact's kind."""
-    return Recommender.load(path)

@@ -44,7 +44,8 @@ import numpy as np
 import pandas as pd
 
 from models.coupon import CouponPolicy, FixedCouponPolicy, NoCouponPolicy, load_coupon_policy
-from models.products import Recommender, load_recommender
+from models.products import Recommender
+from models.recommenders import load_recommender
 from models.send_time import GlobalSendTimeModel, SendTimeModel, load_send_time
 from models.similar import SimilarProducts
 

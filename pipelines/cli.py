@@ -373,5 +373,43 @@ def convert(
         _progress(f"  {k:<28} {v:>10,}")
 
 
+tags_app = typer.Typer(help="Tag rules as data (docs/tag-rules.md).", no_args_is_help=True)
+app.add_typer(tags_app, name="tags")
+
+
+@tags_app.command("validate")
+def tags_validate(
+    file: Annotated[Path, typer.Argument(help="a tag rules YAML file")],
+) -> None:
+    """Check a tag rules file: every problem with its line; exit 2 when there is any."""
+    from rich.markup import escape
+
+    from features.rules import validate_rules
+
+    if not file.is_file():
+        console.print(f"[red]{escape(str(file))}: no such file[/red]")
+        raise typer.Exit(code=2)
+    try:
+        rules, problems = validate_rules(file)
+    except UnicodeDecodeError as exc:
+        console.print(f"[red]{escape(str(file))}: not UTF-8 text ({exc.reason})[/red]")
+        raise typer.Exit(code=2) from exc
+    except OSError as exc:
+        console.print(f"[red]{escape(str(file))}: cannot be read ({exc.strerror})[/red]")
+        raise typer.Exit(code=2) from exc
+    if problems or rules is None:
+        for p in problems:
+            console.print(f"{escape(str(file))}:{p.line}: [red]{escape(p.message)}[/red]")
+        console.print(f"{len(problems)} problem(s); the language is described in docs/tag-rules.md")
+        raise typer.Exit(code=2)
+    grouped = sum(len(g.names) for g in rules.groups)
+    console.print(
+        f"{escape(str(file))}: valid, version {rules.version}: {len(rules.tags)} tags, "
+        f"{len(rules.groups)} exclusive groups ({grouped} tags in them)"
+    )
+    for g in rules.groups:
+        console.print(f"  {g.name}: {', '.join(g.names)}")
+
+
 if __name__ == "__main__":
     app()

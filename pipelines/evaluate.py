@@ -1,7 +1,8 @@
 """`memberwise evaluate`: a backtest of every model against baselines and peers.
 
-Everything after the as-of date is hidden, the pipeline runs on what is left (into
-OUT/home), and the predictions are scored against what happened in the H days after it.
+Everything after the as-of date is hidden, the pipeline of `memberwise run` runs on what is
+left (into OUT/home, with the same configuration), and what it registered is scored against
+what happened in the H days after it, beside baselines and peers (training.backtest).
 Writes OUT/evaluation.json, OUT/evaluation.md and PNG plots, and logs all of it to an
 MLflow run in OUT/home.
 """
@@ -23,7 +24,7 @@ from features.tags import reference_instant
 from pipelines import steps
 from pipelines.ingest import ShopData, load_shop
 from pipelines.run import coupon_training_frame, run_pipeline
-from training import backtest_run
+from training import backtest
 from training.config import TrainConfig
 
 Progress = Callable[[str], None]
@@ -83,7 +84,7 @@ def evaluate(
         fut_frame[repo.COUPON_FEATURES] = snap.reindex(fut_frame["member_id"]).to_numpy()
     hist_frame = coupon_training_frame(visible, store, start, cfg)
     truth = data_dir / "truth"
-    ctx = backtest_run.Context(
+    ctx = backtest.Context(
         dataset=dataset, as_of=as_of, horizon_days=horizon_days, cfg=cfg, settings=settings,
         visible=visible.tables, future=future, full_lines=full.tables["order_lines"],
         tags=tags, engagements=eng_all[eng_all["ts"] < start].reset_index(drop=True),
@@ -92,19 +93,19 @@ def evaluate(
         coupon_future=fut_frame, start=start, end=end,
         truth_dir=truth if truth.is_dir() else None, out_dir=out_dir, progress=progress,
     )  # fmt: skip
-    result = backtest_run.run_all(ctx)
+    result = backtest.run_all(ctx)
     (out_dir / "evaluation.json").write_text(json.dumps(result, indent=2, default=_json))
-    (out_dir / "evaluation.md").write_text(backtest_run.markdown(result))
-    files = backtest_run.plots(result, out_dir)
-    run_id = backtest_run.log_to_mlflow(
+    (out_dir / "evaluation.md").write_text(backtest.markdown(result))
+    files = backtest.plots(result, out_dir)
+    run_id = backtest.log_to_mlflow(
         result, out_dir, [out_dir / "evaluation.json", out_dir / "evaluation.md", *files]
     )
     progress(f"wrote {out_dir / 'evaluation.json'}, evaluation.md and {len(files)} plot(s); "
              f"MLflow run {run_id}")  # fmt: skip
     for section, w in result["wins"].items():
         if w:
-            progress(f"  {section:<10} shipped beats every baseline on {w['metric']}: "
-                     f"{w['beats_all']}")  # fmt: skip
+            progress(f"  {section:<10} gate on the horizon ({w['metric']}): champion "
+                     f"{w['champion']}; shipped {w['shipped']}: {w['shipped_verdict']}")  # fmt: skip
     return result
 
 

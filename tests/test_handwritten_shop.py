@@ -50,7 +50,7 @@ def test_order_lines_only_with_a_short_history(tmp_path):
     lines = write_order_lines(data)
     settings = MemberwiseSettings(home=home, products=FAST)
     report = run_pipeline(data, date(2025, 12, 31), settings, progress=lambda _: None)
-    assert set(report["models"]) == {"products", "churn", "coupon", "send_time"}
+    assert set(report["models"]) == {"products", "churn", "coupon", "send_time", "similar"}
     assert report["models"]["coupon"]["champion_role"] == "baseline"  # no offers: none
     scores = score_members(settings, progress=lambda _: None)
     assert set(scores["member_id"]) == set(lines["member_id"])

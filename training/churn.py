@@ -3,13 +3,16 @@ and BG/NBD on members held out whole (ROC AUC, bootstrapped over members)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import GroupShuffleSplit
 
 from features.settings import ChurnSettings, GateSettings
-from models.churn import RecencyChurn, build_churn_baseline, build_churn_model
+from models.churn import ChurnConfig, RecencyChurn, build_churn_baseline, build_churn_model
 from training.config import TrainConfig, churn_config
 from training.gate import Candidate, best_rule, bootstrap_stat, select
 from training.metrics import churn_metrics
@@ -29,6 +32,39 @@ def churn_labels(
     return pd.Series(
         [0 if m in bought else 1 for m in members], index=members.index, name="churned"
     )
+
+
+def churn_policies(cfg: TrainConfig, ccfg: ChurnConfig) -> dict[str, Callable[[], Any]]:
+    """The churn gate's policies, simplest first: name -> a builder of the unfitted
+    classifier (``fit(X, y)``, ``predict_proba(X)[:, 1]`` = P(no purchase in the horizon))."""
+    return {
+        "recency_rule": lambda: RecencyChurn(),
+        "bg_nbd": lambda: build_churn_baseline(cfg.horizon_days),
+        "model": lambda: build_churn_model(ccfg),
+    }
+
+
+def gate_candidates(
+    probabilities: Mapping[str, np.ndarray], y: np.ndarray, members: np.ndarray
+) -> list[Candidate]:
+    """The churn gate's candidates, simplest first in the order of ``probabilities`` (name ->
+    (n,) P(no purchase) per held-out row, names of :func:`churn_policies`): ROC AUC against
+    ``y`` (n,) 1 = no purchase, bootstrapped over ``members`` (n,) (all of a member's rows
+    drawn together). `memberwise run` calls it on its held-out members, the backtest on the
+    horizon."""
+    ids, member_of_row = np.unique(np.asarray(members).astype(str), return_inverse=True)
+
+    def auc(p: np.ndarray) -> Any:
+        def stat(idx: np.ndarray) -> float:  # a member drawn k times weighs k
+            weight = np.bincount(idx, minlength=len(ids))[member_of_row]
+            return float(roc_auc_score(y, p, sample_weight=weight))
+
+        return bootstrap_stat(stat, len(ids))
+
+    return [
+        Candidate(n, "model" if n == "model" else "baseline", i, statistic=auc(np.asarray(p)))
+        for i, (n, p) in enumerate(probabilities.items())
+    ]
 
 
 def train_churn(
@@ -84,29 +120,13 @@ def train_churn(
     ccfg = churn_config(churn or ChurnSettings(), cfg)
     gate = gate or GateSettings()
     evaluation: dict[str, np.ndarray] = {"y_true": y_te}
-    builders = {  # simplest first
-        "recency_rule": lambda: RecencyChurn(),
-        "bg_nbd": lambda: build_churn_baseline(cfg.horizon_days),
-        "model": lambda: build_churn_model(ccfg),
-    }
+    builders = churn_policies(cfg, ccfg)
     scores = {
         name: build().fit(X_tr, y_tr).predict_proba(X_te)[:, 1] for name, build in builders.items()
     }
-    # bootstrap over held-out members (all their cutoffs together)
-    members, member_of_row = np.unique(groups[te], return_inverse=True)
-
-    def auc(p: np.ndarray):
-        def stat(idx: np.ndarray) -> float:  # a member drawn k times weighs k
-            weight = np.bincount(idx, minlength=len(members))[member_of_row]
-            return float(roc_auc_score(y_te, p, sample_weight=weight))
-
-        return bootstrap_stat(stat, len(members))
-
     selection = select(
-        [Candidate(n, "model" if n == "model" else "baseline", i, statistic=auc(scores[n]))
-         for i, n in enumerate(builders)],
-        z=gate.z, n_boot=gate.bootstrap, seed=cfg.seed,
-    )  # fmt: skip
+        gate_candidates(scores, y_te, groups[te]), z=gate.z, n_boot=gate.bootstrap, seed=cfg.seed
+    )
     rule = best_rule(selection)
     evaluation["shipped"], evaluation["baseline"] = scores["model"], scores[rule]
     metrics["shipped"] = churn_metrics(y_te, scores["model"])

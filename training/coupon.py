@@ -97,29 +97,17 @@ def train_coupon(
         y = test["net_margin"].to_numpy(float)
         camp = test["campaign_id"].to_numpy(str)
         evaluation = {"arm": arm, "net_margin": y}
-        offered = campaign_arms(test)
-        none = np.full(len(test), "")
-        cands = [
-            Candidate("no_coupon", "baseline", 0, units=policy_contributions(arm, y, none, camp))
-        ]
-        for c in sorted({a for arms in offered for a in arms}):
-            everyone = np.array([c if c in arms else "" for arms in offered])
-            cands.append(Candidate(f"everyone:{c}", "baseline", 1,
-                                   units=policy_contributions(arm, y, everyone, camp)))  # fmt: skip
         policy = fit(train)
         if policy.fitted:
-            assigned, score = personalised_decisions(policy, test, features, offered)
-            cands.append(Candidate("personalised", "model", 2,
-                                   units=policy_contributions(arm, y, assigned, camp)))  # fmt: skip
-            metrics["shipped"] = policy_scores(arm, y, assigned, score, camp)
+            cands, decisions = gate_candidates(test, features, policy)
+            metrics["shipped"] = policy_scores(arm, y, *decisions["personalised"], camp)
         else:
             notes.append(policy.reason_unfitted)
+            cands, decisions = gate_candidates(test, features, None)
         selection = select(cands, z=gate.z)
         rule = best_rule(selection)
         rule_margin = selection.row(rule).estimate
-        rule_assigned = (none if rule == "no_coupon" else np.array(
-            [rule.split(":", 1)[1] if rule.split(":", 1)[1] in arms else "" for arms in offered]))  # fmt: skip
-        metrics["baseline"] = policy_scores(arm, y, rule_assigned, np.zeros(len(test)), camp)
+        metrics["baseline"] = policy_scores(arm, y, decisions[rule][0], np.zeros(len(test)), camp)
     else:
         notes.append(
             "no randomized coupon history (needs offers with a control group): "
@@ -149,6 +137,41 @@ def train_coupon(
         input_example=None,
         evaluation=evaluation,
     )
+
+
+Decision = tuple[np.ndarray, np.ndarray]  # (assigned coupon or '' per offer, score)
+
+
+def gate_candidates(
+    offers: pd.DataFrame, features: list[str], policy: CouponPolicy | None
+) -> tuple[list[Candidate], dict[str, Decision]]:
+    """The coupon gate's candidates on randomized ``offers`` (the coupon training frame:
+    arm, net_margin, campaign_id and ``features``), simplest first: no coupon, each coupon
+    its campaigns randomized given to everyone there ("everyone:<coupon>"), and the fitted
+    ``policy`` ("personalised"; left out when None). Each is scored offer by offer by its
+    inverse-propensity contribution (:func:`policy_contributions`). Returns the candidates
+    and each one's decision per offer. `memberwise run` calls it on its held-out members'
+    offers, the backtest on the offers of the horizon."""
+    arm = offers["arm"].to_numpy(str)
+    y = offers["net_margin"].to_numpy(float)
+    camp = offers["campaign_id"].to_numpy(str)
+    offered = campaign_arms(offers)
+    n = len(offers)
+    decisions: dict[str, Decision] = {"no_coupon": (np.full(n, "").astype(str), np.zeros(n))}
+    tiers = {"no_coupon": 0}
+    for c in sorted({a for arms in offered for a in arms}):
+        everyone = np.array([c if c in arms else "" for arms in offered]).astype(str)
+        decisions[f"everyone:{c}"] = (everyone, np.ones(n))
+        tiers[f"everyone:{c}"] = 1
+    if policy is not None:
+        decisions["personalised"] = personalised_decisions(policy, offers, features, offered)
+        tiers["personalised"] = 2
+    cands = [
+        Candidate(name, "model" if name == "personalised" else "baseline", tiers[name],
+                  units=policy_contributions(arm, y, a, camp))
+        for name, (a, _) in decisions.items()
+    ]  # fmt: skip
+    return cands, decisions
 
 
 def campaign_decisions(

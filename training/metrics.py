@@ -6,9 +6,11 @@ given (no member with a held-out purchase, a single class) is NaN, which the pro
 reads as "could not be evaluated".
 
 - Ranking (top-k lists against held-out sets, binary relevance): ``ndcg_at_k``,
-  ``recall_at_k``, ``precision_at_k``, ``map_at_k``, ``catalogue_coverage``.
+  ``ndcg_per_member``, ``recall_at_k``, ``precision_at_k``, ``map_at_k``,
+  ``catalogue_coverage``.
 - Churn (probabilities of the positive class, label 1): ``churn_metrics``,
-  ``calibration_table``.
+  ``roc_auc_standard_error``, ``calibration_table``.
+- Noise: ``standard_error`` of a mean of per-member values.
 - Uplift and policies on randomized offers: ``qini_curve``, ``qini_coefficient``,
   ``policy_value``, ``policy_value_multi``.
 - Send time (hours of the week, Monday 00:00 = 0 ... Sunday 23:00 = 167): ``hour_hit_rate``,
@@ -65,14 +67,27 @@ def _mean_over_members(
             f"{len(recommended)} recommendation lists but {len(relevant)} relevant sets: "
             "pass one of each per member, in the same order"
         )
+    scores = _per_member(recommended, relevant, k, per_member)
+    return float(np.mean(scores)) if scores.size else float("nan")
+
+
+def _per_member(
+    recommended: Sequence[Sequence[Hashable]],
+    relevant: Sequence[AbstractSet[Hashable]],
+    k: int,
+    per_member: Callable[[NDArray[np.bool_], int], float],
+) -> NDArray[np.float64]:
+    """``per_member(hits, n_relevant)`` of each member with a relevant item, in order."""
     if k < 1:
         raise ValueError(f"k must be >= 1, not {k}")
-    scores = [
-        per_member(np.array([item in rel for item in _top_k(recs, k)], dtype=bool), len(rel))
-        for recs, rel in zip(recommended, relevant, strict=True)
-        if len(rel) > 0
-    ]
-    return float(np.mean(scores)) if scores else float("nan")
+    return np.array(
+        [
+            per_member(np.array([item in rel for item in _top_k(recs, k)], dtype=bool), len(rel))
+            for recs, rel in zip(recommended, relevant, strict=True)
+            if len(rel) > 0
+        ],
+        dtype=np.float64,
+    )
 
 
 def _discounts(n: int) -> NDArray[np.float64]:
@@ -92,11 +107,24 @@ def ndcg_at_k(
     scores 1.
     """
 
+    return _mean_over_members(recommended, relevant, k, _ndcg_one(k))
+
+
+def _ndcg_one(k: int) -> Callable[[NDArray[np.bool_], int], float]:
     def one(hits: NDArray[np.bool_], n_rel: int) -> float:
         ideal = _discounts(min(k, n_rel)).sum()
         return float(_discounts(len(hits))[hits].sum() / ideal)
 
-    return _mean_over_members(recommended, relevant, k, one)
+    return one
+
+
+def standard_error(values: ArrayLike) -> float:
+    """Standard error of the mean of ``values`` (n,): sample std (ddof 1) / sqrt(n); NaN
+    for fewer than two values."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size < 2:
+        return float("nan")
+    return float(v.std(ddof=1) / np.sqrt(v.size))
 
 
 def recall_at_k(
@@ -201,6 +229,20 @@ def churn_metrics(y_true: ArrayLike, p: ArrayLike) -> dict[str, float]:
         "base_rate": float(y.mean()),
         "n": float(n),
     }
+
+
+def roc_auc_standard_error(auc: float, n_pos: int, n_neg: int) -> float:
+    """Standard error of a ROC AUC from ``n_pos`` positives and ``n_neg`` negatives
+    (Hanley & McNeil 1982): sqrt((A(1-A) + (n_pos-1)(Q1-A^2) + (n_neg-1)(Q2-A^2)) /
+    (n_pos n_neg)) with Q1 = A/(2-A), Q2 = 2A^2/(1+A). NaN when either class is empty or
+    ``auc`` is NaN."""
+    if n_pos < 1 or n_neg < 1 or auc != auc:
+        return float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc**2 / (1 + auc)
+    var = (auc * (1 - auc) + (n_pos - 1) * (q1 - auc**2) + (n_neg - 1) * (q2 - auc**2)) / (
+        n_pos * n_neg
+    )
+    return float(np.sqrt(max(var, 0.0)))
 
 
 def calibration_table(
@@ -497,11 +539,16 @@ def ndcg_per_member(
     relevant: Sequence[AbstractSet[Hashable]],
     k: int = 10,
 ) -> NDArray[np.float64]:
-    """(n_members,) NDCG@k of each member's list (binary relevance), NaN for a member with
-    no relevant item; ``ndcg_at_k`` is the mean of the finite values. The promotion gate
-    compares policies member by member with it."""
+    """(n_members,) NDCG@k of each member's list (binary relevance), in the order given,
+    NaN for a member with no relevant item: ``ndcg_at_k`` is the mean of the finite
+    values, their spread gives its standard error (``standard_error``), and the promotion
+    gate compares policies member by member with it."""
+    if len(recommended) != len(relevant):
+        raise ValueError(
+            f"{len(recommended)} recommendation lists but {len(relevant)} relevant sets: "
+            "pass one of each per member, in the same order"
+        )
     out = np.full(len(recommended), np.nan)
-    for i, (recs, rel) in enumerate(zip(recommended, relevant, strict=True)):
-        if rel:
-            out[i] = ndcg_at_k([recs], [rel], k)
+    has = np.array([len(rel) > 0 for rel in relevant], dtype=bool)
+    out[has] = _per_member(recommended, relevant, k, _ndcg_one(k))
     return out

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from features.settings import GateSettings, ProductsSettings
@@ -15,17 +14,9 @@ from training.config import TrainConfig, recommender_config
 from training.gate import Candidate, best_rule, select
 from training.metrics import catalogue_coverage, map_at_k, ndcg_at_k, ndcg_per_member, recall_at_k
 from training.result import TrainResult
+from training.tuning import SHIPPED, default_grids, fit_lines, tune
 
-
-def _fit(model: Recommender, lines: pd.DataFrame, as_of: pd.Timestamp, **extra: Any) -> Recommender:
-    return model.fit(
-        lines["member_id"].to_numpy(str),
-        lines["product_id"].to_numpy(str),
-        lines["ts"].to_numpy("datetime64[us]"),
-        lines["quantity"].to_numpy(float),
-        as_of=np.datetime64(as_of.to_datetime64(), "us"),
-        **extra,
-    )
+HYBRID = "hybrid"  # the gate's name of the shipped recommender at its configured values
 
 
 def ranking_metrics(
@@ -52,7 +43,9 @@ def purchases_between(
     return {m: set(g) for m, g in w.groupby("member_id")["product_id"]}
 
 
-def _recommender(name: str, products: ProductsSettings, seed: int, **overrides: Any) -> Recommender:
+def make_recommender(
+    name: str, products: ProductsSettings, seed: int, **overrides: Any
+) -> Recommender:
     """An unfitted recommender ``name`` ("shipped" = the hybrid, "popularity" or a peer)."""
     from models.peers import (
         ALSRecommender,
@@ -62,51 +55,85 @@ def _recommender(name: str, products: ProductsSettings, seed: int, **overrides: 
     )
 
     classes: dict[str, type[Recommender]] = {
-        "popularity": PopularityRecommender, "shipped": HybridRecommender,
+        "popularity": PopularityRecommender, SHIPPED: HybridRecommender,
         "buy_again": BuyAgainRecommender, "item_cosine": ItemCosineRecommender,
         "als": ALSRecommender, "bpr": BPRRecommender,
     }  # fmt: skip
+    if name not in classes:
+        raise ValueError(f"unknown recommender {name!r}: expected one of {sorted(classes)}")
     return classes[name](recommender_config(name, products, seed, **overrides))  # type: ignore[arg-type]
 
 
-# a small grid for the shipped recommender on the shop's own data: how much the member's own
-# repeat purchases and item-item similarity weigh against ALS
-TUNE_GRID: tuple[dict[str, float], ...] = (
-    {"buy_again_weight": 1.0}, {"buy_again_weight": 4.0}, {"item_weight": 0.0},
-    {"item_weight": 1.5}, {"buy_again_weight": 4.0, "item_weight": 1.5},
-    {"buy_again_weight": 1.0, "item_weight": 0.0},
-)  # fmt: skip
+def tuned_name(params: Mapping[str, Any]) -> str:
+    """The gate's name of the hybrid at a grid point: "hybrid" at its configured values,
+    else "hybrid_tuned(k=v, ...)"."""
+    if not params:
+        return HYBRID
+    return "hybrid_tuned(" + ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                       for k, v in params.items()) + ")"  # fmt: skip
 
 
-def _ndcg_units(model: Recommender, truth: dict[str, set[str]], k: int) -> np.ndarray:
+def departures(config: Any, products: ProductsSettings, seed: int) -> dict[str, Any]:
+    """The values of a hybrid's ``config`` that differ from the settings' (threads aside),
+    in the config's field order: the grid point it was tuned to, {} for the configured
+    hybrid. The trainer and the backtest name the shipped hybrid by it
+    (:func:`tuned_name`)."""
+    configured = vars(recommender_config(SHIPPED, products, seed))
+    return {
+        k: v for k, v in vars(config).items()
+        if k != "num_threads" and configured.get(k) != v
+    }  # fmt: skip
+
+
+def gate_candidates(
+    models: Mapping[str, Recommender], truth: dict[str, set[str]], k: int
+) -> list[Candidate]:
+    """The products gate's candidates, simplest first in the order of ``models`` (name ->
+    fitted recommender: the simple policies of ``gate.peers``, then the hybrid as
+    "hybrid" and/or "hybrid_tuned(...)", role "model"), each scored member by member
+    (NDCG@k) on ``truth`` (member -> products bought in the held-out window). `memberwise
+    run` calls it on its validation window, the backtest on the horizon."""
     members = sorted(truth)
-    recs = [[p for p, _, _ in r] for r in model.recommend_many(members, n=k)]
-    return ndcg_per_member(recs, [truth[m] for m in members], k)
+    relevant = [truth[m] for m in members]
+    out = []
+    for i, (name, model) in enumerate(models.items()):
+        recs = [[p for p, _, _ in r] for r in model.recommend_many(members, n=k)]
+        role = "model" if name.startswith(HYBRID) else "baseline"
+        out.append(Candidate(name, role, i, units=ndcg_per_member(recs, relevant, k)))
+    return out
 
 
-def _tune(lines: pd.DataFrame, split: pd.Timestamp, cfg: TrainConfig, products: ProductsSettings,
-          seconds: float) -> tuple[dict[str, float], list[str]]:  # fmt: skip
-    """The best grid point for the shipped recommender on the window before ``split`` (fitted
-    on what precedes that window), within ``seconds``; {} keeps the defaults."""
-    start = split - timedelta(days=cfg.validation_days)
-    before, truth = lines[lines["ts"] < start], purchases_between(lines, start, split)
-    if before.empty or not truth or seconds <= 0:
-        return {}, ["shipped recommender not tuned: no earlier window with purchases"]
-    t0 = time.perf_counter()
-    best: dict[str, float] = {}
-    best_score = float(np.nanmean(_ndcg_units(
-        _fit(_recommender("shipped", products, cfg.seed), before, start), truth, cfg.top_k)))  # fmt: skip
-    tried = 1
-    for point in TUNE_GRID:
-        if time.perf_counter() - t0 > seconds:
-            break
-        model = _fit(_recommender("shipped", products, cfg.seed, **point), before, start)
-        score = float(np.nanmean(_ndcg_units(model, truth, cfg.top_k)))
-        tried += 1
-        if score > best_score + 1e-9:
-            best, best_score = dict(point), score
-    return best, [f"shipped recommender tuned on the window before validation: {tried} of "
-                  f"{len(TUNE_GRID) + 1} grid points in {time.perf_counter() - t0:.0f}s, best {best or 'defaults'}"]  # fmt: skip
+def tune_hybrid(
+    lines: pd.DataFrame,
+    cutoff: pd.Timestamp,
+    cfg: TrainConfig,
+    products: ProductsSettings | None = None,
+    seconds: float | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
+    """The hybrid's grid point chosen on the tuning window before ``cutoff`` (see
+    training.tuning), within ``seconds`` (None: no limit): (params, table, note). Params
+    are {} when the window has nothing to tune on or no time is given: the configured
+    values are kept."""
+    products = products or ProductsSettings()
+    grid = default_grids()[SHIPPED]
+    if seconds is not None and seconds <= 0:
+        return {}, [], "shipped recommender not tuned (no time budget): configured values kept"
+    try:
+        best, table = tune(
+            lambda p: make_recommender(SHIPPED, products, cfg.seed, **p),
+            grid, lines, cutoff, cfg.validation_days, k=cfg.top_k, seconds=seconds,
+        )  # fmt: skip
+    except ValueError as exc:
+        return {}, [], f"shipped recommender not tuned, configured values kept: {exc}"
+    spent = sum(row["fit_seconds"] for row in table)
+    return (
+        best,
+        table,
+        (
+            f"shipped recommender tuned on the window before validation: {len(table)} of "
+            f"{len(grid)} grid points in {spent:.0f}s, best {best or 'defaults'}"
+        ),
+    )
 
 
 def train_products(
@@ -119,10 +146,13 @@ def train_products(
     categories: dict[str, str] | None = None,
 ) -> TrainResult:
     """Every simple policy (``gate.peers``: popularity, buy-again, item-item, ALS, simplest
-    first), the shipped hybrid at its defaults and tuned on this shop's earlier window, all
-    fitted before ``cutoff - validation_days`` and scored member by member (NDCG@k) on the
-    validation window; :func:`training.gate.select` names the champion. The shipped hybrid
-    and the best simple policy are then refitted on everything before ``cutoff``.
+    first), the shipped hybrid at its configured values and at the grid point
+    :func:`tune_hybrid` chose on the tuning window before the validation window
+    (training.tuning), all fitted before ``cutoff - validation_days`` and scored member by
+    member (NDCG@k, :func:`gate_candidates`) on the validation window;
+    :func:`training.gate.select` names the champion. The shipped hybrid and the best simple
+    policy are then refitted on everything before ``cutoff``; the backtest scores this very
+    model.
 
     ``lines``: order lines with member_id, product_id (non-null), ts (naive UTC), quantity.
     ``products`` / ``gate``: the settings tree's sections (their defaults when None).
@@ -140,37 +170,33 @@ def train_products(
     metrics: dict[str, dict[str, float]] = {}
     notes: list[str] = []
     selection = None
-    tuned: dict[str, float] = {}
-    shipped_name, rule_name = "hybrid", gate.peers[0] if gate.peers else "popularity"
+    tuned: dict[str, Any] = {}
+    shipped_name, rule_name = HYBRID, gate.peers[0] if gate.peers else "popularity"
     if lines.empty:  # spend-only data (CDNOW style): nothing to recommend from
         notes.append(
             "no order line has a product_id (spend-only data): product lists are empty; "
             "churn, send time and coupons do not need them"
         )
     elif len(past) and truth:
-        tuned, tune_notes = _tune(lines, split, cfg, products, gate.tune_seconds)
-        notes += tune_notes
-        fitted: dict[str, Recommender] = {}
-        cands: list[Candidate] = []
-        for i, name in enumerate(gate.peers):
-            fitted[name] = _fit(_recommender(name, products, cfg.seed), past, split)
-            cands.append(
-                Candidate(name, "baseline", i, units=_ndcg_units(fitted[name], truth, cfg.top_k))
-            )
-        fitted["hybrid"] = _fit(_recommender("shipped", products, cfg.seed), past, split)
-        cands.append(Candidate("hybrid", "model", len(gate.peers),
-                               units=_ndcg_units(fitted["hybrid"], truth, cfg.top_k)))  # fmt: skip
+        tuned, _, note = tune_hybrid(lines, cutoff, cfg, products, gate.tune_seconds)
+        notes.append(note)
+        tuned = departures(recommender_config(SHIPPED, products, cfg.seed, **tuned), products,
+                           cfg.seed)  # fmt: skip
+        fitted: dict[str, Recommender] = {
+            name: fit_lines(make_recommender(name, products, cfg.seed), past, split)
+            for name in gate.peers
+        }
+        fitted[HYBRID] = fit_lines(make_recommender(SHIPPED, products, cfg.seed), past, split)
         if tuned:
-            name = "hybrid_tuned(" + ", ".join(f"{k}={v:g}" for k, v in tuned.items()) + ")"
-            fitted[name] = _fit(_recommender("shipped", products, cfg.seed, **tuned), past, split)
-            cands.append(Candidate(name, "model", len(gate.peers) + 1,
-                                   units=_ndcg_units(fitted[name], truth, cfg.top_k)))  # fmt: skip
-        selection = select(cands, z=gate.z)
+            fitted[tuned_name(tuned)] = fit_lines(
+                make_recommender(SHIPPED, products, cfg.seed, **tuned), past, split
+            )
+        selection = select(gate_candidates(fitted, truth, cfg.top_k), z=gate.z)
         rule_name = best_rule(selection)
         models = [r.name for r in selection.rows if r.role == "model"]
         shipped_name = selection.champion if selection.role == "model" else max(
             models, key=lambda n: selection.row(n).estimate)  # fmt: skip
-        if shipped_name == "hybrid":
+        if shipped_name == HYBRID:
             tuned = {}
         metrics = {
             "shipped": ranking_metrics(fitted[shipped_name], truth, cfg.top_k, catalogue),
@@ -178,17 +204,22 @@ def train_products(
         }
     else:
         notes.append("no purchases in the validation window: models not compared")
-    shipped_cfg = recommender_config("shipped", products, cfg.seed, **tuned)
+    shipped_cfg = recommender_config(SHIPPED, products, cfg.seed, **tuned)
     final = {"segments": segments, "categories": categories}  # cold start and filters
-    shipped = _fit(_recommender("shipped", products, cfg.seed, **tuned), lines, cutoff, **final)
-    baseline = _fit(_recommender(rule_name, products, cfg.seed), lines, cutoff, **final)
+    shipped = fit_lines(make_recommender(SHIPPED, products, cfg.seed, **tuned), lines, cutoff,
+                        **final)  # fmt: skip
+    baseline = fit_lines(make_recommender(rule_name, products, cfg.seed), lines, cutoff, **final)
     return TrainResult(
         name="products",
         shipped=shipped,
         baseline=baseline,
         metrics=metrics,
         primary=f"ndcg@{cfg.top_k}",
-        params={**vars(shipped_cfg), "validation_days": cfg.validation_days},
+        params={
+            **vars(shipped_cfg),
+            "validation_days": cfg.validation_days,
+            "tuned": ",".join(sorted(tuned)) or "none",
+        },
         notes=notes,
         input_example=pd.DataFrame({"member_id": [str(m) for m in lines["member_id"].head(1)]}),
         selection=selection,

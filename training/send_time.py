@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,12 +56,53 @@ def send_time_metrics(
     }
 
 
-def _hits(model, first: pd.DataFrame, actual: np.ndarray, tolerance: int = 1) -> np.ndarray:
-    """(n,) 1.0 where the model's hour is within ``tolerance`` of the member's first
-    engagement after the split (around the week), else 0.0."""
-    rec = np.array([model.best(m).hour_of_week for m in first["member_id"]], dtype=np.int64)
-    d = np.abs(rec - actual) % 168
+def send_time_policies(settings: SendTimeSettings) -> dict[str, Callable[[], Any]]:
+    """The send-time gate's policies, simplest first: name -> a builder of the unfitted
+    model (the best global hour, each segment's best hour, each member's own most frequent
+    allowed hour, and the model: the member's hours shrunk towards the segment's)."""
+    scfg = send_time_config(settings)
+    return {
+        "global_hour": lambda: GlobalSendTimeModel(scfg),
+        "segment_hour": lambda: SendTimeModel(send_time_config(settings, level="segment")),
+        "member_most_frequent_hour": lambda: SendTimeModel(
+            replace(scfg, prior_strength=1e-6, smoothing_hours=0)),
+        "model": lambda: SendTimeModel(scfg),
+    }  # fmt: skip
+
+
+def hour_hits(
+    model: Any,
+    members: Sequence[str],
+    actual: np.ndarray,
+    segments: Mapping[str, str] | None = None,
+    tolerance: int = 1,
+) -> np.ndarray:
+    """(n,) 1.0 where ``model``'s hour of week for each member (its ``segments`` entry given
+    as a hint) is within ``tolerance`` hours (around the week) of ``actual`` (n,), else 0.0."""
+    seg = segments or {}
+    rec = np.array([model.best(m, segment=seg.get(m)).hour_of_week for m in members],
+                   dtype=np.int64)  # fmt: skip
+    d = np.abs(rec - np.asarray(actual, dtype=np.int64)) % 168
     return (np.minimum(d, 168 - d) <= tolerance).astype(np.float64)
+
+
+def gate_candidates(
+    fitted: Mapping[str, Any],
+    members: Sequence[str] | pd.Series,
+    actual: np.ndarray,
+    segments: Mapping[str, str] | None = None,
+) -> list[Candidate]:
+    """The send-time gate's candidates, simplest first in the order of ``fitted`` (name ->
+    fitted model, names of :func:`send_time_policies`), each scored member by member: 1.0
+    when its hour is within an hour of the member's first engagement ``actual`` (hour of
+    week, local). `memberwise run` calls it after its validation split, the backtest on the
+    horizon."""
+    ids = [str(m) for m in members]
+    return [
+        Candidate(n, "model" if n == "model" else "baseline", i,
+                  units=hour_hits(model, ids, actual, segments))
+        for i, (n, model) in enumerate(fitted.items())
+    ]  # fmt: skip
 
 
 def train_send_time(
@@ -82,13 +125,7 @@ def train_send_time(
     settings = send_time or SendTimeSettings()
     gate = gate or GateSettings()
     scfg = send_time_config(settings)
-    rules = {  # simplest first
-        "global_hour": lambda: GlobalSendTimeModel(scfg),
-        "segment_hour": lambda: SendTimeModel(send_time_config(settings, level="segment")),
-        "member_most_frequent_hour": lambda: SendTimeModel(
-            replace(scfg, prior_strength=1e-6, smoothing_hours=0)),
-        "model": lambda: SendTimeModel(scfg),
-    }  # fmt: skip
+    rules = send_time_policies(settings)
     split = cutoff - timedelta(days=cfg.validation_days)
     past = engagements[engagements["ts"] < split]
     after = engagements[engagements["ts"] >= split]
@@ -100,10 +137,7 @@ def train_send_time(
         first = after.sort_values("ts").groupby("member_id", as_index=False).head(1)
         actual = local_hour_of_week(first["ts"], first["member_id"].map(timezones).fillna("UTC"))
         fitted = {n: _fit(build(), past, timezones, segments) for n, build in rules.items()}
-        selection = select(
-            [Candidate(n, "model" if n == "model" else "baseline", i, units=_hits(fitted[n], first, actual))
-             for i, n in enumerate(rules)], z=gate.z,
-        )  # fmt: skip
+        selection = select(gate_candidates(fitted, first["member_id"], actual), z=gate.z)
         rule = best_rule(selection)
         metrics["shipped"] = send_time_metrics(fitted["model"], after, timezones)
         metrics["baseline"] = send_time_metrics(fitted[rule], after, timezones)

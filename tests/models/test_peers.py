@@ -22,7 +22,8 @@ from models.peers import (
     ItemCosineConfig,
     ItemCosineRecommender,
 )
-from models.products import Recommender, load_recommender
+from models.products import Recommender
+from models.recommenders import load_recommender
 from tests.conftest import REPO
 from tests.models.test_products import RecommenderContract, checkerboard, lines
 
@@ -147,12 +148,13 @@ class TestBPR(RecommenderContract):
 
 
 def test_a_fresh_process_loads_a_peer_through_load_recommender(tmp_path):
-    """models.products does not import models.peers; loading a peer artifact must still work."""
+    """models.products and models.peers do not import each other in a circle; the loader in
+    models.recommenders knows every kind in a fresh process."""
     world, _ = checkerboard()
     model = BuyAgainRecommender().fit(**world)
     model.save(tmp_path / "peer")
     code = (
-        "import sys; from models.products import load_recommender; "
+        "import sys; from models.recommenders import load_recommender; "
         f"m = load_recommender({str(tmp_path / 'peer')!r}); "
         "print(type(m).__name__, m.recommend('a0', n=2)[0][0])"
     )

@@ -121,6 +121,8 @@ def test_a_piped_run_is_plain_readable_lines(tmp_path):
     ingest = re.compile(stamp + r"  (\w+) +kept +[\d,]+  quarantined +[\d,]+  after as-of +[\d,]+$")
     tables = {m.group(1) for line in out.splitlines() if (m := ingest.match(line))}
     assert tables == {p.stem for p in shop.glob("*.parquet")}, out
-    model = re.compile(stamp + r"  (\w+) +\S+ +model +\S+  baseline +\S+  -> champion: \w+ v\d+$")
+    model = re.compile(
+        stamp + r"  (\w+) +\S+ +model +\S+  baseline +\S+  -> champion: \w+ .+ v\d+$"
+    )
     models = {m.group(1) for line in out.splitlines() if (m := model.match(line))}
-    assert models == {"products", "churn", "coupon", "send_time"}, out
+    assert models == {"products", "churn", "coupon", "send_time", "similar"}, out

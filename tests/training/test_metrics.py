@@ -15,12 +15,15 @@ from training.metrics import (
     hour_of_day_hit_rate,
     map_at_k,
     ndcg_at_k,
+    ndcg_per_member,
     policy_value,
     policy_value_multi,
     precision_at_k,
     qini_coefficient,
     qini_curve,
     recall_at_k,
+    roc_auc_standard_error,
+    standard_error,
 )
 
 RANKING = (ndcg_at_k, recall_at_k, map_at_k, precision_at_k)
@@ -231,3 +234,30 @@ def test_hour_hit_rate_wraps_around_the_week():
     assert math.isnan(hour_hit_rate([], []))
     with pytest.raises(ValueError, match=r"\[0, 168\)"):
         hour_hit_rate([168], [0])
+
+
+# ---------------------------------------------------------------- noise
+def test_ndcg_per_member_averages_to_ndcg_and_marks_empty_sets():
+    recs = [["a", "b"], ["x", "y"], ["p"]]
+    relevant = [{"a"}, {"y"}, set()]
+    per = ndcg_per_member(recs, relevant, k=2)
+    assert per[:2].tolist() == pytest.approx([1.0, 1 / np.log2(3)])
+    assert np.isnan(per[2])  # the third has nothing relevant
+    assert np.nanmean(per) == pytest.approx(ndcg_at_k(recs, relevant, k=2))
+    with pytest.raises(ValueError, match="relevant sets"):
+        ndcg_per_member(recs, relevant[:2])
+
+
+def test_standard_error_of_a_mean():
+    assert standard_error([1.0, 3.0]) == pytest.approx(np.std([1.0, 3.0], ddof=1) / np.sqrt(2))
+    assert standard_error([2.0, 2.0, 2.0]) == 0.0
+    assert math.isnan(standard_error([1.0]))
+
+
+def test_roc_auc_standard_error_by_hand():
+    # A = 0.5 with one of each class: Q1 = Q2 = 1/3, variance = A(1 - A) = 0.25
+    assert roc_auc_standard_error(0.5, 1, 1) == pytest.approx(0.5)
+    assert roc_auc_standard_error(1.0, 50, 50) == 0.0  # perfect separation: no spread
+    big, small = roc_auc_standard_error(0.7, 1000, 1000), roc_auc_standard_error(0.7, 100, 100)
+    assert big == pytest.approx(small / np.sqrt(10), rel=0.01)  # shrinks as 1 / sqrt(n)
+    assert math.isnan(roc_auc_standard_error(0.7, 0, 10))

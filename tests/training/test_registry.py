@@ -171,7 +171,25 @@ def _every_model() -> list[TrainResult]:
             {"shipped": {"hit_rate_1h": 0.4}, "baseline": {"hit_rate_1h": 0.2}},
             "hit_rate_1h",
         ),
+        TrainResult(
+            "similar",
+            _similar(0.5),
+            _similar(0.0),
+            {"shipped": {"hit_rate@10": 0.5}, "baseline": {"hit_rate@10": 0.4}},
+            "hit_rate@10",
+        ),
     ]
+
+
+def _similar(power: float):
+    from models.similar import NeighboursConfig, ProductNeighbours, SimilarProducts
+
+    rows = np.array(["o1", "o1", "o2", "o2", "o3", "o3", "o3"])
+    prods = np.array(["p1", "p2", "p1", "p2", "p1", "p3", "p2"])
+    cfg = NeighboursConfig(popularity_power=power)
+    return SimilarProducts(
+        ProductNeighbours(cfg).fit(rows, prods), ProductNeighbours(cfg).fit(rows, prods)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -222,6 +240,7 @@ def test_every_champion_loads_and_predicts_in_a_fresh_process(registered, tmp_pa
             }
         ),
         "send_time": pd.DataFrame({"member_id": ["m1", "x"], "channel": [None, "sms"]}),
+        "similar": pd.DataFrame({"product_id": ["p1", "unknown"]}),
     }
     paths = {}
     for name, frame in inputs.items():
@@ -241,6 +260,8 @@ def test_every_champion_loads_and_predicts_in_a_fresh_process(registered, tmp_pa
     assert out["coupon"]["rows"] == 2 and out["coupon"]["first"][1] == "A"
     assert out["send_time"]["columns"][:4] == ["member_id", "channel", "hour_of_week", "confidence"]
     assert out["send_time"]["rows"] == 2
+    assert out["similar"]["columns"] == ["product_id", "bought_together", "similar"]
+    assert out["similar"]["rows"] == 2 and out["similar"]["first"][1].startswith("['p2'")
     assert out["churn"]["shape"] == [4, 2]  # P(stays), P(churns) per member
     np.testing.assert_allclose(out["churn"]["row_sums"], 1.0)
     # the model's own copy of the code was imported, not this checkout
@@ -274,7 +295,7 @@ def test_models_need_only_installed_packages(registered, tmp_path):
             assert (Path(folder) / "code" / "models" / "pyfunc.py").exists()
             assert not list(Path(folder).rglob("*.pkl")), "a registered model holds a pickle"
             seen += 1
-    assert seen == 8  # four models, each shipped model and its baseline
+    assert seen == 10  # five models, each shipped model and its baseline
 
 
 def test_runs_log_figures_and_the_feature_service(registered):
@@ -286,7 +307,7 @@ def test_runs_log_figures_and_the_feature_service(registered):
     for name, reg in registered.regs.items():
         pngs = [f.path for f in client.list_artifacts(reg.run_id, "plots")]
         assert "plots/metrics.png" in pngs and all(p.endswith(".png") for p in pngs)
-        assert len(pngs) == (1 if name == "products" else 2), pngs
+        assert len(pngs) == (1 if name in ("products", "similar") else 2), pngs
         tags = client.get_model_version("memberwise-" + name, reg.champion_version).tags
         service = tags.get("feast.feature_service")
         expected = {"churn": repo.CHURN_SERVICE, "coupon": repo.COUPON_SERVICE,
