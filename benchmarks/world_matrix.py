@@ -98,9 +98,29 @@ def _best_peer(sec: dict[str, Any], metric: str) -> tuple[str, float]:
     return name, m[metric]
 
 
+GATE_SECTIONS = ("products", "churn", "coupons", "send_time")
+
+
+def _gate_cell(sec: dict[str, Any] | None) -> str:
+    """``champion est ± se (best rule est; within 1 se: yes/no)`` from a section's gate table."""
+    gate = (sec or {}).get("gate")
+    table = (gate or {}).get("rows") or (gate or {}).get("table")
+    if not table:
+        return "not compared"
+    rows = {r["name"]: r for r in table}
+    champ = rows.get(gate["champion"])
+    rules = [r for r in table if r["role"] != "model" and r["estimate"] == r["estimate"]]
+    if champ is None:
+        return str(gate["champion"])
+    best = max(rules, key=lambda r: r["estimate"]) if rules else champ
+    ok = champ["estimate"] >= best["estimate"] - champ["se"]
+    return (f"{gate['champion']} {_f(champ['estimate'], 4)} ± {_f(champ['se'], 4)} "
+            f"(best rule {best['name']} {_f(best['estimate'], 4)}; {'yes' if ok else 'no'})")  # fmt: skip
+
+
 def table(out_root: Path) -> str:
     """The combined Markdown table of every OUT/*/evaluation.json."""
-    rows_main, rows_coupon, missing = [], [], []
+    rows_main, rows_coupon, rows_gate, missing = [], [], [], []
     for name in WORLDS:
         path = out_root / name / "evaluation.json"
         if not path.exists():
@@ -124,6 +144,9 @@ def table(out_root: Path) -> str:
             send = (f"{_f(s['shipped']['hit_rate_1h'], 4)} / "
                     f"{_f(b['member_most_frequent_hour']['hit_rate_1h'], 4)} / "
                     f"{_f(b['global_hour']['hit_rate_1h'], 4)}")  # fmt: skip
+        rows_gate.append(
+            "| " + " | ".join([name] + [_gate_cell(r.get(k)) for k in GATE_SECTIONS]) + " |"
+        )
         secs = meta.get("seconds", {})
         took = f"{secs.get('generate', 0) + secs.get('evaluate', 0):.0f} s" if secs else "–"
         rows_main.append(f"| {name} | {meta.get('members', '–')} | {prod} | {churn} | {send} "
@@ -171,6 +194,16 @@ def table(out_root: Path) -> str:
         "planted: shipped / everyone / oracle |",
         "| --- | --- | --- | --- | --- | --- |",
         *rows_coupon,
+        "",
+        "The promotion gate on the horizon (training/gate.py over the candidates `memberwise run` "
+        "compares, simplest first; a more complex policy wins only when the lower bound of its "
+        "paired advantage is above zero): the champion, its estimate ± s.e., and the best simple "
+        "rule's estimate. The champion is at least the best simple rule minus one standard error "
+        "when the last column says yes.",
+        "",
+        "| world | products | churn | coupons | send time |",
+        "| --- | --- | --- | --- | --- |",
+        *rows_gate,
     ]
     if missing:
         lines += ["", "Not run yet: " + ", ".join(missing) + "."]
