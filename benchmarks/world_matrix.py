@@ -113,7 +113,8 @@ def _gate_cell(sec: dict[str, Any] | None) -> str:
     if champ is None:
         return str(gate["champion"])
     best = max(rules, key=lambda r: r["estimate"]) if rules else champ
-    ok = champ["estimate"] >= best["estimate"] - champ["se"]
+    # one standard error of the best rule's estimate (the noise a user would face choosing it)
+    ok = champ["estimate"] >= best["estimate"] - max(best["se"], champ["se"])
     return (f"{gate['champion']} {_f(champ['estimate'], 4)} ± {_f(champ['se'], 4)} "
             f"(best rule {best['name']} {_f(best['estimate'], 4)}; {'yes' if ok else 'no'})")  # fmt: skip
 
@@ -199,7 +200,7 @@ def table(out_root: Path) -> str:
         "compares, simplest first; a more complex policy wins only when the lower bound of its "
         "paired advantage is above zero): the champion, its estimate ± s.e., and the best simple "
         "rule's estimate. The champion is at least the best simple rule minus one standard error "
-        "when the last column says yes.",
+        "(the larger of the two estimates' standard errors) when the cell ends in yes.",
         "",
         "| world | products | churn | coupons | send time |",
         "| --- | --- | --- | --- | --- |",
