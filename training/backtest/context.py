@@ -17,6 +17,10 @@ from training.config import TrainConfig
 Tables = dict[str, pd.DataFrame]
 
 
+class NotCompared(ValueError):
+    """A section has nothing to compare on this data; the message says why."""
+
+
 @dataclass
 class Context:
     """Everything a section needs, explicitly.
