@@ -228,6 +228,26 @@ def test_cross_fitted_one_off_campaign_gate_picks_the_personalised_policy():
     assert set(decisions["random"][0]) == {"", "A", "B"}
 
 
+def test_cross_fitted_section_renders_in_the_report():
+    from types import SimpleNamespace
+
+    from features.settings import MemberwiseSettings, TrainingSettings
+
+    frame = _one_off_campaign(n=900).assign(**{f: 0.0 for f in repo.COUPON_FEATURES})
+    frame["recency_days"] = frame["x"]  # the planted effect rides on a coupon feature
+    ctx = SimpleNamespace(settings=MemberwiseSettings(), cfg=TrainingSettings(), truth_dir=None,
+                          notes={})  # fmt: skip
+    sec = coupons.cross_fitted_section(ctx, frame)
+    assert sec["offers"] == 900 and sec["outside_gate"] == ["random", "t_learner"]
+    assert set(sec["baselines"]) >= {"no_coupon", "everyone:A", "everyone:B", "random"}
+    assert "cross-fitting" in ctx.notes["coupons"]
+    result = {"dataset": "mail", "as_of": "2020-01-01", "horizon_days": 14, "notes": ctx.notes,
+              "coupons": {"primary": coupons.PRIMARY, **sec},
+              "rows": {"visible": {}, "horizon": {}}}  # fmt: skip
+    text = report.markdown(result)
+    assert "Champion: **" in text and "cross-fitting" in text
+
+
 def test_products_without_buyers_in_the_horizon_is_not_compared():
     from training.backtest import NotCompared, products
     from training.config import TrainConfig

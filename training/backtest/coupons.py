@@ -260,6 +260,9 @@ def cross_fitted_section(ctx: Any, fut: pd.DataFrame) -> dict[str, Any]:
     selection = select(cands, z=ctx.settings.gate.z)
     planted = _planted_effects(ctx.truth_dir, fut, _campaign_coupon(fut))
     scores = score(decisions, fut, planted)
+    treated = fut["arm"].to_numpy(str) != ""
+    y = fut["net_margin"].to_numpy(float)
+    curves = {k: qini_curve(treated, y, decisions[k][1]) for k in (SHIPPED, "t_learner")}
     ctx.notes["coupons"] = (
         f"no offer before the as-of date: every policy is fitted on {CROSS_FIT_FOLDS - 1} of "
         f"{CROSS_FIT_FOLDS} folds of the horizon's members and decides for the held-out fold "
@@ -275,6 +278,10 @@ def cross_fitted_section(ctx: Any, fut: pd.DataFrame) -> dict[str, Any]:
         "offers": int(len(fut)),
         "campaigns": sorted(set(fut["campaign_id"].astype(str))),
         "cross_fit_folds": CROSS_FIT_FOLDS,
+        "qini_curves": {
+            ("shipped" if k == SHIPPED else k): [v[0].tolist(), v[1].tolist()]
+            for k, v in curves.items()
+        },  # fmt: skip
     }
 
 
