@@ -32,6 +32,10 @@ PEERS = ("popularity", "buy_again", "item_cosine", "als", "bpr")
 MAX_GRID_POINTS = 8  # the search budget, the same for every recommender
 
 
+class NothingToTune(ValueError):
+    """The tuning window holds nothing to fit or score (no line before it, or no buyer in it)."""
+
+
 def fit_lines(
     model: Recommender, lines: pd.DataFrame, as_of: pd.Timestamp, **extra: Any
 ) -> Recommender:
@@ -151,7 +155,7 @@ def grid_search(
     past = lines[lines["ts"] < split]
     truth = purchases_between(lines, split, end)
     if past.empty or not truth:
-        raise ValueError(
+        raise NothingToTune(
             f"nothing to tune on: {len(past)} lines before {split}, "
             f"{len(truth)} buyers in [{split}, {end}); move the split or widen the window"
         )

@@ -178,3 +178,95 @@ def test_mlflow_metric_names_keep_only_what_mlflow_accepts():
     )
     assert name == "products.hybrid_tuned_buy_again_weight_3_ item_weight_1_.ndcg_at_10"
     assert report._metric_name("coupons.everyone:C10.qini") == "coupons.everyone:C10.qini"
+
+
+# ---------------------------------------------------------------- one-off campaign, cross-fitted
+def _one_off_campaign(n: int = 1800, seed: int = 3) -> pd.DataFrame:
+    """One campaign, thirds control / A / B: A adds 6 to the margin of members with x > 0
+    and takes 6 from the others; B takes 1 from everyone."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, n)
+    arm = rng.permutation(np.resize(np.array(["", "A", "B"]), n))
+    effect = np.where(arm == "A", np.where(x > 0, 6.0, -6.0), 0.0) - (arm == "B") * 1.0
+    return pd.DataFrame({
+        "member_id": [f"m{i}" for i in range(n)], "campaign_id": "mail",
+        "arm": arm, "x": x, "z": rng.normal(size=n),
+        "net_margin": 5.0 + effect + rng.normal(0, 1.0, n),
+    })  # fmt: skip
+
+
+def test_member_folds_keep_a_member_in_one_fold():
+    members = pd.Series(["a", "b", "a", "c", "b", "d"])
+    fold = coupons.member_folds(members, k=2)
+    assert fold[0] == fold[2] and fold[1] == fold[4]
+    assert set(fold) == {0, 1}
+    with pytest.raises(ValueError, match="2 to 5 folds"):
+        coupons.member_folds(members, k=6)
+
+
+def test_cross_fitted_one_off_campaign_gate_picks_the_personalised_policy():
+    from features.settings import CouponSettings, TrainingSettings
+    from training.config import coupon_config
+    from training.gate import select
+
+    frame = _one_off_campaign()
+    ccfg = coupon_config(CouponSettings(), TrainingSettings())
+    cands, decisions, unfitted = coupons.cross_fitted(frame, ["x", "z"], ccfg, k=3)
+    assert unfitted == ""
+    assert [c.name for c in cands] == ["no_coupon", "everyone:A", "everyone:B", "personalised"]
+    assert set(decisions) == {*(c.name for c in cands), "random", "t_learner"}
+    assert select(cands).champion == "personalised"
+    scores = coupons.score(decisions, frame)
+    # the planted optimum (A where x > 0) is worth 6 * P(x > 0) = 3 per offer
+    for name in ("personalised", "t_learner"):
+        m = scores[name]
+        assert abs(m["incremental_margin"] - 3.0) < 3 * m["incremental_margin_se"] + 0.5
+        a = decisions[name][0]
+        assert (a[frame["x"].to_numpy() > 0.2] == "A").mean() > 0.9
+        assert (a[frame["x"].to_numpy() < -0.2] == "").mean() > 0.9
+    assert scores["everyone:B"]["incremental_margin"] < 0
+    assert set(decisions["random"][0]) == {"", "A", "B"}
+
+
+def test_cross_fitted_section_renders_in_the_report():
+    from types import SimpleNamespace
+
+    from features.settings import MemberwiseSettings, TrainingSettings
+
+    frame = _one_off_campaign(n=900).assign(**{f: 0.0 for f in repo.COUPON_FEATURES})
+    frame["recency_days"] = frame["x"]  # the planted effect rides on a coupon feature
+    ctx = SimpleNamespace(settings=MemberwiseSettings(), cfg=TrainingSettings(), truth_dir=None,
+                          notes={})  # fmt: skip
+    sec = coupons.cross_fitted_section(ctx, frame)
+    assert sec["offers"] == 900 and sec["outside_gate"] == ["random", "t_learner"]
+    assert set(sec["baselines"]) >= {"no_coupon", "everyone:A", "everyone:B", "random"}
+    assert "cross-fitting" in ctx.notes["coupons"]
+    result = {"dataset": "mail", "as_of": "2020-01-01", "horizon_days": 14, "notes": ctx.notes,
+              "coupons": {"primary": coupons.PRIMARY, **sec},
+              "rows": {"visible": {}, "horizon": {}}}  # fmt: skip
+    text = report.markdown(result)
+    assert "Champion: **" in text and "cross-fitting" in text
+
+
+def test_products_without_buyers_in_the_horizon_is_not_compared():
+    from training.backtest import NotCompared, products
+    from training.config import TrainConfig
+
+    lines = pd.DataFrame({
+        "member_id": ["a", "b"], "order_id": ["o1", "o2"], "product_id": ["p1", "p2"],
+        "ts": pd.to_datetime(["2020-01-01", "2020-01-02"]), "quantity": [1, 1],
+    })  # fmt: skip
+    with pytest.raises(NotCompared, match="0 buyers"):
+        products.compare(lines, pd.Timestamp("2020-02-01"), 14, TrainConfig(), shipped=None)
+
+
+def test_tuning_window_without_buyers_raises_nothing_to_tune():
+    from training.tuning import NothingToTune, grid_search
+
+    lines = pd.DataFrame({
+        "member_id": ["a"], "order_id": ["o1"], "product_id": ["p1"],
+        "ts": pd.to_datetime(["2020-01-01"]), "quantity": [1],
+    })  # fmt: skip
+    with pytest.raises(NothingToTune, match="0 buyers"):
+        grid_search(lambda p: None, [{}, {}], lines, pd.Timestamp("2020-02-01"),
+                    pd.Timestamp("2020-02-10"))  # fmt: skip

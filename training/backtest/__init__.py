@@ -39,10 +39,19 @@ import json
 from typing import Any
 
 from training.backtest import churn, coupons, products, send_time
-from training.backtest.context import Context
+from training.backtest.context import Context, NotCompared
 from training.backtest.report import SECTIONS, log_to_mlflow, markdown, plots, wins
 
-__all__ = ["Context", "SECTIONS", "log_to_mlflow", "markdown", "plots", "run_all", "wins"]
+__all__ = [
+    "Context",
+    "NotCompared",
+    "SECTIONS",
+    "log_to_mlflow",
+    "markdown",
+    "plots",
+    "run_all",
+    "wins",
+]
 
 
 def run_all(ctx: Context) -> dict[str, Any]:
@@ -67,7 +76,12 @@ def run_all(ctx: Context) -> dict[str, Any]:
     ]  # fmt: skip
     for name, what, run, primary in steps:
         ctx.progress(f"backtest: {name.replace('_', ' ')} ({what})")
-        sec = run(ctx)
+        try:
+            sec = run(ctx)
+        except NotCompared as exc:  # nothing to evaluate here: the other sections still run
+            ctx.notes[name] = f"not compared: {exc}"
+            ctx.progress(f"backtest: {name.replace('_', ' ')} not compared: {exc}")
+            sec = None
         result[name] = {"primary": primary, **sec} if sec else None
     if "coupon_propensity" in ctx.notes:
         result["coupon_propensity"] = json.loads(ctx.notes.pop("coupon_propensity"))

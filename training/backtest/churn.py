@@ -98,12 +98,12 @@ def section(ctx: Any) -> dict[str, Any] | None:
     cannot be computed)."""
     tags = ctx.tags[ctx.tags["frequency"] > 0].reset_index(drop=True)
     if tags.empty:
-        ctx.notes["churn"] = "no member with a purchase before the as-of date"
+        ctx.notes["churn"] = "not compared: no member with a purchase before the as-of date"
         return None
     future = ctx.future.get("order_lines", pd.DataFrame(columns=["member_id", "quantity"]))
     y = labels(tags["member_id"], future)
     if len(np.unique(y)) < 2:
-        ctx.notes["churn"] = "every member is in the same class after the as-of date"
+        ctx.notes["churn"] = "not compared: every member is in the same class after the as-of date"
         return None
     vis = ctx.visible["order_lines"]
     probs = candidates(tags, vis[vis["quantity"] > 0], ctx.start, ctx.cfg, ctx.shipped("churn"),

@@ -17,6 +17,10 @@ from training.config import TrainConfig
 Tables = dict[str, pd.DataFrame]
 
 
+class NotCompared(ValueError):
+    """A section has nothing to compare on this data; the message says why."""
+
+
 @dataclass
 class Context:
     """Everything a section needs, explicitly.
@@ -55,5 +59,13 @@ class Context:
     def shipped(self, name: str) -> Any:
         """The model `memberwise run` registered last for ``name`` (the ``challenger``
         alias: the newest candidate, whether or not it won the promotion gate), as the
-        fast object of models.registry.load_model."""
-        return load_model(name, CHALLENGER, self.settings.tracking_uri)
+        fast object of models.registry.load_model. Raises :class:`NotCompared` when `run`
+        registered no version of it (it could not train one on this data)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return load_model(name, CHALLENGER, self.settings.tracking_uri)
+        except MlflowException as exc:
+            raise NotCompared(
+                f"`memberwise run` registered no {CHALLENGER} {name} model on this data: {exc}"
+            ) from exc

@@ -31,6 +31,7 @@ import pandas as pd
 
 from features.settings import GateSettings, ProductsSettings
 from models.products import Recommender
+from training.backtest.context import NotCompared
 from training.backtest.report import gate_record
 from training.config import TrainConfig, recommender_config
 from training.gate import select
@@ -50,7 +51,16 @@ from training.products import (
     tune_hybrid,
     tuned_name,
 )
-from training.tuning import PEERS, SHIPPED, Params, default_grids, fit_lines, tune, tuning_window
+from training.tuning import (
+    PEERS,
+    SHIPPED,
+    NothingToTune,
+    Params,
+    default_grids,
+    fit_lines,
+    tune,
+    tuning_window,
+)
 
 Progress = Callable[[str], Any]
 
@@ -180,7 +190,7 @@ def compare(
     history = lines[lines["ts"] < cutoff]
     truth = purchases_between(lines, cutoff, test_end)
     if history.empty or not truth:
-        raise ValueError(
+        raise NotCompared(
             f"cannot backtest products as of {cutoff}: {len(history)} lines before it, "
             f"{len(truth)} buyers in the {horizon_days} days after it"
         )
@@ -212,8 +222,13 @@ def compare(
 
 
 def section(ctx: Any) -> dict[str, Any]:
-    """The backtest's products section for a backtest Context."""
-    return compare(
-        ctx.full_lines, ctx.start, ctx.horizon_days, ctx.cfg, ctx.shipped("products"),
-        progress=ctx.progress, products=ctx.settings.products, gate=ctx.settings.gate,
-    )  # fmt: skip
+    """The backtest's products section for a backtest Context; raises
+    :class:`~training.backtest.context.NotCompared` when the horizon or the tuning window
+    before it holds nobody to score."""
+    try:
+        return compare(
+            ctx.full_lines, ctx.start, ctx.horizon_days, ctx.cfg, ctx.shipped("products"),
+            progress=ctx.progress, products=ctx.settings.products, gate=ctx.settings.gate,
+        )  # fmt: skip
+    except NothingToTune as exc:
+        raise NotCompared(f"the peers cannot be tuned: {exc}") from exc

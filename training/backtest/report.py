@@ -111,6 +111,8 @@ def markdown(result: dict[str, Any]) -> str:
             lines += [_table(sec), ""]
             if sec.get("gate"):
                 lines += [_gate_table(sec["gate"], sec["primary"]), ""]
+            if result["notes"].get(section):
+                lines += [f"Note: {result['notes'][section]}", ""]
         else:
             lines.append(f"Not computed: {result['notes'].get(section, 'no data')}")
         if section == "send_time" and sec and "planted_peak_recovery" in sec:

@@ -74,7 +74,7 @@ def section(ctx: Any) -> dict[str, Any] | None:
     nobody engaged on one side of the as-of date)."""
     after = ctx.engagements_after
     if after.empty or ctx.engagements.empty:
-        ctx.notes["send_time"] = "no engagement on one side of the as-of date"
+        ctx.notes["send_time"] = "not compared: no engagement on one side of the as-of date"
         return None
     gate = ctx.settings.gate
     first = first_engagements(after, ctx.timezones)
