@@ -174,31 +174,6 @@ def gate_candidates(
     return cands, decisions
 
 
-def campaign_decisions(
-    policy: CouponPolicy | NoCouponPolicy, frame: pd.DataFrame, features: list[str]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per offer row: (assigned arm or '', the policy's expected uplift of that campaign's
-    coupon, the campaign's coupon).
-
-    Each campaign randomized one coupon against a control group, so a policy is judged on
-    the decision that campaign could take: give its coupon to this member or not.
-    """
-    treated = frame[frame["arm"] != ""]
-    offered = treated.groupby("campaign_id")["arm"].agg(lambda s: s.mode()[0])
-    camp = frame["campaign_id"].map(offered).fillna("").to_numpy(str)
-    X = frame[features].to_numpy(float)
-    up = policy.expected_uplift(X)
-    # offer where the policy itself would: above the threshold with its configured confidence
-    lower = policy.uplift_bounds(X)[1] if isinstance(policy, CouponPolicy) else up
-    col = {c: i for i, c in enumerate(getattr(policy, "coupons", []))}
-    score = np.array([up[i, col[c]] if c in col else np.nan for i, c in enumerate(camp)])
-    low = np.array([lower[i, col[c]] if c in col else np.nan for i, c in enumerate(camp)])
-    threshold = float(getattr(getattr(policy, "config", None), "min_incremental_margin", 0.0))
-    assigned = np.where(np.nan_to_num(low, nan=-np.inf) > threshold, camp, "").astype(str)
-    fill = float(np.nanmin(score)) if np.isfinite(score).any() else 0.0
-    return assigned, np.nan_to_num(score, nan=fill), camp
-
-
 def campaign_arms(frame: pd.DataFrame) -> list[frozenset[str]]:
     """Per offer row: the coupons its campaign randomized (what a policy could give there)."""
     arms = frame[frame["arm"] != ""].groupby("campaign_id")["arm"].agg(frozenset)
