@@ -218,7 +218,7 @@ def log_and_register(
                                    indent=2, default=str),
                         "comparison.json")  # fmt: skip
         if gate is not None:
-            mlflow.log_metrics({f"gate.{_metric_key(r.name)}": r.estimate
+            mlflow.log_metrics({f"gate.{mlflow_metric_name(r.name)}": r.estimate
                                 for r in gate.rows if r.estimate == r.estimate})  # fmt: skip
         for artifact_file, fig in figures(result).items():
             mlflow.log_figure(fig, artifact_file)
@@ -261,9 +261,10 @@ def log_and_register(
     )
 
 
-def _metric_key(name: str) -> str:
-    """An MLflow-safe metric name for a policy name such as ``hybrid_tuned(item_weight=1.5)``."""
-    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in name).strip("_")
+def mlflow_metric_name(name: str) -> str:
+    """``name`` with what MLflow refuses in a metric name (brackets, "=", ",") as "_": policy
+    names such as ``hybrid_tuned(item_weight=1.5)`` become metric keys (run and backtest)."""
+    return re.sub(r"[^\w\-. :/]", "_", name)
 
 
 def champion_reasons(result: TrainResult) -> dict[str, str]:

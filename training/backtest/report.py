@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from training.gate import Selection
+from training.registry import mlflow_metric_name as _metric_name
 
 SECTIONS = ("products", "churn", "send_time", "coupons")
 
@@ -184,11 +184,6 @@ def plots(result: dict[str, Any], out_dir: Path) -> list[Path]:
         fig.savefig(paths[-1], dpi=110)
         plt.close(fig)
     return paths
-
-
-def _metric_name(name: str) -> str:
-    """``name`` with what MLflow refuses in a metric name (brackets, "=", ",") as "_"."""
-    return re.sub(r"[^\w\-. :/]", "_", name)
 
 
 def log_to_mlflow(result: dict[str, Any], out_dir: Path, files: list[Path]) -> str:
