@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Histogram, generate_latest
 from starlette.responses import Response
 
 from features.settings import MemberwiseSettings, get_settings
+from serving.console.routes import mount as mount_console
 from serving.routes import health, v1
 from serving.state import AppState
 
@@ -47,6 +48,7 @@ def create_app(settings: MemberwiseSettings | None = None) -> FastAPI:
         app.dependency_overrides[get_settings] = lambda: given
     app.include_router(health.router)
     app.include_router(v1.router)
+    mount_console(app)
 
     @app.middleware("http")
     async def timing(request: Request, call_next):

@@ -1,0 +1,1 @@
+"""The marketers\x27 console, served by the app at /console."""

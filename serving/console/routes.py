@@ -1,0 +1,229 @@
+"""The console's pages: server-rendered Jinja2 templates, htmx for the parts that update in
+place (segment counts, rule validation). Every page needs a marketing or admin key, given
+once on the sign-in page and kept in an HttpOnly, SameSite=Strict cookie; each request checks
+it again, so a revoked key is out at once. The console reads the home the app serves and
+never writes into it."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+from fastapi import APIRouter, Depends, FastAPI, Form, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from features.rules import RuleError
+from serving.console import data
+from serving.console.auth import COOKIE, ConsoleUser, SignInRequired, authenticate, console_user
+from serving.deps import StateDep
+from serving.state import AppState
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+router = APIRouter(prefix="/console", include_in_schema=False)
+UserDep = Annotated[ConsoleUser, Depends(console_user)]
+MAX_CONDITIONS = 12
+
+
+def _num(v: Any, unit: str = "number") -> str:
+    """A number for people: thousands separators, shares as percentages, '—' for none."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    if unit == "share":
+        return f"{v:.1%}"
+    if unit == "count":
+        return f"{v:,.0f}"
+    if unit == "money":
+        return f"{v:,.2f}"
+    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.3f}"
+
+
+templates.env.filters["num"] = _num
+DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def mount(app: FastAPI) -> None:
+    """Add the console to ``app``: its pages, its stylesheet and htmx (installed from PyPI
+    with the package ``django-js-lib-htmx`` and served from here: no CDN, no network)."""
+    htmx = resources.files("js_lib_htmx") / "static" / "htmx"
+    app.mount("/console/static/htmx", StaticFiles(directory=str(htmx)), name="console-htmx")
+    app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
+    app.include_router(router)
+
+    @app.exception_handler(SignInRequired)
+    async def _to_sign_in(request: Request, exc: SignInRequired) -> Response:
+        if request.headers.get("HX-Request"):
+            return Response(status_code=401, headers={"HX-Redirect": "/console/signin"})
+        return RedirectResponse("/console/signin", status_code=303)
+
+
+def _page(
+    request: Request, name: str, user: ConsoleUser | None, status_code: int = 200, **ctx: Any
+) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, {"user": user, **ctx},
+                                      status_code=status_code)  # fmt: skip
+
+
+def _members_or_none(state: AppState) -> pd.DataFrame | None:
+    return data.members(state.settings)
+
+
+# --------------------------------------------------------------------------- sign in
+@router.get("", response_class=HTMLResponse)
+def home() -> Response:
+    return RedirectResponse("/console/overview", status_code=303)
+
+
+@router.get("/signin", response_class=HTMLResponse)
+def sign_in_page(request: Request) -> HTMLResponse:
+    return _page(request, "signin.html", None, error=None)
+
+
+@router.post("/signin", response_class=HTMLResponse)
+def sign_in(request: Request, key: Annotated[str, Form(max_length=200)]) -> Response:
+    user = authenticate(request, key.strip())
+    if user is None:
+        return _page(request, "signin.html", None, status_code=401,
+                     error="That key is not valid or has been revoked.")  # fmt: skip
+    if user.scope not in ("marketing", "admin"):
+        return _page(request, "signin.html", None, status_code=403,
+                     error=f"A {user.scope} key cannot open the console: it needs a "
+                     "marketing or admin key.")  # fmt: skip
+    response = RedirectResponse("/console/overview", status_code=303)
+    response.set_cookie(COOKIE, key.strip(), httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", path="/console")  # fmt: skip
+    return response
+
+
+@router.post("/signout")
+def sign_out() -> Response:
+    response = RedirectResponse("/console/signin", status_code=303)
+    response.delete_cookie(COOKIE, path="/console")
+    return response
+
+
+# --------------------------------------------------------------------------- overview
+@router.get("/overview", response_class=HTMLResponse)
+def overview(request: Request, user: UserDep, state: StateDep) -> HTMLResponse:
+    frame = _members_or_none(state)
+    report = data.run_report(state.settings)
+    ctx: dict[str, Any] = {"report": report, "health": data.data_health(report)}
+    if frame is not None:
+        ctx |= {"kpis": data.kpis(frame), "breakdowns": data.breakdowns(frame),
+                "prevalence": data.tag_prevalence(frame)}  # fmt: skip
+    return _page(request, "overview.html", user, frame=frame, **ctx)
+
+
+# --------------------------------------------------------------------------- members
+@router.get("/members", response_class=HTMLResponse)
+def member_search(request: Request, user: UserDep, state: StateDep, q: str = "") -> HTMLResponse:
+    frame = _members_or_none(state)
+    hits = data.search(frame, q[:100]) if frame is not None else None
+    return _page(request, "members.html", user, q=q[:100], hits=hits)
+
+
+@router.get("/members/{member_id}", response_class=HTMLResponse)
+def member_page(request: Request, member_id: str, user: UserDep, state: StateDep) -> HTMLResponse:
+    frame = _members_or_none(state)
+    row = None
+    if frame is not None:
+        match = frame.loc[frame["member_id"].astype(str) == member_id]
+        row = match.iloc[0].to_dict() if len(match) else None
+    if row is None:
+        return _page(request, "member.html", user, status_code=404, member_id=member_id,
+                     row=None, decision=None, reasons=[], grid=None, days=DAYS)  # fmt: skip
+    decision = None
+    if state.ready:
+        assert state.decider is not None
+        decision = state.decider.decide(member_id, state.member_features(member_id),
+                                        datetime.now(UTC), n_products=5)  # fmt: skip
+    return _page(request, "member.html", user, member_id=member_id, row=row,
+                 decision=decision, reasons=data.tag_reasons(row, state.settings),
+                 grid=data.engagement_grid(row.get("engagement_how")), days=DAYS,
+                 level_history=data.level_history(state.settings, member_id))  # fmt: skip
+
+
+# --------------------------------------------------------------------------- segments
+def _conditions(feature: list[str], op: list[str], value: list[str]) -> list[data.Condition]:
+    rows = [data.Condition(f, o, v) for f, o, v in zip(feature, op, value, strict=False) if f]
+    if len(rows) > MAX_CONDITIONS:
+        raise RuleError(f"at most {MAX_CONDITIONS} conditions")
+    return rows
+
+
+@router.get("/segments", response_class=HTMLResponse)
+def segment_builder(request: Request, user: UserDep, state: StateDep) -> HTMLResponse:
+    frame = _members_or_none(state)
+    features = data.numeric_features(frame) if frame is not None else []
+    return _page(request, "segments.html", user, frame=frame, features=features, ops=data.OPS,
+                 result=_segment_result(frame, []))  # fmt: skip
+
+
+def _segment_result(frame: pd.DataFrame | None, rows: list[data.Condition]) -> dict[str, Any]:
+    if frame is None:
+        return {"error": "no members yet: run `memberwise run` first"}
+    try:
+        chosen = data.select(frame, data.predicate(rows, frame))
+    except RuleError as exc:
+        return {"error": str(exc)}
+    return {"error": None, "count": len(chosen), "of": len(frame),
+            "kpis": data.kpis(chosen), "breakdowns": data.breakdowns(chosen),
+            "sample": chosen["member_id"].astype(str).head(20).tolist()}  # fmt: skip
+
+
+@router.post("/segments/preview", response_class=HTMLResponse)
+def segment_preview(
+    request: Request,
+    user: UserDep,
+    state: StateDep,
+    feature: Annotated[list[str], Form()] = [],  # noqa: B006  (FastAPI form lists)
+    op: Annotated[list[str], Form()] = [],  # noqa: B006
+    value: Annotated[list[str], Form()] = [],  # noqa: B006
+) -> HTMLResponse:
+    frame = _members_or_none(state)
+    try:
+        rows = _conditions(feature, op, value)
+    except RuleError as exc:
+        return _page(request, "_segment_result.html", user, result={"error": str(exc)})
+    return _page(request, "_segment_result.html", user, result=_segment_result(frame, rows))
+
+
+# --------------------------------------------------------------------------- rules
+@router.get("/rules", response_class=HTMLResponse)
+def rules_page(request: Request, user: UserDep, state: StateDep) -> HTMLResponse:
+    view = data.live_rules(state.settings, _members_or_none(state))
+    return _page(request, "rules.html", user, view=view, problems=view.problems, checked=False)
+
+
+@router.post("/rules/validate", response_class=HTMLResponse)
+def rules_validate(
+    request: Request, user: UserDep, state: StateDep,
+    text: Annotated[str, Form(max_length=200_000)],
+) -> HTMLResponse:  # fmt: skip
+    problems = data.check_text(text, _members_or_none(state))
+    return _page(request, "_rules_problems.html", user, problems=problems, checked=True)
+
+
+# --------------------------------------------------------------------------- models
+@router.get("/models", response_class=HTMLResponse)
+def models_page(request: Request, user: UserDep, state: StateDep) -> HTMLResponse:
+    report = data.run_report(state.settings)
+    champions = state.champions
+    plots = data.plots(state.settings)
+    names = [p.relative_to(state.settings.mlflow_dir / "artifacts").as_posix() for p in plots]
+    return _page(request, "models.html", user, report=report, champions=champions, plots=names)
+
+
+@router.get("/plots/{path:path}")
+def plot(path: str, user: UserDep, state: StateDep) -> Response:
+    root = (state.settings.mlflow_dir / "artifacts").resolve()
+    target = (root / path).resolve()
+    if target.suffix != ".png" or root not in target.parents or not target.is_file():
+        return Response("no such plot", status_code=404, media_type="text/plain")
+    return FileResponse(target, media_type="image/png")
