@@ -131,3 +131,23 @@ def margin_rates(shop: ShopData) -> pd.Series:
 def offer_costs(shop: ShopData) -> pd.Series:
     """coupon_id -> fixed cost of making one offer (the coupons table's optional ``cost``)."""
     return column_map(shop, "coupons", "coupon_id", "cost").astype(float)
+
+
+def engagement_hours(shop: ShopData) -> pd.Series:
+    """member_id -> JSON ``{hour_of_week: engagements}`` over the member's engagement moments
+    (:func:`engagements`), in the member's own time zone (UTC when unknown); Monday 00:00 = 0.
+    Sparse, so a member costs only the hours they were seen in (the console's heatmap)."""
+    from models.send_time import local_hour_of_week
+
+    eng = engagements(shop)
+    if eng.empty:
+        return pd.Series(dtype=object)
+    zones = member_timezones(shop)
+    tz = eng["member_id"].map(zones).fillna("UTC").astype(str).to_numpy()
+    how = local_hour_of_week(eng["ts"].to_numpy("datetime64[us]"), tz)
+    counts = (
+        pd.DataFrame({"member_id": eng["member_id"].astype(str), "how": how})
+        .groupby(["member_id", "how"]).size().reset_index(name="n")
+    )  # fmt: skip
+    pairs = '"' + counts["how"].astype(str) + '":' + counts["n"].astype(str)
+    return "{" + pairs.groupby(counts["member_id"]).agg(",".join) + "}"

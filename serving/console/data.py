@@ -291,7 +291,7 @@ def tag_reasons(row: Mapping[str, Any], settings: MemberwiseSettings) -> list[tu
     given = row.get("tag_reasons")
     if isinstance(given, str) and given:
         reasons = json.loads(given)
-        return [(t, str(reasons.get(t, ""))) for t in held]
+        return [(t, str(reasons.get(t, "")).removeprefix(f"{t}: ")) for t in held]
     from features.rules import evaluate_tags, load_rules
 
     try:
@@ -302,7 +302,10 @@ def tag_reasons(row: Mapping[str, Any], settings: MemberwiseSettings) -> list[tu
     out = []
     for col in ev.columns:
         if col.endswith("_reason") and ev[col].iloc[0]:
-            out.append((col.removesuffix("_reason"), str(ev[col].iloc[0])))
+            name = col.removesuffix("_reason")
+            why = str(ev[col].iloc[0])
+            label = name.replace(".", " ")
+            out.append((name, why.removeprefix(f"{label}: ").removeprefix(f"{name}: ")))
     return out
 
 

@@ -41,7 +41,7 @@ def _num(v: Any, unit: str = "number") -> str:
         return f"{v:,.0f}"
     if unit == "money":
         return f"{v:,.2f}"
-    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.3f}"
+    return f"{v:,.0f}" if float(v).is_integer() else f"{v:,.1f}"
 
 
 templates.env.filters["num"] = _num
@@ -151,7 +151,9 @@ def member_page(request: Request, member_id: str, user: UserDep, state: StateDep
 
 # --------------------------------------------------------------------------- segments
 def _conditions(feature: list[str], op: list[str], value: list[str]) -> list[data.Condition]:
-    rows = [data.Condition(f, o, v) for f, o, v in zip(feature, op, value, strict=False) if f]
+    """The builder's complete rows (a row without a feature or a value is still being edited)."""
+    rows = [data.Condition(f, o, v) for f, o, v in zip(feature, op, value, strict=False)
+            if f and v.strip()]  # fmt: skip
     if len(rows) > MAX_CONDITIONS:
         raise RuleError(f"at most {MAX_CONDITIONS} conditions")
     return rows
