@@ -29,7 +29,7 @@ ALL_MEMBERS = "all members"
 # feature -> (word when above the average member, word when below); log1p marks skew
 FEATURE_WORDS: dict[str, tuple[str, str]] = {
     "recency_days": ("lapsed", "recent"),
-    "frequency": ("frequent", "one-off"),
+    "frequency": ("frequent", "infrequent"),
     "monetary": ("high-spending", "low-spending"),
     "avg_order_value": ("big-basket", "small-basket"),
     "discount_share": ("bargain-hunting", "full-price"),
@@ -133,6 +133,7 @@ def assign_clusters(tags: pd.DataFrame, config: ClusterConfig | None = None) -> 
     ``config.features``) and name the clusters; see the module docstring."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
+    from threadpoolctl import threadpool_limits
 
     cfg = config or ClusterConfig()
     missing = [c for c in ("member_id", "frequency", *cfg.features) if c not in tags]
@@ -161,13 +162,17 @@ def assign_clusters(tags: pd.DataFrame, config: ClusterConfig | None = None) -> 
         k = 1 if buyers.any() else 0
     else:
         fits = {}
-        for k in range(cfg.k_min, k_hi + 1):
-            km = KMeans(n_clusters=k, n_init=10, random_state=cfg.seed).fit(Xf)
-            fits[k] = km
-            silhouettes[k] = float(silhouette_score(Xf, km.labels_, random_state=cfg.seed))
+        # one thread (OpenMP and BLAS): on these sizes threads only add synchronisation, and
+        # on a busy machine their spin-waits cost seconds per fit
+        with threadpool_limits(limits=1):
+            for k in range(cfg.k_min, k_hi + 1):
+                km = KMeans(n_clusters=k, n_init=10, random_state=cfg.seed).fit(Xf)
+                fits[k] = km
+                silhouettes[k] = float(silhouette_score(Xf, km.labels_, random_state=cfg.seed))
         k = max(silhouettes, key=lambda j: (silhouettes[j], -j))  # ties: fewer clusters
         km = fits[k]
-        assigned = km.predict(X)
+        with threadpool_limits(limits=1):
+            assigned = km.predict(X)
         names = _names(km.cluster_centers_, cfg.features, cfg)
         labels[buyers] = np.asarray(names, dtype=object)[assigned]
         centroids = pd.DataFrame(km.cluster_centers_, columns=list(cfg.features), index=names)
