@@ -33,6 +33,8 @@ from models.bgnbd import BetaGeoModel
 from models.churn import _rfm as bgnbd_inputs
 
 GG_PARAM_NAMES = ("p", "q", "gamma")
+# BG/NBD penalty used when the unpenalised fit does not settle (a handful of members)
+FALLBACK_PENALIZER = 1e-3
 _LOG_BOUND = 20.0
 
 
@@ -225,6 +227,15 @@ def shrunk_cycle(
     return (k * own + prior_gaps * shop_cycle) / (k + prior_gaps)
 
 
+def _fit_bgnbd(
+    rfm: tuple[np.ndarray, np.ndarray, np.ndarray], penalizer: float, horizon: float
+) -> tuple[BetaGeoModel, np.ndarray]:
+    """BG/NBD fit on (x, t_x, T) and its expected purchases over ``horizon`` days (n,)."""
+    bg = BetaGeoModel().fit(*rfm, penalizer=penalizer)
+    with np.errstate(all="ignore"):
+        return bg, bg.conditional_expected_purchases(horizon, *rfm)
+
+
 def member_value(tags: pd.DataFrame, as_of: date, config: CLVConfig | None = None) -> MemberValue:
     """Expected value over ``config.horizon_days`` and the next order date of every member
     of ``tags`` (one row per member, the tag columns listed in the module docstring).
@@ -248,10 +259,13 @@ def member_value(tags: pd.DataFrame, as_of: date, config: CLVConfig | None = Non
     purchases = np.full(n, np.nan)
     bg: BetaGeoModel | None = None
     if known.any() and (x[known] > 0).any():
-        bg = BetaGeoModel().fit(x[known], tx[known], T[known], penalizer=cfg.penalizer)
-        with np.errstate(all="ignore"):
-            est = bg.conditional_expected_purchases(
-                float(cfg.horizon_days), x[known], tx[known], T[known]
+        k = (x[known], tx[known], T[known])
+        bg, est = _fit_bgnbd(k, cfg.penalizer, float(cfg.horizon_days))
+        if not (bg.converged_ and np.isfinite(est).all()) and cfg.penalizer < FALLBACK_PENALIZER:
+            bg, est = _fit_bgnbd(k, FALLBACK_PENALIZER, float(cfg.horizon_days))
+            notes.append(
+                f"BG/NBD did not settle without a penalty (too few members to identify "
+                f"dropout): refit with penalizer {FALLBACK_PENALIZER}"
             )
         purchases[known] = np.where(np.isfinite(est), est, np.nan)
     else:
