@@ -291,9 +291,10 @@ class InsightSettings(Section):
     cluster_k_min: int = Field(2, ge=2, description="fewest behavioural clusters tried")
     cluster_k_max: int = Field(8, ge=2, description="most behavioural clusters tried (k by silhouette)")  # fmt: skip
     cluster_sample: int = Field(20_000, ge=100, description="members the silhouette is measured on, at most")  # fmt: skip
-    abuse_threshold: float = Field(0.8, ge=0, le=1, description="abuse_risk at or above this -> coupon_abuse_risk: kept out of coupon offers")  # fmt: skip
+    abuse_threshold: float = Field(0.78, ge=0, le=1, description="abuse_risk at or above this -> coupon_abuse_risk: kept out of coupon offers")  # fmt: skip
     abuse_min_spend_margin: float = Field(0.1, ge=0, description="an order is just above a coupon's minimum spend within this share of it")  # fmt: skip
     abuse_trees: int = Field(200, ge=10, description="isolation forest trees")
+    abuse_samples: int = Field(64, ge=8, description="members drawn per isolation tree")
 
 
 # pre-tree names of the store settings, still read from the environment

@@ -38,12 +38,16 @@ _DENOMINATOR = {
 @dataclass(frozen=True)
 class AbuseConfig:
     """``threshold``: abuse_risk at or above it -> kept out of coupon offers; ``trees``:
-    isolation forest size; ``prior_orders``: each share is shrunk towards the shop's median
+    isolation forest size; ``samples``: members drawn per tree (small subsamples
+    isolate a small group of alike abusers in few splits, where large ones let them mask
+    each other; Liu et al. use 256, 64 keeps planted groups of 5 to 10 abusers clear);
+    ``prior_orders``: each share is shrunk towards the shop's median
     as if this many more orders had been seen at it (one coupon order just above the
     minimum is not yet a habit); ``seed``: the forest's random state."""
 
-    threshold: float = 0.8
+    threshold: float = 0.78
     trees: int = 200
+    samples: int = 64
     prior_orders: float = 2.0
     seed: int = 0
 
@@ -70,7 +74,9 @@ def abuse_risk(behaviour: pd.DataFrame, config: AbuseConfig | None = None) -> pd
     users = behaviour["coupon_orders"].fillna(0).to_numpy(np.float64) > 0
     risk = np.zeros(len(behaviour), dtype=np.float64)
     if users.sum() >= 2:
-        forest = IsolationForest(n_estimators=cfg.trees, random_state=cfg.seed).fit(X)
+        forest = IsolationForest(
+            n_estimators=cfg.trees, max_samples=min(cfg.samples, len(X)), random_state=cfg.seed
+        ).fit(X)
         risk = np.where(users, -forest.score_samples(X), 0.0)
     return pd.DataFrame({
         "member_id": behaviour["member_id"].to_numpy(),

@@ -97,9 +97,11 @@ def behaviour_matrix(tags: pd.DataFrame, features: tuple[str, ...]) -> np.ndarra
         v = pd.to_numeric(tags[f], errors="coerce").to_numpy(np.float64)
         if f in LOG_FEATURES:
             v = np.log1p(np.clip(v, 0, None))
-        fill = np.nanmedian(v) if np.isfinite(v).any() else 0.0
+        fill = float(np.median(v[np.isfinite(v)])) if np.isfinite(v).any() else 0.0
         cols.append(np.where(np.isfinite(v), v, fill))
     X = np.column_stack(cols) if cols else np.zeros((len(tags), 0))
+    if len(X) == 0:
+        return X
     sd = X.std(axis=0)
     return (X - X.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
 

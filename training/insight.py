@@ -94,8 +94,9 @@ def member_insight(
             "coupons without a minimum spend: 'just above the minimum' uses the proxy (the 5th "
             "percentile of the value of orders redeeming the coupon)"
         )
-    risk = abuse_risk(behaviour, AbuseConfig(ins.abuse_threshold, ins.abuse_trees,
-                                             seed=s.training.seed))  # fmt: skip
+    abuse = AbuseConfig(ins.abuse_threshold, ins.abuse_trees, ins.abuse_samples,
+                        seed=s.training.seed)  # fmt: skip
+    risk = abuse_risk(behaviour, abuse)
     scored = tags
     if "churn_risk" not in tags:
         scored = tags.assign(churn_risk=_bgnbd_churn(tags, value, s.training.horizon_days))
