@@ -111,7 +111,7 @@ def member_insight(
     by_member = risk.assign(member_id=risk["member_id"].astype(str)).set_index("member_id")
     frame["abuse_risk"] = by_member["abuse_risk"].reindex(ids).fillna(0.0).to_numpy()
     frame["coupon_abuse_risk"] = (
-        by_member["coupon_abuse_risk"].reindex(ids).fillna(False).astype(bool).to_numpy()
+        by_member["coupon_abuse_risk"].reindex(ids, fill_value=False).astype(bool).to_numpy()
     )
     for c in DRIVER_COLUMNS:
         frame[c] = drivers[c].to_numpy()
