@@ -290,7 +290,8 @@ class InsightSettings(Section):
     middle_value_tiers: tuple[str, ...] = Field(("silver",), description="value tiers recalled by a personalised coupon (the rest: a batch campaign)")  # fmt: skip
     cluster_k_min: int = Field(2, ge=2, description="fewest behavioural clusters tried")
     cluster_k_max: int = Field(8, ge=2, description="most behavioural clusters tried (k by silhouette)")  # fmt: skip
-    cluster_sample: int = Field(20_000, ge=100, description="members the silhouette is measured on, at most")  # fmt: skip
+    cluster_sample: int = Field(20_000, ge=100, description="members k-means is fit on, at most (all are assigned)")  # fmt: skip
+    cluster_silhouette_sample: int = Field(5_000, ge=100, description="members each k's silhouette is measured on, at most")  # fmt: skip
     abuse_threshold: float = Field(0.78, ge=0, le=1, description="abuse_risk at or above this -> coupon_abuse_risk: kept out of coupon offers")  # fmt: skip
     abuse_min_spend_margin: float = Field(0.1, ge=0, description="an order is just above a coupon's minimum spend within this share of it")  # fmt: skip
     abuse_trees: int = Field(200, ge=10, description="isolation forest trees")

@@ -6,7 +6,8 @@ returns a ``cluster`` name per member. Members with a purchase are clustered; me
 without one are the cluster "no purchase yet" (their behaviour features are mostly
 undefined). Skewed counts and money are log-transformed (``log1p``) before
 standardization, missing values take the feature's median. k runs over
-``[k_min, k_max]`` and the k with the best silhouette (on at most ``sample`` members) wins;
+``[k_min, k_max]`` and the k with the best silhouette (on at most ``silhouette_sample``
+members) wins;
 a shop with too few distinct members for two clusters gets one, and the result says why.
 
 A cluster's name comes from its standardized centroid: the features deviating most from
@@ -50,7 +51,8 @@ DEFAULT_FEATURES: tuple[str, ...] = (
 @dataclass(frozen=True)
 class ClusterConfig:
     """``k_min`` / ``k_max``: the range of k tried; ``sample``: at most this many members
-    are used for fitting and the silhouette (all members are then assigned);
+    are used for fitting (all members are then assigned); ``silhouette_sample``: at most
+    this many of those score each k (the silhouette costs the square of its rows);
     ``features``: tag columns clustered on (known to :data:`FEATURE_WORDS`);
     ``name_min_z``: a centroid feature names the cluster from this many standard
     deviations; ``name_words``: at most this many words in a name; ``seed``: k-means and
@@ -59,6 +61,7 @@ class ClusterConfig:
     k_min: int = 2
     k_max: int = 8
     sample: int = 20_000
+    silhouette_sample: int = 5_000
     features: tuple[str, ...] = DEFAULT_FEATURES
     name_min_z: float = 0.5
     name_words: int = 2
@@ -170,7 +173,10 @@ def assign_clusters(tags: pd.DataFrame, config: ClusterConfig | None = None) -> 
             for k in range(cfg.k_min, k_hi + 1):
                 km = KMeans(n_clusters=k, n_init=10, random_state=cfg.seed).fit(Xf)
                 fits[k] = km
-                silhouettes[k] = float(silhouette_score(Xf, km.labels_, random_state=cfg.seed))
+                size = cfg.silhouette_sample if len(Xf) > cfg.silhouette_sample else None
+                silhouettes[k] = float(
+                    silhouette_score(Xf, km.labels_, sample_size=size, random_state=cfg.seed)
+                )
         k = max(silhouettes, key=lambda j: (silhouettes[j], -j))  # ties: fewer clusters
         km = fits[k]
         with threadpool_limits(limits=1):

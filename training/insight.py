@@ -82,10 +82,14 @@ def member_insight(
         CLVConfig(ins.clv_horizon_days, ins.clv_penalizer, ins.cycle_prior_gaps),
     )
     notes += value.notes
-    clusters = assign_clusters(
-        tags, ClusterConfig(k_min=ins.cluster_k_min, k_max=max(ins.cluster_k_min,
-                            ins.cluster_k_max), sample=ins.cluster_sample, seed=s.training.seed)
-    )  # fmt: skip
+    cluster_config = ClusterConfig(
+        k_min=ins.cluster_k_min,
+        k_max=max(ins.cluster_k_min, ins.cluster_k_max),
+        sample=ins.cluster_sample,
+        silhouette_sample=ins.cluster_silhouette_sample,
+        seed=s.training.seed,
+    )
+    clusters = assign_clusters(tags, cluster_config)
     if clusters.note:
         notes.append(clusters.note)
     behaviour = order_behaviour(tables, as_of, ins.abuse_min_spend_margin)
