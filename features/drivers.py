@@ -7,7 +7,8 @@ and for every member whose churn risk is at or above ``InsightSettings.at_risk_t
 names the likely reason, with its evidence quoting the member's values and the thresholds:
 
 - ``price``: price-sensitive, buys on discount or redeems offers (discounted share of
-  spend, or coupon redemption rate, at least ``driver_price_share``);
+  spend, or coupon redemption rate over at least ``driver_min_offers`` offers, at least
+  ``driver_price_share``);
 - ``unhappy``: returns and cancellations (returned or cancelled orders at least
   ``driver_unhappy_share`` of purchase orders);
 - ``need_changed``: category drift (the later half of the member's orders shares at most
@@ -84,7 +85,10 @@ def _price(row: dict[str, Any], s: InsightSettings) -> tuple[float, str]:
         strength = max(strength, _ratio(share, t))
     if math.isfinite(rate) and offers > 0:
         parts.append(f"redeemed {_pct(rate)} of {offers:.0f} coupon offers")
-        strength = max(strength, _ratio(rate, t))
+        if offers >= s.driver_min_offers:
+            strength = max(strength, _ratio(rate, t))
+        else:
+            parts[-1] += f" (too few to count: {s.driver_min_offers} needed)"
     said = ", ".join(parts) or "no discount or offer history"
     return strength, f"price: {said} (threshold {_pct(t)})"
 

@@ -283,6 +283,7 @@ class InsightSettings(Section):
     at_risk_threshold: float = Field(0.6, ge=0, le=1, description="churn_risk at or above this -> at risk: a churn driver and a recall action")  # fmt: skip
     driver_gap_ratio: float = Field(1.5, gt=0, description="forgotten: gap since the last order past this x the usual cycle (the programme's 150%)")  # fmt: skip
     driver_price_share: float = Field(0.3, ge=0, le=1, description="price: discounted share of spend or coupon redemption rate at least this")  # fmt: skip
+    driver_min_offers: int = Field(2, ge=1, description="price: a coupon redemption rate counts from this many offers")  # fmt: skip
     driver_unhappy_share: float = Field(0.1, ge=0, le=1, description="unhappy: returned or cancelled share of orders at least this")  # fmt: skip
     driver_drift_overlap: float = Field(0.3, ge=0, le=1, description="need changed: recent categories' spend overlaps the earlier ones' by at most this")  # fmt: skip
     driver_low_open_rate: float = Field(0.05, ge=0, le=1, description="forgotten: open rate of messages at most this")  # fmt: skip

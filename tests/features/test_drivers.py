@@ -85,6 +85,19 @@ def test_the_strongest_reason_wins_and_thresholds_are_settings():
     )
 
 
+def test_a_redemption_rate_counts_only_over_enough_offers():
+    tags, beh = members()
+    once = tags.assign(coupon_offers=1.0, coupon_redemption_rate=1.0)
+    d = churn_drivers(once, beh).set_index("member_id")
+    assert d.loc["unclear", "churn_driver"] == "unclear"
+    assert (
+        "redeemed 100% of 1 coupon offers (too few to count: 2 needed)"
+        in d.loc["unclear", "churn_driver_evidence"]
+    )
+    twice = churn_drivers(tags.assign(coupon_offers=2.0, coupon_redemption_rate=0.5), beh)
+    assert twice.set_index("member_id").loc["unclear", "churn_driver"] == "price"
+
+
 def test_without_order_behaviour_or_churn_risk():
     tags, beh = members()
     d = churn_drivers(tags, None).set_index("member_id")
