@@ -34,7 +34,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -297,6 +297,15 @@ class InsightSettings(Section):
     abuse_min_spend_margin: float = Field(0.1, ge=0, description="an order is just above a coupon's minimum spend within this share of it")  # fmt: skip
     abuse_trees: int = Field(200, ge=10, description="isolation forest trees")
     abuse_samples: int = Field(64, ge=8, description="members drawn per isolation tree")
+
+    @model_validator(mode="after")
+    def _k_range(self) -> InsightSettings:
+        if self.cluster_k_min > self.cluster_k_max:
+            raise ValueError(
+                f"insight.cluster_k_min ({self.cluster_k_min}) must not exceed "
+                f"insight.cluster_k_max ({self.cluster_k_max})"
+            )
+        return self
 
 
 # pre-tree names of the store settings, still read from the environment

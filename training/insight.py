@@ -84,7 +84,7 @@ def member_insight(
     notes += value.notes
     cluster_config = ClusterConfig(
         k_min=ins.cluster_k_min,
-        k_max=max(ins.cluster_k_min, ins.cluster_k_max),
+        k_max=ins.cluster_k_max,
         sample=ins.cluster_sample,
         silhouette_sample=ins.cluster_silhouette_sample,
         seed=s.training.seed,

@@ -62,3 +62,10 @@ def test_a_given_churn_risk_and_the_settings_are_used(shop):
     assert not any("churn_risk" in n for n in ins.notes)
     assert ins.frame["churn_driver"].notna().sum() == 1
     assert list(ins.clusters.silhouettes) == [2]
+
+
+def test_an_empty_k_range_is_refused_by_the_settings():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="cluster_k_min \\(5\\) must not exceed"):
+        MemberwiseSettings(home="/nonexistent", insight={"cluster_k_min": 5, "cluster_k_max": 3})
