@@ -13,6 +13,7 @@
     coupon.*             the coupon policy (uplift learner)
     send_time.*          the send-time model, the message channels
     serving.*            the API: bind address, product list lengths, start-up work
+    insight.*            member value, churn drivers, clusters, coupon-abuse risk
 
 Values come from, highest first: keyword arguments; environment variables
 ``MEMBERWISE_<SECTION>__<NAME>`` (e.g. ``MEMBERWISE_TRAINING__HORIZON_DAYS=60``); the file
@@ -33,7 +34,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -271,6 +272,42 @@ class ServingSettings(Section):
     )
 
 
+class InsightSettings(Section):
+    """Member insight (docs/member-insight.md): value and next order (models.clv), churn
+    drivers and recall (features.drivers), behavioural clusters (models.clusters) and
+    coupon-abuse risk (models.abuse). The seed is training.seed."""
+
+    clv_horizon_days: int = Field(365, ge=1, description="clv_12m: expected value over this many days")  # fmt: skip
+    clv_penalizer: float = Field(0.0, ge=0, description="L2 penalty of the BG/NBD and Gamma-Gamma fits")  # fmt: skip
+    cycle_prior_gaps: float = Field(2.0, ge=0, description="the shop's purchase cycle counts as this many gaps when a member's own cycle is shrunk towards it")  # fmt: skip
+    at_risk_threshold: float = Field(0.6, ge=0, le=1, description="churn_risk at or above this -> at risk: a churn driver and a recall action")  # fmt: skip
+    driver_gap_ratio: float = Field(1.5, gt=0, description="forgotten: gap since the last order past this x the usual cycle (the programme's 150%)")  # fmt: skip
+    driver_price_share: float = Field(0.3, ge=0, le=1, description="price: discounted share of spend or coupon redemption rate at least this")  # fmt: skip
+    driver_min_offers: int = Field(2, ge=1, description="price: a coupon redemption rate counts from this many offers")  # fmt: skip
+    driver_unhappy_share: float = Field(0.1, ge=0, le=1, description="unhappy: returned or cancelled share of orders at least this")  # fmt: skip
+    driver_drift_overlap: float = Field(0.3, ge=0, le=1, description="need changed: recent categories' spend overlaps the earlier ones' by at most this")  # fmt: skip
+    driver_low_open_rate: float = Field(0.05, ge=0, le=1, description="forgotten: open rate of messages at most this")  # fmt: skip
+    high_value_tiers: tuple[str, ...] = Field(("platinum", "gold"), description="value tiers recalled by personal outreach and a bespoke offer")  # fmt: skip
+    middle_value_tiers: tuple[str, ...] = Field(("silver",), description="value tiers recalled by a personalised coupon (the rest: a batch campaign)")  # fmt: skip
+    cluster_k_min: int = Field(2, ge=2, description="fewest behavioural clusters tried")
+    cluster_k_max: int = Field(8, ge=2, description="most behavioural clusters tried (k by silhouette)")  # fmt: skip
+    cluster_sample: int = Field(20_000, ge=100, description="members k-means is fit on, at most (all are assigned)")  # fmt: skip
+    cluster_silhouette_sample: int = Field(5_000, ge=100, description="members each k's silhouette is measured on, at most")  # fmt: skip
+    abuse_threshold: float = Field(0.78, ge=0, le=1, description="abuse_risk at or above this -> coupon_abuse_risk: kept out of coupon offers")  # fmt: skip
+    abuse_min_spend_margin: float = Field(0.1, ge=0, description="an order is just above a coupon's minimum spend within this share of it")  # fmt: skip
+    abuse_trees: int = Field(200, ge=10, description="isolation forest trees")
+    abuse_samples: int = Field(64, ge=8, description="members drawn per isolation tree")
+
+    @model_validator(mode="after")
+    def _k_range(self) -> InsightSettings:
+        if self.cluster_k_min > self.cluster_k_max:
+            raise ValueError(
+                f"insight.cluster_k_min ({self.cluster_k_min}) must not exceed "
+                f"insight.cluster_k_max ({self.cluster_k_max})"
+            )
+        return self
+
+
 # pre-tree names of the store settings, still read from the environment
 LEGACY_ENV = {
     f"{ENV_PREFIX}ONLINE_STORE": "online_store",
@@ -338,6 +375,7 @@ class MemberwiseSettings(BaseSettings):
     serving: ServingSettings = ServingSettings()
     ingest: IngestSettings = IngestSettings()
     gate: GateSettings = GateSettings()
+    insight: InsightSettings = InsightSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -31,7 +31,10 @@ given to the Decider by the caller, from the feature services):
   (what members of the same country buy most, reason "popular_in_segment");
 - tags and segments: ``tags`` (comma-separated rule tags), ``lifecycle_stage``,
   ``value_tier``, ``rfm_segment``, ``r_score``, ``f_score``, ``m_score``;
-- the evidence quoted in reasons: see :data:`EVIDENCE_COLUMNS`.
+- the evidence quoted in reasons: see :data:`EVIDENCE_COLUMNS`;
+- coupon-abuse risk: ``abuse_risk`` (0..1, ``models.abuse``), optional: a member at or
+  above the Decider's ``abuse_threshold`` is kept out of coupon offers, and the coupon
+  reason says so with both numbers.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from models.abuse import AbuseConfig
 from models.registry import Champions
 
 MODEL, BASELINE, RULES = "model", "baseline", "rules"
@@ -79,6 +83,7 @@ EVIDENCE_COLUMNS: tuple[str, ...] = (
     *dict.fromkeys(c for cols in _QUOTED.values() for c in cols),
 )  # fmt: skip
 
+ABUSE_COLUMN = "abuse_risk"  # optional: members at or above the threshold get no coupon
 _UNKNOWN = "unknown member: no features in the store"
 _COUPON_BASELINE = (
     "no coupon: the coupon model has not been promoted (it did not beat giving no coupon "
@@ -236,7 +241,8 @@ class Decider:
     the tag snapshot the features come from (the tags' version). ``churn_cache_size``:
     per-member churn answers memoised on the feature values (a calibrated ensemble costs
     milliseconds per single row; a member's features change only when the store is
-    materialized).
+    materialized). ``abuse_threshold``: a member whose ``abuse_risk`` feature is at or
+    above it gets no coupon (settings ``insight.abuse_threshold``; None: nobody is kept out).
     """
 
     def __init__(
@@ -246,8 +252,10 @@ class Decider:
         coupon_features: Sequence[str],
         as_of: str | None = None,
         churn_cache_size: int = 100_000,
+        abuse_threshold: float | None = AbuseConfig.threshold,
     ) -> None:
         self.champions = champions
+        self.abuse_threshold = abuse_threshold
         self.churn_features = list(churn_features)
         self.coupon_features = list(coupon_features)
         self.as_of = as_of
@@ -300,7 +308,8 @@ class Decider:
         filters = (f"; category {category!r}" if category else "") + (
             f"; {len(set(exclude))} product ids excluded" if exclude else ""
         )
-        return self._compose(member_id, f, recs, churn, coupon, now, channel, filters)
+        abuse = _score((f or {}).get(ABUSE_COLUMN))
+        return self._compose(member_id, f, recs, churn, coupon, now, channel, filters, abuse)
 
     def decide_many(
         self, frame: pd.DataFrame, now: datetime, n_products: int = 10
@@ -320,9 +329,12 @@ class Decider:
         cols = [c for c in dict.fromkeys((*PROFILE_COLUMNS, *EVIDENCE_COLUMNS)) if c in frame]
         values = frame[cols].astype(object).where(frame[cols].notna(), None)
         rows = values.to_dict("records")
+        abuse = [_score(v) for v in frame[ABUSE_COLUMN]] if ABUSE_COLUMN in frame else None
         return [
-            self._compose(m, row, r, float(p), c, now, None)
-            for m, row, r, p, c in zip(members, rows, recs, churn, coupons, strict=True)
+            self._compose(m, row, r, float(p), c, now, None, "", abuse[i] if abuse else None)
+            for i, (m, row, r, p, c) in enumerate(
+                zip(members, rows, recs, churn, coupons, strict=True)
+            )
         ]
 
     def similar_products(self, product_id: str, n: int = 10) -> SimilarProducts:
@@ -411,6 +423,7 @@ class Decider:
         now: datetime,
         channel: str | None,
         filters: str = "",
+        abuse: float | None = None,
     ) -> MemberDecision:
         bought = self.champions.products.known_member(member_id)
         known = f is not None or bought
@@ -423,7 +436,7 @@ class Decider:
             member_id=member_id,
             known_member=known,
             products=self._products(recs, known, bought, _text(g.get("country")), filters),
-            coupon=self._coupon(coupon),
+            coupon=self._coupon(coupon, abuse),
             send_time=self._send_time(st, channel),
             churn=self._churn(churn),
             tags=self._tag_part(f),
@@ -459,7 +472,9 @@ class Decider:
             reason = f"ALS, item-item similarity and buy-again blend ({mix})"
         return ProductsPart(role, version, reason, items, **gate)
 
-    def _coupon(self, decided: tuple[str | None, float, str] | None) -> CouponPart:
+    def _coupon(
+        self, decided: tuple[str | None, float, str] | None, abuse: float | None = None
+    ) -> CouponPart:
         role, version, gate = self._model_part("coupon")
         if decided is None:
             return CouponPart(
@@ -467,6 +482,12 @@ class Decider:
                 **gate,
             )  # fmt: skip
         coupon_id, margin, reason = decided
+        limit = self.abuse_threshold
+        if abuse is not None and limit is not None and abuse >= limit:
+            why = (
+                f"kept out of coupon offers: coupon-abuse risk {abuse:.2f} at or above {limit:.2f}"
+            )
+            return CouponPart(role, version, why, None, float(margin), **gate)
         if coupon_id is None and role == BASELINE:
             reason = _COUPON_BASELINE
         return CouponPart(role, version, reason, coupon_id, float(margin), **gate)

@@ -261,3 +261,34 @@ def test_the_columns_it_reads_are_served_by_the_feature_services():
     assert set(PROFILE_COLUMNS) <= served
     assert set(EVIDENCE_COLUMNS) <= served
     assert set(TAG_EVIDENCE) == set(BOOL_TAGS)
+
+
+def test_members_at_or_above_the_abuse_threshold_are_kept_out_of_coupon_offers(world):
+    """A policy giving PCT10 to everyone; the member whose abuse_risk is at or above the
+    threshold gets none, one at a time and in the batch alike, and the reason quotes both
+    numbers; the others keep the coupon; with no threshold nobody is kept out."""
+    fixed = FixedCouponPolicy("PCT10", 0.42).fit(
+        np.zeros((0, len(repo.COUPON_FEATURES))), np.array([]), np.array([]),
+        list(repo.COUPON_FEATURES),
+    )  # fmt: skip
+    champions = dataclasses.replace(world.model, coupon=fixed)
+    tags = world.tags.head(6).copy()
+    tags["abuse_risk"] = [0.93, 0.80, 0.79, 0.1, None, 0.0]
+    decider = Decider(champions, repo.CHURN_FEATURES, repo.COUPON_FEATURES, AS_OF.isoformat(),
+                      abuse_threshold=0.8)  # fmt: skip
+    batch = decider.decide_many(tags, NOW, n_products=2)
+    assert [d.coupon.coupon_id for d in batch] == [None, None, "PCT10", "PCT10", "PCT10", "PCT10"]
+    assert batch[0].coupon.reason == (
+        "kept out of coupon offers: coupon-abuse risk 0.93 at or above 0.80"
+    )
+    assert batch[1].coupon.reason.endswith("risk 0.80 at or above 0.80")
+    assert batch[2].coupon.reason == fixed.reason
+    for many in batch:
+        one = decider.decide(many.member_id, online_row(tags, many.member_id), NOW, 2)
+        assert_same(one, many)
+    lenient = Decider(champions, repo.CHURN_FEATURES, repo.COUPON_FEATURES, AS_OF.isoformat(),
+                      abuse_threshold=None)  # fmt: skip
+    assert {d.coupon.coupon_id for d in lenient.decide_many(tags, NOW, 2)} == {"PCT10"}
+    # without the column (a store that does not serve it) nobody is kept out
+    plain = decider.decide_many(world.tags.head(3), NOW, 2)
+    assert {d.coupon.coupon_id for d in plain} == {"PCT10"}
