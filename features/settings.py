@@ -63,6 +63,17 @@ class StoresSettings(Section):
         None, description="MLflow tracking + registry URI; unset: HOME/mlflow/mlflow.db (SQLite)"
     )
     feast_project: str = Field("memberwise", description="Feast project name")
+    state_dir: Path | None = Field(
+        None,
+        description="where the serving side keeps its own state (API keys, the DuckDB member "
+        "store, rate-limit counters when Redis is off); unset: HOME/var. Serving never writes "
+        "anywhere else in the home",
+    )
+    member_store_url: str | None = Field(
+        None,
+        description="member store the segment queries read (postgresql://...); unset: DuckDB "
+        "file STATE_DIR/members.duckdb. Point every API replica at the same PostgreSQL",
+    )
 
 
 class TagSettings(Section):
@@ -428,6 +439,18 @@ class MemberwiseSettings(BaseSettings):
     @property
     def reports_dir(self) -> Path:
         return self.home_dir / "reports"
+
+    @property
+    def state_dir(self) -> Path:
+        """Runtime state of the serving side (``stores.state_dir``, default ``HOME/var``)."""
+        if self.stores.state_dir is not None:
+            return Path(self.stores.state_dir).expanduser().resolve()
+        return self.home_dir / "var"
+
+    @property
+    def members_dir(self) -> Path:
+        """The member table a run writes: ``HOME/members/members.parquet``."""
+        return self.home_dir / "members"
 
 
 @lru_cache
