@@ -45,6 +45,21 @@ COLUMNS: dict[str, tuple[str, str]] = {
     "preferred_channel": ("string", "channel the member responds to most"),
     "coupon_id": ("string", "the coupon the decision core offers (null: none)"),
     "expected_incremental_margin": ("float", "of that coupon, net of cost"),
+    # KPI inputs: segment KPIs (ARPU, AOV, repurchase rate, active share, new-member retention)
+    # are sums and means of these over the segment's rows.
+    "orders": ("int", "orders up to the as-of date"),
+    "spend": ("float", "spend up to the as-of date"),
+    "first_order_date": ("date", "first order (null: never ordered)"),
+    "last_order_date": ("date", "last order (null: never ordered)"),
+    "joined_date": ("date", "signup, else the first order"),
+    "active_30d": ("bool", "ordered in the 30 days up to the as-of date"),
+    "retained_7d": (
+        "bool",
+        "ordered again within 7 days of the first order; null when the "
+        "first order is less than 7 days old or there is none",
+    ),
+    "retained_30d": ("bool", "as retained_7d, over 30 days"),
+    "retained_90d": ("bool", "as retained_7d, over 90 days"),
 }
 
 
