@@ -9,7 +9,8 @@ by every replica (the schema is the connection's ``search_path``). Both hold two
                written, then renamed over the old one in one transaction: readers see the old
                table or the new one, never a mix)
     segments   saved segments: (name, version) -> predicate JSON; saving a name again adds a
-               version
+               version (with DuckDB, in the SQLite file STATE_DIR/segments.sqlite, which API
+               processes can write while a run holds the DuckDB file)
 
 Every query is parameterized (predicates compile through features/predicates.py), bounded in
 rows (``segments.max_page_size``, ``export_max_rows``, ``lookalike_max``) and in time
@@ -24,7 +25,9 @@ import io
 import json
 import math
 import re
+import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -47,6 +50,7 @@ from features.settings import MemberwiseSettings
 TABLE = "members"
 SEGMENTS = "segments"
 DUCKDB_FILE = "members.duckdb"
+SEGMENTS_FILE = "segments.sqlite"
 BREAKDOWNS = ("value_tier", "lifecycle", "level", "preferred_channel")
 """Columns a summary breaks members down by."""
 PAGE_COLUMNS = ("member_id", "level", "value_tier", "lifecycle", "rfm_segment", "churn_risk",
@@ -154,15 +158,35 @@ class MemberStore:
         if not write and not self.path.exists():
             raise StoreEmpty("no member table loaded: run `memberwise run`")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(str(self.path), read_only=not write)
+        con = _open_duckdb(self.path, write, wait_s=max(timeout, 10.0) if write else timeout)
         timer = threading.Timer(timeout, con.interrupt)
-        timer.start()
+        if not write:  # loading is bounded by its size, not by the query bound
+            timer.start()
         try:
             yield con
         except duckdb.InterruptException as exc:
             raise QueryTimeout(f"query cancelled after {timeout} s") from exc
         finally:
             timer.cancel()
+            con.close()
+
+    @contextmanager
+    def _segments_db(self) -> Iterator[Any]:
+        """Where saved segments live: the PostgreSQL database, or (DuckDB back-end) a SQLite
+        file beside the DuckDB file, which API processes write while a run swaps members."""
+        if self.dialect == "postgres":
+            with self._connect(write=True) as con:
+                self._ensure_segments(con)
+                yield con
+                con.commit()
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(self.settings.state_dir / SEGMENTS_FILE, timeout=30)
+        try:
+            self._ensure_segments(con)
+            yield con
+            con.commit()
+        finally:
             con.close()
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -193,7 +217,6 @@ class MemberStore:
                 con.execute(f"DROP TABLE IF EXISTS {TABLE}")
                 con.execute(f'ALTER TABLE "{new}" RENAME TO {TABLE}')
                 con.execute("COMMIT")
-                self._ensure_segments(con)
         else:
             self._load_postgres(arrow, new)
         self._kinds = None
@@ -448,16 +471,13 @@ class MemberStore:
         count = self.count(expr)
         m = self._mark
         created = datetime.now(UTC).isoformat(timespec="seconds")
-        with self._connect(write=True) as con:
-            self._ensure_segments(con)
+        with self._segments_db() as con:
             row = con.execute(f"SELECT COALESCE(MAX(version), 0) FROM {SEGMENTS} WHERE name = {m}", [name]).fetchone()  # fmt: skip
             version = int(row[0]) + 1
             con.execute(
                 f"INSERT INTO {SEGMENTS} VALUES ({m}, {m}, {m}, {m}, {m}, {m})",
                 [name, version, json.dumps(tree), description, created, count],
             )
-            if self.dialect == "postgres":
-                con.commit()
         return SavedSegment(name, version, tree, description, created, count)
 
     def segments(self) -> list[SavedSegment]:
@@ -479,10 +499,8 @@ class MemberStore:
         n = len(self.versions(name))
         if not n:
             raise SegmentNotFound(f"no saved segment {name!r}")
-        with self._connect(write=True) as con:
+        with self._segments_db() as con:
             con.execute(f"DELETE FROM {SEGMENTS} WHERE name = {self._mark}", [name])
-            if self.dialect == "postgres":
-                con.commit()
         return n
 
     def _segment_rows(self, name: str | None, version: int | None,
@@ -497,18 +515,29 @@ class MemberStore:
             params.append(version)
         elif not every:
             conds.append(f"version = (SELECT MAX(version) FROM {SEGMENTS} s2 WHERE s2.name = {SEGMENTS}.name)")  # fmt: skip
-        where = " AND ".join(conds) or "TRUE"
-        try:
-            rows = self._rows(
+        where = " AND ".join(conds) or "1 = 1"
+        with self._segments_db() as con:
+            rows = con.execute(
                 f"SELECT name, version, predicate, description, created_at, member_count "
                 f"FROM {SEGMENTS} WHERE {where} ORDER BY name, version DESC", params
-            )  # fmt: skip
-        except StoreEmpty:
-            return []
+            ).fetchall()  # fmt: skip
         return [SavedSegment(r[0], int(r[1]), json.loads(r[2]), r[3], r[4], int(r[5])) for r in rows]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- helpers
+def _open_duckdb(path: Path, write: bool, wait_s: float) -> duckdb.DuckDBPyConnection:
+    """Open the DuckDB file, waiting up to ``wait_s`` while another process holds its lock
+    (a run swapping the table, or readers while a run waits to swap it)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=not write)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def encode_cursor(member_id: str) -> str:
     return base64.urlsafe_b64encode(member_id.encode()).decode().rstrip("=")
 
