@@ -87,7 +87,10 @@ def test_predicates_over_lists_scalars_and_combinators(store):
 @pytest.mark.parametrize(
     ("tree", "node"),
     [
-        ({"all": [{"feature": "spend", "op": ">", "value": 1}, {"feature": "nope", "value": 1}]}, "$.all[1]"),  # fmt: skip
+        (
+            {"all": [{"feature": "spend", "op": ">", "value": 1}, {"feature": "nope", "value": 1}]},
+            "$.all[1]",
+        ),  # fmt: skip
         ({"any": [{"not": {"feature": "spend", "op": "~", "value": 1}}]}, "$.any[0].not"),
         ({"feature": "spend", "op": ">", "value": "a lot"}, "$"),
         ({"feature": "tags", "op": ">", "value": "vip"}, "$"),
