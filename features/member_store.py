@@ -24,10 +24,10 @@ import base64
 import io
 import json
 import math
+import os
 import re
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -117,7 +117,8 @@ class MemberStore:
 
     settings: MemberwiseSettings
     url: str | None = None
-    _kinds: tuple[float, dict[str, Any]] | None = field(default=None, repr=False)
+    _kinds: tuple[Any, dict[str, Any]] | None = field(default=None, repr=False)
+    _pg_pool: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.url is None:
@@ -141,34 +142,57 @@ class MemberStore:
     # ------------------------------------------------------------------ connections
     @contextmanager
     def _connect(self, write: bool = False) -> Iterator[Any]:
-        """A connection with the query time bound set. DuckDB files are opened per use (read
-        only unless writing), so a run can swap the table while an API process serves."""
+        """A connection for one unit of work. Reads carry the query time bound: PostgreSQL
+        connections come from a pool with ``statement_timeout`` set; DuckDB reads are cursors
+        of one read-only connection per file, reopened when a load has replaced the file,
+        interrupted by a timer. Writes (loads, PostgreSQL only) have no time bound."""
         timeout = self.settings.segments.query_timeout_s
         if self.dialect == "postgres":
             import psycopg
 
-            assert self.url is not None
-            with psycopg.connect(self.url, autocommit=not write) as con:
-                con.execute(f"SET statement_timeout = {int(timeout * 1000)}")
-                try:
-                    yield con
-                except psycopg.errors.QueryCanceled as exc:
-                    raise QueryTimeout(f"query cancelled after {timeout} s") from exc
+            try:
+                if write:
+                    assert self.url is not None
+                    with psycopg.connect(self.url) as con:
+                        yield con
+                else:
+                    with self._pool().connection() as con:
+                        yield con
+            except psycopg.errors.QueryCanceled as exc:
+                raise QueryTimeout(f"query cancelled after {timeout} s") from exc
             return
-        if not write and not self.path.exists():
-            raise StoreEmpty("no member table loaded: run `memberwise run`")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        con = _open_duckdb(self.path, write, wait_s=max(timeout, 10.0) if write else timeout)
-        timer = threading.Timer(timeout, con.interrupt)
-        if not write:  # loading is bounded by its size, not by the query bound
-            timer.start()
+        assert not write, "DuckDB loads write a new file (see load)"
+        cur = _duckdb_reader(self.path).cursor()
+        timer = threading.Timer(timeout, cur.interrupt)
+        timer.start()
         try:
-            yield con
+            yield cur
         except duckdb.InterruptException as exc:
             raise QueryTimeout(f"query cancelled after {timeout} s") from exc
         finally:
             timer.cancel()
-            con.close()
+            cur.close()
+
+    def _pool(self) -> Any:
+        if self._pg_pool is None:
+            from psycopg_pool import ConnectionPool
+
+            ms = int(self.settings.segments.query_timeout_s * 1000)
+
+            def configure(con: Any) -> None:
+                con.execute(f"SET statement_timeout = {ms}")
+
+            self._pg_pool = ConnectionPool(
+                self.url, min_size=1, max_size=self.settings.segments.pool_size,
+                kwargs={"autocommit": True}, configure=configure, open=True,
+            )  # fmt: skip
+        return self._pg_pool
+
+    def close(self) -> None:
+        """Close the PostgreSQL pool (DuckDB readers close when their file is replaced)."""
+        if self._pg_pool is not None:
+            self._pg_pool.close()
+            self._pg_pool = None
 
     @contextmanager
     def _segments_db(self) -> Iterator[Any]:
@@ -209,14 +233,19 @@ class MemberStore:
         arrow = _normalise(arrow)
         new = f"{TABLE}_{uuid.uuid4().hex[:12]}"
         if self.dialect == "duckdb":
-            with self._connect(write=True) as con:
-                con.register("incoming", arrow)
-                con.execute(f'CREATE TABLE "{new}" AS SELECT * FROM incoming')
-                con.unregister("incoming")
-                con.execute("BEGIN")
-                con.execute(f"DROP TABLE IF EXISTS {TABLE}")
-                con.execute(f'ALTER TABLE "{new}" RENAME TO {TABLE}')
-                con.execute("COMMIT")
+            # a new file, then renamed over the old one: readers holding the old file keep
+            # reading it until their next query sees the new one
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f"{new}.duckdb.tmp")
+            try:
+                with duckdb.connect(str(tmp)) as con:
+                    con.register("incoming", arrow)
+                    con.execute(f"CREATE TABLE {TABLE} AS SELECT * FROM incoming")
+                    con.unregister("incoming")
+                    con.execute(f"CREATE INDEX {TABLE}_id ON {TABLE} (member_id)")
+                os.replace(tmp, self.path)
+            finally:
+                tmp.unlink(missing_ok=True)
         else:
             self._load_postgres(arrow, new)
         self._kinds = None
@@ -248,9 +277,7 @@ class MemberStore:
     def kinds(self) -> ColumnKinds:
         """Member-table column -> kind ("number", "string", "bool", "list")."""
         if self.dialect == "duckdb":
-            if not self.path.exists():
-                raise StoreEmpty("no member table loaded: run `memberwise run`")
-            stamp = self.path.stat().st_mtime
+            stamp = _identity(self.path)
             if self._kinds is not None and self._kinds[0] == stamp:
                 return self._kinds[1]
             rows = self._rows(
@@ -525,17 +552,30 @@ class MemberStore:
 
 
 # --------------------------------------------------------------------------- helpers
-def _open_duckdb(path: Path, write: bool, wait_s: float) -> duckdb.DuckDBPyConnection:
-    """Open the DuckDB file, waiting up to ``wait_s`` while another process holds its lock
-    (a run swapping the table, or readers while a run waits to swap it)."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            return duckdb.connect(str(path), read_only=not write)
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower() or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+_readers: dict[Path, tuple[tuple[int, int], duckdb.DuckDBPyConnection]] = {}
+_readers_lock = threading.Lock()
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    """(inode, mtime) of the DuckDB file: changes when a load replaces it."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise StoreEmpty("no member table loaded: run `memberwise run`") from None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _duckdb_reader(path: Path) -> duckdb.DuckDBPyConnection:
+    """The process's read-only connection to the DuckDB file at ``path`` (reopened when the
+    file was replaced since)."""
+    ident = _identity(path)
+    with _readers_lock:
+        known = _readers.get(path)
+        if known is not None and known[0] == ident:
+            return known[1]
+        con = duckdb.connect(str(path), read_only=True)
+        _readers[path] = (ident, con)  # the old connection closes when no cursor uses it
+    return con
 
 
 def encode_cursor(member_id: str) -> str:

@@ -344,6 +344,7 @@ class SegmentSettings(Section):
         description="numeric member-table columns of the standardized space lookalikes are "
         "nearest in (those present are used)",
     )  # fmt: skip
+    pool_size: int = Field(8, ge=1, description="PostgreSQL connections each API process keeps for member-store queries")  # fmt: skip
     max_predicate_nodes: int = Field(200, ge=1, description="most nodes a segment predicate may have")  # fmt: skip
 
 

@@ -187,6 +187,8 @@ def test_load_refuses_a_table_without_contract_columns(store):
     with pytest.raises(ValueError, match="contract columns"):
         store.load(handmade_members().drop(columns=["spend"]))
     assert store.count() == 5  # the old table stays
+    store.load(handmade_members().iloc[:3])
+    assert store.count() == 3 and store.member("M5") is None  # readers see the new table
 
 
 def test_an_empty_store_says_so(tmp_path):
