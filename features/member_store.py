@@ -256,8 +256,8 @@ class MemberStore:
         with self._connect(write=True) as con:
             con.execute("SET statement_timeout = 0")  # loading is bounded by its size
             con.execute(f'CREATE TABLE "{new}" ({cols})')
-            with con.cursor().copy(f'COPY "{new}" FROM STDIN (FORMAT csv, HEADER true)') as copy:  # fmt: skip
-                for batch in arrow.to_batches(max_chunksize=100_000):
+            with con.cursor().copy(f'COPY "{new}" FROM STDIN (FORMAT csv)') as copy:  # fmt: skip
+                for batch in arrow.to_batches(max_chunksize=100_000):  # no header lines
                     copy.write(_pg_csv(batch))
             con.execute(f'ALTER TABLE "{new}" ADD PRIMARY KEY (member_id)')
             con.execute(f'ANALYZE "{new}"')
@@ -313,60 +313,49 @@ class MemberStore:
 
     def summary(self, expr: Expr | None = None) -> Summary:
         """Count, breakdowns by :data:`BREAKDOWNS` and KPIs of the members ``expr`` holds for,
-        computed in SQL (two scans)."""
+        in one scan: the database groups by every breakdown column at once (a few hundred
+        groups, the columns being closed vocabularies) with additive sums per group, which
+        are then folded into each breakdown and the totals."""
         where, params = self._where(expr)
-        kinds = self.kinds()
-        dims = [c for c in BREAKDOWNS if c in kinds]
+        dims = [c for c in BREAKDOWNS if c in self.kinds()]
 
-        def share(cond: str) -> str:
-            return f"AVG(CASE WHEN {cond} THEN 1.0 WHEN NOT ({cond}) THEN 0.0 END)"
+        def n_if(cond: str) -> str:
+            return f"SUM(CASE WHEN {cond} THEN 1 ELSE 0 END)"
 
-        kpi_sql = (
-            "SELECT COUNT(*), SUM(spend), SUM(orders), "
-            "AVG(CASE WHEN orders >= 2 THEN 1.0 WHEN orders >= 1 THEN 0.0 END), "
-            f"{share('active_30d')}, {share('retained_7d')}, {share('retained_30d')}, "
-            f"{share('retained_90d')}, AVG(clv_12m) FROM {TABLE} WHERE {where}"
-        )
-        with self._connect() as con:
-            try:
-                k = con.execute(kpi_sql, params).fetchall()[0]
-                grouped: list[tuple[Any, ...]] = []
-                if dims:
-                    cols = ", ".join(f'"{d}"' for d in dims)
-                    flags = ", ".join(f'GROUPING("{d}")' for d in dims)
-                    sets = ", ".join(f'("{d}")' for d in dims)
-                    grouped = con.execute(
-                        f"SELECT {cols}, {flags}, COUNT(*) FROM {TABLE} WHERE {where} "
-                        f"GROUP BY GROUPING SETS ({sets})",
-                        params,
-                    ).fetchall()
-            except Exception as exc:
-                if _missing_table(exc):
-                    raise StoreEmpty("no member table loaded: run `memberwise run`") from None
-                raise
-        n = int(k[0])
-        spend, orders = _num(k[1]) or 0.0, _num(k[2]) or 0.0
-        kpis = Kpis(
-            members=n,
-            arpu=spend / n if n else None,
-            aov=spend / orders if orders else None,
-            repurchase_rate=_num(k[3]),
-            active_30d_share=_num(k[4]),
-            retention_7d=_num(k[5]),
-            retention_30d=_num(k[6]),
-            retention_90d=_num(k[7]),
-            mean_clv_12m=_num(k[8]),
-        )
-        breakdowns: dict[str, list[tuple[str | None, int]]] = {d: [] for d in dims}
+        sums = [
+            "COUNT(*)", "SUM(spend)", "SUM(orders)", n_if("orders >= 1"), n_if("orders >= 2"),
+            n_if("active_30d"),
+            *(f"{n_if(f'retained_{d}d IS NOT NULL')}, {n_if(f'retained_{d}d')}" for d in (7, 30, 90)),
+            "SUM(clv_12m)", "COUNT(clv_12m)",
+        ]  # fmt: skip
+        cols = ", ".join(f'"{d}"' for d in dims)
+        group = f" GROUP BY {cols}" if dims else ""
+        sql = f"SELECT {cols + ', ' if dims else ''}{', '.join(sums)} FROM {TABLE} WHERE {where}{group}"  # fmt: skip
+        rows = self._rows(sql, params)
         nd = len(dims)
-        for row in grouped:
-            flags_ = row[nd : 2 * nd]
-            i = next(j for j, f in enumerate(flags_) if int(f) == 0)
-            value = row[i]
-            breakdowns[dims[i]].append((None if value is None else str(value), int(row[-1])))
-        for d in dims:
-            breakdowns[d].sort(key=lambda vc: (-vc[1], vc[0] or ""))
-        return Summary(n, breakdowns, kpis)
+        width = len(rows[0]) - nd if rows else 14
+        total = [0.0] * width
+        counts: dict[str, dict[str | None, int]] = {d: {} for d in dims}
+        for row in rows:
+            vals = [float(v) if v is not None else 0.0 for v in row[nd:]]
+            total = [a + b for a, b in zip(total, vals, strict=True)]
+            for i, d in enumerate(dims):
+                key = None if row[i] is None else str(row[i])
+                counts[d][key] = counts[d].get(key, 0) + int(vals[0])
+        n, spend, orders, buyers, repeat, active = total[:6]
+        k7, r7, k30, r30, k90, r90, clv, n_clv = total[6:]
+
+        def ratio(a: float, b: float) -> float | None:
+            return a / b if b else None
+
+        kpis = Kpis(
+            members=int(n), arpu=ratio(spend, n), aov=ratio(spend, orders),
+            repurchase_rate=ratio(repeat, buyers), active_30d_share=ratio(active, n),
+            retention_7d=ratio(r7, k7), retention_30d=ratio(r30, k30),
+            retention_90d=ratio(r90, k90), mean_clv_12m=ratio(clv, n_clv),
+        )  # fmt: skip
+        breakdowns = {d: sorted(c.items(), key=lambda vc: (-vc[1], vc[0] or "")) for d, c in counts.items()}  # fmt: skip
+        return Summary(int(n), breakdowns, kpis)
 
     # ------------------------------------------------------------------ pages
     def page(self, expr: Expr | None = None, cursor: str | None = None,
@@ -573,8 +562,10 @@ def _duckdb_reader(path: Path) -> duckdb.DuckDBPyConnection:
         known = _readers.get(path)
         if known is not None and known[0] == ident:
             return known[1]
+        if known is not None:  # DuckDB shares one instance per path while any connection lives
+            known[1].close()
         con = duckdb.connect(str(path), read_only=True)
-        _readers[path] = (ident, con)  # the old connection closes when no cursor uses it
+        _readers[path] = (ident, con)
     return con
 
 
@@ -659,7 +650,8 @@ def _pg_csv(batch: pa.RecordBatch) -> bytes:
             col = pa.array([None if v is None or math.isnan(v) else v for v in col.to_pylist()], f.type)  # fmt: skip
         cols.append(col)
     sink = io.BytesIO()
-    pacsv.write_csv(pa.RecordBatch.from_arrays(cols, names=batch.schema.names), sink)
+    table = pa.RecordBatch.from_arrays(cols, names=batch.schema.names)
+    pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False))
     return sink.getvalue()
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from features import member_table
+from features.rules import evaluate_tags, load_rules
 
 AS_OF = date(2025, 12, 31)
 LEVELS = ("bronze", "silver", "gold", "platinum")
@@ -142,6 +143,12 @@ def members_from_tags(tags: pd.DataFrame, as_of: date = AS_OF, seed: int = 0) ->
     rng = np.random.default_rng(seed)
     t = tags.drop(columns=["event_timestamp"], errors="ignore").copy()
     t["tags"] = t["tags"].map(lambda s: [x for x in str(s or "").split(",") if x])
+    ev = evaluate_tags(t, load_rules())  # reasons as a run writes them
+    t["tag_reasons"] = [
+        json.dumps({tag: str(ev[f"{tag}_reason"].iloc[i]) if f"{tag}_reason" in ev and
+                    ev[f"{tag}_reason"].iloc[i] else f"{tag}: holds" for tag in held})
+        for i, held in enumerate(t["tags"])
+    ]  # fmt: skip
     t["lifecycle"] = t["lifecycle_stage"]
     n = len(t)
     freq = t["frequency"].fillna(0)
