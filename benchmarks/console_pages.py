@@ -64,8 +64,14 @@ def main() -> None:
             ("member search", lambda: client.get("/console/members", params={"q": member[:-1]})),
             ("member 360", lambda: client.get(f"/console/members/{member}")),
             ("segment builder", lambda: client.get("/console/segments")),
-            ("segment preview (2 conditions)", lambda: client.post("/console/segments/preview", data=form)),  # fmt: skip
-            ("segment export (CSV)", lambda: client.get("/console/segments/export", params={**form, "format": "csv"})),  # fmt: skip
+            (
+                "segment preview (2 conditions)",
+                lambda: client.post("/console/segments/preview", data=form),
+            ),  # fmt: skip
+            (
+                "segment export (CSV)",
+                lambda: client.get("/console/segments/export", params={**form, "format": "csv"}),
+            ),  # fmt: skip
             ("tag rules", lambda: client.get("/console/rules")),
             ("models", lambda: client.get("/console/models")),
         ]

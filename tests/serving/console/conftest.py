@@ -1,5 +1,6 @@
 """The console over the in-memory shop world: a home holding its tag snapshot and a
-latest-run pointer, and a key check that knows one key of each scope."""
+latest-run pointer and a member store loaded with a member table derived from its tags, and a
+key check that knows one key of each scope."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from fastapi.testclient import TestClient
 from features.member_store import MemberStore
 from serving.console.auth import ConsoleUser
 from serving.deps import get_state
-from tests.serving.conftest import in_memory_state
 from tests.member_fixtures import members_from_tags
+from tests.serving.conftest import in_memory_state
 from tests.serving.world import AS_OF
 
 KEYS = {

@@ -149,3 +149,10 @@ def test_routes_say_when_no_member_table_is_loaded(tmp_path):
     assert c.get("/v1/members/M1/profile").status_code == 503
     MemberStore(settings).load(handmade_members())
     assert c.post("/v1/segments/query", json={}).json()["count"] == 5
+
+
+def test_profile_reasons_quote_the_value_and_the_threshold(client, table):
+    row = table[table["tags"].map(lambda t: "dormant" in t)].iloc[0]
+    tags = {t["tag"]: t["reason"] for t in client.get(f"/v1/members/{row['member_id']}/profile").json()["tags"]}  # fmt: skip
+    assert f"{row['recency_days']:.2f}".rstrip("0").rstrip(".") in tags["dormant"]
+    assert "60" in tags["dormant"]  # the rule's threshold
