@@ -268,6 +268,7 @@ class GateSettings(Section):
     bootstrap: int = Field(200, ge=20, description="bootstrap resamples for metrics that are not a mean (ROC AUC)")  # fmt: skip
     tune_seconds: float = Field(60.0, ge=0, description="time budget of the shipped recommender's grid on this shop's data (0: defaults only)")  # fmt: skip
     peers: tuple[str, ...] = Field(("popularity", "buy_again", "item_cosine", "als"), description="simple product policies the shipped recommender must beat, simplest first")  # fmt: skip
+    cross_fit_folds: int = Field(5, ge=2, le=10, description="folds of members the personalised coupon policy is cross-fitted over when the gate (and the backtest of a one-off campaign) values it")  # fmt: skip
 
 
 class ServingSettings(Section):
