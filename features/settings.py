@@ -329,6 +329,26 @@ LEGACY_ENV = {
 }
 
 
+class SegmentSettings(Section):
+    """The member store behind segment queries, profiles, exports and the console
+    (features/member_store.py): bounds on every query."""
+
+    page_size: int = Field(100, ge=1, description="members per page when not asked")
+    max_page_size: int = Field(1_000, ge=1, description="largest page of members one query returns")  # fmt: skip
+    query_timeout_s: float = Field(5.0, gt=0, description="a member-store query is cancelled after this many seconds")  # fmt: skip
+    export_max_rows: int = Field(2_000_000, ge=1, description="most members one export streams")  # fmt: skip
+    export_batch_rows: int = Field(50_000, ge=1, description="members read per batch of a streamed export")  # fmt: skip
+    lookalike_max: int = Field(10_000, ge=1, description="largest lookalike size")
+    lookalike_features: list[str] = Field(
+        ["recency_days", "frequency", "monetary", "avg_order_value", "tenure_days",
+         "growth_value", "churn_risk", "clv_12m"],
+        description="numeric member-table columns of the standardized space lookalikes are "
+        "nearest in (those present are used)",
+    )  # fmt: skip
+    pool_size: int = Field(8, ge=1, description="PostgreSQL connections each API process keeps for member-store queries")  # fmt: skip
+    max_predicate_nodes: int = Field(200, ge=1, description="most nodes a segment predicate may have")  # fmt: skip
+
+
 class _LegacyStoreEnv(PydanticBaseSettingsSource):
     """``MEMBERWISE_ONLINE_STORE`` etc. -> ``stores.*`` (below ``MEMBERWISE_STORES__*``)."""
 
@@ -388,6 +408,7 @@ class MemberwiseSettings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     gate: GateSettings = GateSettings()
     insight: InsightSettings = InsightSettings()
+    segments: SegmentSettings = SegmentSettings()
 
     @classmethod
     def settings_customise_sources(
