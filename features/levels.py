@@ -90,9 +90,9 @@ def behaviour_growth(
 
 
 def _quintile(values: pd.Series, ascending: bool) -> pd.Series:
-    """1..5 scores by rank (ties by position), higher = better."""
-    ranks = values.rank(method="first", ascending=ascending)
-    return (np.floor((ranks - 1) * 5 / max(len(values), 1)) + 1).clip(1, 5)
+    """1..5 scores by quintile of rank, higher = better (ties share their mean rank)."""
+    pct = values.rank(method="average", ascending=ascending, pct=True)
+    return np.ceil(pct * 5).clip(1, 5)
 
 
 def rfm_growth(tables: dict[str, pd.DataFrame], as_of: date, cfg: LevelSettings) -> pd.Series:
