@@ -1,5 +1,6 @@
 """Tag rules as data: parsing, the two compilations, validation with lines, reasons."""
 
+import json
 from datetime import date
 
 import duckdb
@@ -415,3 +416,32 @@ def test_cli_validate_exit_codes(tmp_path):
     res = runner.invoke(app, ["tags", "validate", str(bad)])
     assert res.exit_code == 2
     assert f"{bad}:3:" in res.output.replace("\n", "") and "call functions" in res.output
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "recency_days > 60; DROP TABLE members",
+        "recency_days > 60 -- comment",
+        "recency_days > 60 or 1=1",
+        "__import__('os').system('rm -rf /')",
+        "eval('1')",
+        "recency_days.__class__ > 1",
+        "`recency_days` > 60",
+    ],
+)
+def test_validate_rejects_injection_attempts(tmp_path, rule):
+    """SQL fragments, calls and attribute access are refused by `tags validate` (exit 2,
+    with the line of the rule)."""
+    from pipelines.cli import app
+
+    path = _write(tmp_path, f"tags:\n  - name: sneaky\n    rule: {json.dumps(rule)}\n")
+    res = CliRunner().invoke(app, ["tags", "validate", str(path)])
+    assert res.exit_code == 2, res.output
+    assert f"{path}:3:" in res.output.replace("\n", "")
+
+
+def test_a_quoted_string_is_bound_never_spliced():
+    expr = parse_rule("value_tier == \"gold' OR '1'='1\"")
+    sql, params = to_sql(expr, {"value_tier"})
+    assert "OR '1'" not in sql and params == ["gold' OR '1'='1"]
