@@ -202,17 +202,32 @@ def run(
         int | None,
         typer.Option(min=1, help="churn horizon H in days [default: training.horizon_days]"),
     ] = None,
+    tags: Annotated[
+        Path | None,
+        typer.Option("--tags", help="tag rules YAML to tag with; copied into the home as the "
+                     "rules in force [default: the home's, else the programme's]"),
+    ] = None,
 ) -> None:
     """Validate, tag, load Feast, train and register every model, promote champions."""
+    from rich.markup import escape
+
+    from features.rules import RulesInvalid
     from pipelines.ingest import ContractError
     from pipelines.run import run_pipeline
 
     day = _parse_date(as_of)
     training = {"horizon_days": horizon_days} if horizon_days else None
+    if tags is not None and not tags.is_file():
+        console.print(f"[red]{escape(str(tags))}: no such file[/red]")
+        raise typer.Exit(code=2)
     try:
-        run_pipeline(data, day, _settings(home, training=training), progress=_progress)
+        run_pipeline(data, day, _settings(home, training=training), progress=_progress,
+                     tags_file=tags)  # fmt: skip
     except ContractError as exc:
         _contract_error(exc)
+        raise typer.Exit(code=2) from exc
+    except RulesInvalid as exc:
+        console.print(f"[red]tag rules refused:[/red] {escape(str(exc))}")
         raise typer.Exit(code=2) from exc
 
 
@@ -371,6 +386,36 @@ def convert(
         counts = fn(source_dir, out_dir)
     for k, v in counts.items():
         _progress(f"  {k:<28} {v:>10,}")
+
+
+@app.command()
+def report(
+    home: HomeOpt = None,
+    segment: Annotated[
+        str | None,
+        typer.Option("--segment", help="a tag, or COLUMN=VALUE (level=gold) [default: every tag]"),
+    ] = None,
+) -> None:
+    """KPIs by segment, tag prevalence and new-member retention cohorts (JSON + PNG, MLflow)."""
+    from rich.markup import escape
+
+    from pipelines.report import ALL, write_report
+
+    try:
+        path, rep = write_report(_settings(home), segment)
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(code=2) from exc
+    console.print(f"{rep['members']:,} members as of {rep['as_of']}, tag version {rep['tag_version']}")  # fmt: skip
+    console.print("tag prevalence:")
+    for p in rep["prevalence"]:
+        console.print(f"  {escape(p['tag']):<22} {p['members']:>8,}  {p['share']:6.1%}")
+    fmt = lambda v: "n/a" if v is None else f"{v:,.3f}"  # noqa: E731
+    for name, k in rep["segments"].items():
+        if segment and name == ALL:
+            continue
+        console.print(f"{escape(name)}: " + ", ".join(f"{key} {fmt(v)}" for key, v in k.items()))
+    console.print(f"report: {path}")
 
 
 tags_app = typer.Typer(help="Tag rules as data (docs/tag-rules.md).", no_args_is_help=True)
