@@ -205,3 +205,20 @@ def logged_offers(settings: MemberwiseSettings) -> pd.DataFrame:
         return pd.DataFrame(columns=["member_id", "campaign_id", "offered_ts", "coupon_id",
                                      "redeemed_ts"])  # fmt: skip
     return pd.concat(frames, ignore_index=True)
+
+
+def with_campaign_offers(
+    offers: pd.DataFrame | None, logged: pd.DataFrame, cutoff: pd.Timestamp
+) -> pd.DataFrame | None:
+    """The shop's ``coupon_offers`` with the campaigns' logged offers added: those made
+    before ``cutoff`` that the shop's own table does not already hold (same member and
+    campaign). The next training so learns from the campaigns, controls included."""
+    logged = logged.loc[pd.to_datetime(logged["offered_ts"]) < cutoff]
+    if logged.empty:
+        return offers
+    if offers is None or offers.empty:
+        return logged.reset_index(drop=True)
+    seen = pd.MultiIndex.from_frame(offers[["member_id", "campaign_id"]].astype(str))
+    key = pd.MultiIndex.from_frame(logged[["member_id", "campaign_id"]].astype(str))
+    new = logged.loc[~key.isin(seen)]
+    return pd.concat([offers, new.reindex(columns=offers.columns)], ignore_index=True)

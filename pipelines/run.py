@@ -57,6 +57,7 @@ def run_pipeline(
     cfg = cfg or settings.training
     progress(f"reading {data_dir} as of {as_of}")
     shop = load_shop(data_dir, as_of, settings.ingest, progress=progress)  # raises before any write
+    add_campaign_offers(shop, settings)
     home = settings.home_dir
     home.mkdir(parents=True, exist_ok=True)
     write_quarantine(shop, settings.quarantine_dir, settings.reports_dir)
@@ -255,3 +256,13 @@ def _train_coupon(
 ) -> TrainResult:
     frame = coupon_training_frame(shop, store, cutoff, cfg)
     return train_coupon(frame, repo.COUPON_FEATURES, cfg, settings.coupon, settings.gate)
+
+
+def add_campaign_offers(shop: ShopData, settings: MemberwiseSettings) -> None:
+    """Campaigns planned here (STATE_DIR/campaigns) become coupon-offer history, holdout
+    included, so the coupon model learns from the shop's own experiments."""
+    from features.campaign_store import logged_offers, with_campaign_offers
+
+    merged = with_campaign_offers(shop.get("coupon_offers"), logged_offers(settings), shop.cutoff)
+    if merged is not None:
+        shop.tables["coupon_offers"] = merged
