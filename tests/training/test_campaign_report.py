@@ -104,6 +104,7 @@ def test_same_file_and_seed_give_a_byte_identical_send_list(tmp_path, base_shop)
     assert (plan_dir(s, "spring") / "sends.csv").read_bytes() != (paths[0] / "sends.csv").read_bytes()
 
 
+@pytest.mark.slow
 def test_cli_plans_from_the_member_table_and_the_shop_answers(tmp_path, base_shop):
     home = tmp_path / "home"
     s = MemberwiseSettings(home=home)
