@@ -94,7 +94,7 @@ class CampaignSpec(BaseModel):
     )
     offers: list[Offer] = Field(default_factory=list, description="empty: messages only")
     budget: float = Field(0.0, ge=0, description="total expected coupon cost, currency")
-    eligibility: Eligibility = Field(default_factory=Eligibility)
+    eligibility: Eligibility = Field(default_factory=lambda: Eligibility.model_validate({}))
     channels: list[Channel] = Field(default_factory=lambda: [Channel.email], min_length=1)
     start: date = Field(description="first day of the send window")
     send_days: int = Field(1, ge=1, le=31, description="days the sends are spread over")
@@ -379,8 +379,6 @@ def summary(sends: pd.DataFrame, spec: CampaignSpec, targeted: int | None = None
         "sent": int(sends["channel"].notna().sum()),
         "budget": float(spec.budget),
         "expected_cost": round(float(sends["expected_cost"].sum()), 2),
-        "expected_incremental_margin": round(
-            float(sends["expected_incremental_margin"].sum()), 2
-        ),
+        "expected_incremental_margin": round(float(sends["expected_incremental_margin"].sum()), 2),
         "holdout_share": float(sends["arm"].eq(HOLDOUT).mean()) if n else 0.0,
     }

@@ -20,7 +20,7 @@ from serving.deps import StateDep
 
 router = APIRouter(tags=["campaigns"])
 
-_SUMMARY_EXAMPLE = {
+_SUMMARY_EXAMPLE: dict[str, Any] = {
     "campaign": "spring-winback", "members": 1200, "targeted": 1250,
     "by_arm": {"policy": 1080, "explore": 0, "holdout": 120},
     "by_action": {"AMT5": 140, "PCT10": 260, "none": 800}, "sent": 400, "budget": 500.0,

@@ -12,7 +12,13 @@ import pandas as pd
 import pytest
 
 from models.campaign import (
-    HOLDOUT, NONE, CampaignSpec, Defaults, in_quiet, plan, summary,
+    HOLDOUT,
+    NONE,
+    CampaignSpec,
+    Defaults,
+    in_quiet,
+    plan,
+    summary,
 )  # fmt: skip
 
 
@@ -89,7 +95,10 @@ def test_frequency_cap_counts_other_campaigns():
     assert not set(t["member_id"].iloc[:100]) & set(s["member_id"])
     assert len(s) == 400
     far = prior.assign(send_at_utc=pd.Timestamp("2025-10-01"))  # outside the 7 days
-    assert len(plan(t, spec(budget=1e9), Defaults(frequency_cap=3, abuse_threshold=None), prior=far)) == 500
+    assert (
+        len(plan(t, spec(budget=1e9), Defaults(frequency_cap=3, abuse_threshold=None), prior=far))
+        == 500
+    )
 
 
 def test_eligibility_leaves_out_tiers_and_abuse_risk():

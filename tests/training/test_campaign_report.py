@@ -16,7 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from features.campaign_store import (
-    load_plan, logged_offers, plan_campaign, plan_dir, with_campaign_offers,
+    load_plan,
+    logged_offers,
+    plan_campaign,
+    plan_dir,
+    with_campaign_offers,
 )  # fmt: skip
 from features.settings import MemberwiseSettings
 from models.campaign import CampaignSpec
@@ -101,7 +105,9 @@ def test_same_file_and_seed_give_a_byte_identical_send_list(tmp_path, base_shop)
         assert (paths[0] / name).read_bytes() == (paths[1] / name).read_bytes()
     s = MemberwiseSettings(home=tmp_path / "c")
     plan_campaign(s, spec(), seed=10, targets=targets)
-    assert (plan_dir(s, "spring") / "sends.csv").read_bytes() != (paths[0] / "sends.csv").read_bytes()
+    assert (plan_dir(s, "spring") / "sends.csv").read_bytes() != (
+        paths[0] / "sends.csv"
+    ).read_bytes()
 
 
 @pytest.mark.slow
@@ -114,7 +120,7 @@ def test_cli_plans_from_the_member_table_and_the_shop_answers(tmp_path, base_sho
     shutil.copytree(base_shop, shop)
     f = tmp_path / "c.yaml"
     f.write_text(
-        "name: winter\npredicate: lifecycle != \"x\"\noffers:\n  - {coupon_id: PCT20, cost: 2}\n"
+        'name: winter\npredicate: lifecycle != "x"\noffers:\n  - {coupon_id: PCT20, cost: 2}\n'
         f"budget: 100\nstart: {START}\nholdout_share: 0.2\n"
     )
     run = CliRunner().invoke(cli, ["campaign", "plan", str(f), "--home", str(home), "--seed", "1"])
