@@ -26,11 +26,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.campaign_store import defaults
 from features.settings import MemberwiseSettings
 from models.campaign import CampaignSpec, plan
 from pipelines.respond import planted_targets, respond
 from pipelines.synthetic import generate
+from serving.campaign_plans import defaults
 from training.campaign_report import estimate, outcomes
 
 COUPONS = ("PCT10", "PCT20", "AMT5", "FREESHIP")

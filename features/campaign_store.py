@@ -4,9 +4,9 @@ id and propensities), the plan's summary and, once measured, ``report.json`` /
 ``report.png``. Feedback events (impressions, clicks, redemptions by decision id) are
 appended to ``STATE_DIR/campaigns/feedback.jsonl``.
 
-Planning (:func:`plan_campaign`) composes the member selection
-(``features.campaign_targets``), the pure planner (``models.campaign``) and these files;
-the command line and the API both call it, so they cannot disagree.
+Files only: planning itself (``serving.campaign_plans.plan_campaign``) composes the member
+selection (``features.campaign_targets``), the pure planner (``models.campaign``) and these
+files; the command line, the API and the console all call it, so they cannot disagree.
 """
 
 from __future__ import annotations
@@ -20,12 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
-from pydantic import ValidationError
 
-from features.campaign_targets import target_members
 from features.settings import MemberwiseSettings
-from models.campaign import CampaignSpec, Defaults, plan, summary
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 FEEDBACK_KINDS = ("impression", "click", "redemption")
@@ -40,41 +36,6 @@ def plan_dir(settings: MemberwiseSettings, name: str) -> Path:
     if not NAME.fullmatch(name):
         raise LookupError(f"no campaign named {name!r}")
     return campaigns_dir(settings) / name
-
-
-def defaults(settings: MemberwiseSettings) -> Defaults:
-    c = settings.campaigns
-    return Defaults(
-        holdout_share=c.holdout_share,
-        exploration_share=c.exploration_share,
-        frequency_cap=c.frequency_cap,
-        quiet_hours=(c.quiet_start_hour, c.quiet_end_hour),
-        send_hour=c.default_send_hour,
-        window_days=c.window_days,
-        abuse_threshold=settings.insight.abuse_threshold,
-    )
-
-
-def load_spec(path: Path) -> CampaignSpec:
-    """A campaign file (YAML) -> the spec. Raises ValueError with every problem."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, Mapping):
-        raise ValueError(f"{path}: a campaign file is a mapping of fields (docs/campaigns.md)")
-    try:
-        return CampaignSpec.model_validate(dict(raw))
-    except ValidationError as exc:
-        raise ValueError(_problems(path, exc)) from None
-
-
-def _problems(path: Path | str, exc: ValidationError) -> str:
-    lines = [f"{path}: {len(exc.errors())} problem(s)"]
-    for e in exc.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(file)"
-        lines.append(f"  {where}: {e['msg']}")
-    return "\n".join(lines)
 
 
 def prior_sends(settings: MemberwiseSettings, exclude: str | None = None) -> pd.DataFrame:
@@ -92,33 +53,13 @@ def prior_sends(settings: MemberwiseSettings, exclude: str | None = None) -> pd.
     return pd.concat(frames, ignore_index=True)
 
 
-def plan_campaign(
-    settings: MemberwiseSettings,
-    spec: CampaignSpec,
-    seed: int = 0,
-    targets: pd.DataFrame | None = None,
-    save: bool = True,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Plan ``spec`` over its segment's members (``targets``: given, else selected from the
-    member table) and, with ``save``, write it under ``STATE_DIR/campaigns/NAME``.
-    Returns the send list and its summary. Raises NoMembers, LookupError, RuleError."""
-    if targets is None:
-        seg = spec.segment or spec.predicate
-        targets = target_members(settings, seg, saved=spec.segment is not None)
-    sends = plan(targets, spec, defaults(settings), seed=seed,
-                 prior=prior_sends(settings, exclude=spec.name))  # fmt: skip
-    info = summary(sends, spec, targeted=len(targets)) | {"seed": seed}
-    if save:
-        write_plan(settings, spec, sends, info)
-    return sends, info
-
-
 def write_plan(
-    settings: MemberwiseSettings, spec: CampaignSpec, sends: pd.DataFrame, info: Mapping
+    settings: MemberwiseSettings, name: str, spec_json: str, sends: pd.DataFrame, info: Mapping
 ) -> Path:
-    d = plan_dir(settings, spec.name)
+    """Write a plan: ``spec_json`` (the spec as JSON), the send list, its summary."""
+    d = plan_dir(settings, name)
     d.mkdir(parents=True, exist_ok=True)
-    (d / "spec.json").write_text(spec.model_dump_json(indent=2))
+    (d / "spec.json").write_text(spec_json)
     sends.to_parquet(d / "sends.parquet", index=False)
     sends.to_csv(d / "sends.csv", index=False, date_format="%Y-%m-%dT%H:%M:%SZ")
     (d / "summary.json").write_text(json.dumps(dict(info), indent=2, sort_keys=True))
@@ -136,12 +77,13 @@ def list_campaigns(settings: MemberwiseSettings) -> list[dict[str, Any]]:
     return out
 
 
-def load_plan(settings: MemberwiseSettings, name: str) -> tuple[CampaignSpec, pd.DataFrame, dict]:
-    """A saved plan's spec, send list and summary. Raises LookupError for an unknown name."""
+def load_plan(settings: MemberwiseSettings, name: str) -> tuple[dict, pd.DataFrame, dict]:
+    """A saved plan's spec (as written), send list and summary. Raises LookupError for an
+    unknown name."""
     d = plan_dir(settings, name)
     if not (d / "sends.parquet").is_file():
         raise LookupError(f"no campaign named {name!r}")
-    spec = CampaignSpec.model_validate_json((d / "spec.json").read_text())
+    spec = json.loads((d / "spec.json").read_text())
     return spec, pd.read_parquet(d / "sends.parquet"), json.loads((d / "summary.json").read_text())
 
 

@@ -460,9 +460,10 @@ def campaign_plan(
     random, write the send list (CSV and Parquet) with a decision id per row."""
     from rich.markup import escape
 
-    from features.campaign_store import load_spec, plan_campaign, plan_dir
+    from features.campaign_store import plan_dir
     from features.campaign_targets import NoMembers
     from features.rules import RuleError
+    from serving.campaign_plans import load_spec, plan_campaign
 
     if not file.is_file():
         console.print(f"[red]{escape(str(file))}: no such file[/red]")

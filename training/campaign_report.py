@@ -227,7 +227,7 @@ def write_report(
     frame = outcomes(shop, sends, settings.training.default_margin_rate)
     truth_path = Path(shop) / "truth" / f"campaign_{name}.parquet"
     planted = pd.read_parquet(truth_path) if truth_path.exists() else None
-    report = {"campaign": name, "shop": str(shop), "budget": spec.budget,
+    report = {"campaign": name, "shop": str(shop), "budget": spec["budget"],
               "planned_cost": info.get("expected_cost"),
               **estimate(frame, settings.campaigns.confidence, planted)}  # fmt: skip
     d = plan_dir(settings, name)

@@ -255,7 +255,8 @@ def _campaign_spec(form: dict[str, Any]) -> Any:
 
 
 def _campaign_plan(state: AppState, form: dict[str, Any], save: bool) -> dict[str, Any]:
-    from features import campaign_store, campaign_targets
+    from features import campaign_targets
+    from serving import campaign_plans
 
     frame = _members_or_none(state)
     if frame is None:
@@ -265,7 +266,7 @@ def _campaign_plan(state: AppState, form: dict[str, Any], save: bool) -> dict[st
         if "lifecycle" not in frame and "lifecycle_stage" in frame:
             frame = frame.assign(lifecycle=frame["lifecycle_stage"])
         targets = campaign_targets.select(frame, spec.predicate)
-        sends, info = campaign_store.plan_campaign(state.settings, spec, seed=0,
+        sends, info = campaign_plans.plan_campaign(state.settings, spec, seed=0,
                                                    targets=targets, save=save)  # fmt: skip
     except (ValueError, RuleError) as exc:
         return {"error": str(exc)}

@@ -16,6 +16,7 @@ from features import campaign_store as store
 from features.campaign_targets import NoMembers
 from features.rules import RuleError
 from models.campaign import CampaignSpec
+from serving import campaign_plans
 from serving.deps import StateDep
 
 router = APIRouter(tags=["campaigns"])
@@ -114,7 +115,7 @@ def plan_campaign(body: CampaignPlanRequest, state: StateDep) -> CampaignPlanPub
     propensities, send times under the frequency cap and quiet hours."""
     spec = CampaignSpec.model_validate(body.model_dump(exclude={"seed"}))
     try:
-        sends, info = store.plan_campaign(state.settings, spec, seed=body.seed)
+        sends, info = campaign_plans.plan_campaign(state.settings, spec, seed=body.seed)
     except NoMembers as exc:
         raise HTTPException(503, str(exc)) from exc
     except LookupError as exc:

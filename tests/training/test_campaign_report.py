@@ -15,18 +15,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.campaign_store import (
-    load_plan,
-    logged_offers,
-    plan_campaign,
-    plan_dir,
-    with_campaign_offers,
-)  # fmt: skip
+from features.campaign_store import logged_offers, plan_dir, with_campaign_offers
 from features.settings import MemberwiseSettings
 from models.campaign import CampaignSpec
 from pipelines.cli import app as cli
 from pipelines.respond import planted_targets, respond
 from pipelines.synthetic import generate
+from serving.campaign_plans import load_plan, plan_campaign
 from training.campaign_report import write_report
 from training.config import TrainConfig
 from training.coupon import offer_outcomes
