@@ -162,5 +162,8 @@ def with_campaign_offers(
         return logged.reset_index(drop=True)
     seen = pd.MultiIndex.from_frame(offers[["member_id", "campaign_id"]].astype(str))
     key = pd.MultiIndex.from_frame(logged[["member_id", "campaign_id"]].astype(str))
-    new = logged.loc[~key.isin(seen)]
-    return pd.concat([offers, new.reindex(columns=offers.columns)], ignore_index=True)
+    new = logged.loc[~key.isin(seen)].reindex(columns=offers.columns)
+    if new.empty:
+        return offers
+    new = new.astype(offers.dtypes.to_dict())
+    return pd.concat([offers, new], ignore_index=True)
