@@ -416,6 +416,19 @@ class IngestSettings(Section):
 IngestConfig = IngestSettings  # the name pipelines/ingest.py uses
 
 
+class CampaignSettings(Section):
+    """Campaigns (docs/campaigns.md): the defaults a campaign file or request may override."""
+
+    holdout_share: float = Field(0.10, ge=0, lt=1, description="share of a campaign's target members held out at random (sent nothing) to measure it")  # fmt: skip
+    exploration_share: float = Field(0.0, ge=0, lt=1, description="share of target members given an offer drawn at random, so the next coupon model keeps learning")  # fmt: skip
+    frequency_cap: int = Field(3, ge=1, description="at most this many campaign messages per member per 7 days, across campaigns")  # fmt: skip
+    quiet_start_hour: int = Field(21, ge=0, le=23, description="quiet hours start (member's local hour): no message from here ...")  # fmt: skip
+    quiet_end_hour: int = Field(8, ge=0, le=23, description="... until this hour")
+    default_send_hour: int = Field(10, ge=0, le=23, description="local send hour of a member without a send-hour score")  # fmt: skip
+    window_days: int = Field(14, ge=1, description="days after the send that count as the campaign's outcome window")  # fmt: skip
+    confidence: float = Field(0.95, gt=0, lt=1, description="confidence level of the report's intervals")  # fmt: skip
+
+
 class MemberwiseSettings(BaseSettings):
     """The root of the tree (see the module docstring for its sections and sources)."""
 
@@ -437,6 +450,7 @@ class MemberwiseSettings(BaseSettings):
     insight: InsightSettings = InsightSettings()
     levels: LevelSettings = LevelSettings()
     segments: SegmentSettings = SegmentSettings()
+    campaigns: CampaignSettings = CampaignSettings()
 
     @classmethod
     def settings_customise_sources(
