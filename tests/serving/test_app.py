@@ -51,7 +51,7 @@ def test_closed_vocabularies_are_enums(spec):
     assert comp["ValueTier"]["enum"] == list(TagConfig().value_tier_names)
     assert comp["Channel"]["enum"] == ["email", "sms", "push"]
     assert comp["Role"]["enum"] == ["model", "baseline", "rules"]
-    assert comp["HealthStatus"]["enum"] == ["ok", "ready", "not ready"]
+    assert comp["HealthStatus"]["enum"] == ["ok", "ready", "not ready", "degraded"]
     decision = comp["MemberDecisionPublic"]["properties"]
     assert decision["tags"]["items"] == {"$ref": "#/components/schemas/Tag"}
     params = {
