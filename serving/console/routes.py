@@ -333,3 +333,108 @@ def plot(path: str, user: UserDep, state: StateDep) -> Response:
     if target.suffix != ".png" or root not in target.parents or not target.is_file():
         return Response("no such plot", status_code=404, media_type="text/plain")
     return FileResponse(target, media_type="image/png")
+
+
+# --------------------------------------------------------------------------- campaigns
+MAX_OFFERS = 4
+
+
+def _campaign_spec(form: dict[str, Any]) -> Any:
+    """The plan form -> a CampaignSpec (raises ValueError with the reasons)."""
+    from pydantic import ValidationError
+
+    from models.campaign import CampaignSpec
+
+    offers = [{"coupon_id": c.strip(), "cost": k.strip()}
+              for c, k in zip(form["coupon"], form["cost"], strict=False) if c.strip()]  # fmt: skip
+    raw = {"name": form["name"].strip() or "draft", "predicate": form["predicate"].strip() or None,
+           "offers": offers[:MAX_OFFERS], "budget": form["budget"] or 0,
+           "channels": form["channel"] or ["email"], "start": form["start"],
+           "holdout_share": form["holdout"], "frequency_cap": form["cap"] or None}  # fmt: skip
+    try:
+        return CampaignSpec.model_validate(raw)
+    except ValidationError as exc:
+        msgs = [f"{'.'.join(str(p) for p in e['loc']) or 'form'}: {e['msg']}" for e in exc.errors()]
+        raise ValueError("; ".join(msgs)) from None
+
+
+def _campaign_plan(state: AppState, form: dict[str, Any], save: bool) -> dict[str, Any]:
+    from features import campaign_targets
+    from serving import campaign_plans
+
+    frame = _members_or_none(state)
+    if frame is None:
+        return {"error": "no members yet: run `memberwise run` first"}
+    try:
+        spec = _campaign_spec(form)
+        if "lifecycle" not in frame and "lifecycle_stage" in frame:
+            frame = frame.assign(lifecycle=frame["lifecycle_stage"])
+        targets = campaign_targets.select(frame, spec.predicate)
+        sends, info = campaign_plans.plan_campaign(state.settings, spec, seed=0,
+                                                   targets=targets, save=save)  # fmt: skip
+    except (ValueError, RuleError) as exc:
+        return {"error": str(exc)}
+    return {"error": None, "info": info, "spec": spec,
+            "sample": sends.loc[sends["channel"].notna()].head(10).to_dict("records")}  # fmt: skip
+
+
+CampaignForm = dict[str, Any]
+
+
+def _form(
+    name: Annotated[str, Form(max_length=64)] = "",
+    predicate: Annotated[str, Form(max_length=2000)] = "",
+    coupon: Annotated[list[str], Form()] = [],  # noqa: B006  (FastAPI form lists)
+    cost: Annotated[list[str], Form()] = [],  # noqa: B006
+    budget: Annotated[str, Form(max_length=20)] = "0",
+    holdout: Annotated[str, Form(max_length=10)] = "0.1",
+    channel: Annotated[list[str], Form()] = [],  # noqa: B006
+    cap: Annotated[str, Form(max_length=4)] = "",
+    start: Annotated[str, Form(max_length=10)] = "",
+) -> CampaignForm:
+    return {"name": name, "predicate": predicate, "coupon": coupon, "cost": cost,
+            "budget": budget, "holdout": holdout, "channel": channel, "cap": cap,
+            "start": start or datetime.now(UTC).date().isoformat()}  # fmt: skip
+
+
+FormDep = Annotated[CampaignForm, Depends(_form)]
+
+
+@router.get("/campaigns", response_class=HTMLResponse)
+def campaigns_page(request: Request, user: UserDep, state: StateDep) -> HTMLResponse:
+    from features.campaign_store import list_campaigns
+
+    frame = _members_or_none(state)
+    return _page(request, "campaigns.html", user, frame=frame,
+                 campaigns=list_campaigns(state.settings), today=datetime.now(UTC).date(),
+                 defaults=state.settings.campaigns, result=None)  # fmt: skip
+
+
+@router.post("/campaigns/preview", response_class=HTMLResponse)
+def campaign_preview(request: Request, user: UserDep, state: StateDep, form: FormDep) -> HTMLResponse:  # fmt: skip
+    return _page(request, "_campaign_preview.html", user, result=_campaign_plan(state, form, False))
+
+
+@router.post("/campaigns", response_class=HTMLResponse)
+def campaign_save(request: Request, user: UserDep, state: StateDep, form: FormDep) -> Response:
+    result = _campaign_plan(state, form, True)
+    if result["error"]:
+        return _page(request, "_campaign_preview.html", user, status_code=422, result=result)
+    target = f"/console/campaigns/{result['spec'].name}"
+    if request.headers.get("HX-Request"):
+        return Response(status_code=204, headers={"HX-Redirect": target})
+    return RedirectResponse(target, status_code=303)
+
+
+@router.get("/campaigns/{name}", response_class=HTMLResponse)
+def campaign_page(request: Request, name: str, user: UserDep, state: StateDep) -> HTMLResponse:
+    from features.campaign_store import load_plan, load_report
+
+    try:
+        spec, sends, info = load_plan(state.settings, name)
+    except LookupError:
+        return _page(request, "campaign.html", user, status_code=404, campaign=name, info=None,
+                     spec=None, report=None, sample=[])  # fmt: skip
+    sample = sends.loc[sends["channel"].notna()].head(20).to_dict("records")
+    return _page(request, "campaign.html", user, campaign=name, info=info, spec=spec,
+                 report=load_report(state.settings, name), sample=sample)  # fmt: skip
