@@ -29,6 +29,8 @@ ENTITY = "member"
 JOIN_KEY = "member_id"
 TAGS_VIEW = "member_tags"
 TAGS_SOURCE = "member_tags_snapshots"
+# members' events update their online row through this push source (serving.events)
+TAGS_PUSH = "member_tags_push"
 
 # The definitions module the feast CLI reads in HOME/feast, and the variable that holds
 # the Redis connection string there when it carries a password (Feast expands ${VAR}).
@@ -102,12 +104,20 @@ def source_location(settings: MemberwiseSettings) -> str:
 
 
 def definitions(source_path: str) -> list[Any]:
-    """Entity, source, feature view and feature services, in that order.
+    """Entity, file source, push source, feature view and feature services, in that order.
 
     ``source_path`` is the snapshot folder, relative to the feature repo (see
     :func:`source_location`). ``HOME/feast/member_repo.py`` calls this for the feast CLI.
     """
-    from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+    from feast import (
+        Entity,
+        FeatureService,
+        FeatureView,
+        Field,
+        FileSource,
+        PushSource,
+        ValueType,
+    )
     from feast.types import Bool, Float64, Int64, String
 
     member = Entity(
@@ -123,6 +133,12 @@ def definitions(source_path: str) -> list[Any]:
         description="Member tags, one snapshot per as-of date",
     )
     source.created_timestamp = source.last_updated_timestamp = SOURCE_STAMP
+    push = PushSource(
+        name=TAGS_PUSH,
+        batch_source=source,
+        description="A member's row updated by an event (POST /v1/events)",
+    )
+    push.created_timestamp = push.last_updated_timestamp = SOURCE_STAMP
     schema = (
         [Field(name=c, dtype=Float64) for c in NUMERIC_FEATURES]
         + [Field(name=c, dtype=Bool) for c in BOOL_TAGS]
@@ -134,7 +150,7 @@ def definitions(source_path: str) -> list[Any]:
         entities=[member],
         ttl=timedelta(days=3650),
         schema=schema,
-        source=source,
+        source=push,
         online=True,
         description="RFM, lifecycle, value tier, rule tags and early warnings as of a date",
     )
@@ -144,7 +160,7 @@ def definitions(source_path: str) -> list[Any]:
         FeatureService(name=SEND_TIME_SERVICE, features=[view[SEND_TIME_FEATURES]]),
         FeatureService(name=PROFILE_SERVICE, features=[view[PROFILE_FEATURES]]),
     ]
-    return [member, source, view, *services]
+    return [member, source, push, view, *services]
 
 
 def _has_secret(redis_url: str) -> bool:

@@ -17,8 +17,9 @@ import pandas as pd
 from features import repo
 from features.settings import MemberwiseSettings
 from features.tags import reference_instant
-from pipelines import steps
+from pipelines import erasure, steps
 from pipelines.contract import TABLES
+from pipelines.home import Generation, building
 from pipelines.ingest import DUPLICATE_LINE, ShopData, load_shop, write_quarantine
 from pipelines.progress import silent, track
 from training.churn import churn_labels, train_churn
@@ -26,7 +27,7 @@ from training.config import TrainConfig
 from training.coupon import offer_outcomes, train_coupon
 from training.gate import format_table
 from training.products import train_products
-from training.registry import log_and_register, setup_tracking
+from training.registry import alias_moves, log_and_register, setup_tracking
 from training.result import TrainResult
 from training.send_time import train_send_time
 from training.similar import train_similar
@@ -44,9 +45,16 @@ def run_pipeline(
     settings: MemberwiseSettings,
     cfg: TrainConfig | None = None,
     progress: Progress = silent,
+    wait: bool = False,
 ) -> dict[str, Any]:
     """Run every step into ``settings.home``; returns the run report (also written as JSON).
     ``progress`` hears what each step is doing (pipelines.progress; silent by default).
+
+    The run is atomic (pipelines.home): it builds a new generation of the home under the
+    home's lock and commits tags, online store, member table, ``latest_run.json`` and the
+    champion aliases together at the end; a run that fails leaves the previous run serving.
+    A second run into the same home raises pipelines.home.RunInProgress, or waits for the
+    first with ``wait``.
 
     Every model is configured from ``settings`` (its ``products``, ``churn``, ``coupon`` and
     ``send_time`` sections); ``cfg`` replaces its ``training`` section when given.
@@ -57,8 +65,24 @@ def run_pipeline(
     cfg = cfg or settings.training
     progress(f"reading {data_dir} as of {as_of}")
     shop = load_shop(data_dir, as_of, settings.ingest, progress=progress)  # raises before any write
+    with building(settings, wait=wait) as gen:
+        return build(shop, data_dir, as_of, gen, cfg, progress)
+
+
+def build(
+    shop: ShopData,
+    data_dir: Path,
+    as_of: date,
+    gen: Generation,
+    cfg: TrainConfig,
+    progress: Progress = silent,
+) -> dict[str, Any]:
+    """The steps of a run, writing into the generation ``gen`` (see :func:`run_pipeline`)."""
+    settings = gen.settings
     home = settings.home_dir
-    home.mkdir(parents=True, exist_ok=True)
+    erased = erasure.drop_erased(shop, settings)
+    if erased["members"]:
+        progress(f"  {erased['members']:,} erased member(s): their rows are left out")
     write_quarantine(shop, settings.quarantine_dir, settings.reports_dir)
     notes = shop_notes(shop)
     for name, rep in shop.report.items():
@@ -72,9 +96,10 @@ def run_pipeline(
     tags_now = frames[as_of]
     progress(f"  {len(tags_now):,} members tagged as of {as_of}")
 
-    progress("applying the Feast repo and materializing to the online store")
+    erased["snapshot_rows"] = erasure.scrub_snapshots(settings)
+    progress("applying the Feast repo")
     with contextlib.redirect_stdout(io.StringIO()):  # Feast prints colour codes to stdout
-        store = steps.apply_and_materialize(settings, as_of)
+        store = steps.apply_repo(settings)
 
     cutoff = pd.Timestamp(reference_instant(as_of))
     segments = dict(zip(tags_now["member_id"], tags_now["rfm_segment"], strict=False))
@@ -108,14 +133,21 @@ def run_pipeline(
         warnings.filterwarnings("ignore", message=r"The ``noload`` loader strategy is deprecated")
         setup_tracking(settings.tracking_uri, settings.artifact_root)
         regs = [
-            log_and_register(r, as_of.isoformat(), {"data": str(data_dir)})
+            log_and_register(r, as_of.isoformat(), {"data": str(data_dir)}, aliases=False)
             for r in track(progress, results, "models registered")
         ]
+    for reg in regs:
+        gen.stage_aliases(alias_moves(reg))
+
+    progress("materializing the tags to the online store")
+    with contextlib.redirect_stdout(io.StringIO()):
+        steps.materialize(store, as_of)
+    erased["online_members"] = erasure.scrub_online(settings, store)
     report = {
         "as_of": as_of.isoformat(),
         "data": str(data_dir),
         "home": str(home),
-        "ingest": shop.report_dict(),
+        "ingest": {**shop.report_dict(), "erased": erased},
         "snapshots": {k: [d.isoformat() for d in v] for k, v in dates.items()},
         "members": len(tags_now),
         "notes": notes,
@@ -139,8 +171,8 @@ def run_pipeline(
     path = settings.reports_dir / as_of.isoformat() / "run.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, default=str))
-    (home / "latest_run.json").write_text(
-        json.dumps({"as_of": as_of.isoformat(), "report": str(path)})
+    gen.path("latest_run.json").write_text(
+        json.dumps({"as_of": as_of.isoformat(), "report": str(path.relative_to(home))})
     )
     for r, res in zip(regs, results, strict=True):
         s = r.metrics.get("shipped", {}).get(res.primary)

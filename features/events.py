@@ -1,0 +1,120 @@
+"""What one member event does to the member's tag row, between runs.
+
+A run recomputes every tag from the whole history; an event (POST /v1/events) moves only
+the features it clearly changes, so the next call sees it: a purchase sets
+``recency_days`` to 0, adds to frequency and spend, clears ``dormant`` and moves a dormant or
+churned member to ``reactivated``; a return takes its amount off spend; browsing and message
+events count as activity. Scores that rank members against each other (RFM, value tier)
+wait for the next run. The rule tags (features.rules) are evaluated on the row before and
+after, and :func:`tag_changes` says which tags the event added or removed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from features.tags import BOOL_TAGS
+
+
+class EventType(StrEnum):
+    purchase = "purchase"
+    return_ = "return"
+    view = "view"
+    cart = "cart"
+    login = "login"
+    open = "open"
+    click = "click"
+
+
+# events that are browsing or session activity (the events table's event_type)
+ACTIVITY = {EventType.view, EventType.cart, EventType.login}
+# events about a message (the messages table)
+MESSAGE = {EventType.open, EventType.click}
+# lifecycle stages a purchase brings back
+LAPSED = {"dormant", "churned"}
+
+
+@dataclass(frozen=True)
+class MemberEvent:
+    """One event: ``amount`` in the shop's currency (purchase, return), ``ts`` aware UTC."""
+
+    member_id: str
+    type: EventType
+    ts: datetime
+    amount: float = 0.0
+    order_id: str | None = None
+    product_id: str | None = None
+    quantity: float = 1.0
+    channel: str | None = None
+
+
+def _num(v: Any) -> float:
+    return 0.0 if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+
+
+def apply_event(row: Mapping[str, Any], event: MemberEvent) -> dict[str, Any]:
+    """The member's tag row after ``event`` (a new dict; ``row`` is left as it was)."""
+    out = dict(row)
+    if event.type == EventType.purchase:
+        freq = _num(out.get("frequency"))
+        monetary = _num(out.get("monetary")) + event.amount
+        out["recency_days"] = 0.0
+        out["frequency"] = freq + 1
+        out["monetary"] = monetary
+        out["avg_order_value"] = monetary / (freq + 1)
+        out["max_order_value"] = max(_num(out.get("max_order_value")), event.amount)
+        out["orders_30d"] = _num(out.get("orders_30d")) + 1
+        out["orders_recent"] = _num(out.get("orders_recent")) + 1
+        out["spend_recent"] = _num(out.get("spend_recent")) + event.amount
+        out["purchase_days"] = _num(out.get("purchase_days")) + 1
+        if freq == 0:
+            out["first_purchase_days"] = 0.0
+        out["dormant"] = False
+        out["warn_gap_exceeded"] = False
+        stage = out.get("lifecycle_stage")
+        if freq == 0:
+            out["lifecycle_stage"] = "new"
+        elif stage in LAPSED:
+            out["lifecycle_stage"] = "reactivated"
+    elif event.type == EventType.return_:
+        out["monetary"] = max(_num(out.get("monetary")) - event.amount, 0.0)
+        out["spend_recent"] = max(_num(out.get("spend_recent")) - event.amount, 0.0)
+    elif event.type in ACTIVITY or event.type == EventType.click:
+        out["events_30d"] = _num(out.get("events_30d")) + 1
+        out["events_recent"] = _num(out.get("events_recent")) + 1
+    elif event.type == EventType.open:
+        out["opens_recent"] = _num(out.get("opens_recent")) + 1
+    out["tags"] = ",".join(t for t in BOOL_TAGS if bool(out.get(t)))
+    return out
+
+
+def rule_tags(row: Mapping[str, Any], rules_file: Path | None = None) -> set[str]:
+    """The tags the rules file (default: features/default_tags.yaml) gives ``row``: plain
+    tags by name, group tags as ``group.tag``. Empty when a rule needs a column the row
+    lacks."""
+    from features.rules import DEFAULT_RULES, RuleError, evaluate_tags, load_rules
+
+    rules = load_rules(rules_file or DEFAULT_RULES)
+    try:
+        ev = evaluate_tags(pd.DataFrame([dict(row)]), rules)
+    except (RuleError, KeyError, ValueError, TypeError):
+        return set()
+    return {c for c in rules.columns() if bool(ev[c].iloc[0])}
+
+
+def tag_changes(
+    before: Mapping[str, Any], after: Mapping[str, Any], rules_file: Path | None = None
+) -> tuple[list[str], list[str]]:
+    """(added, removed): the built-in tags and rule tags that ``after`` has and ``before``
+    has not, and the other way round, sorted."""
+    held_b = {t for t in BOOL_TAGS if bool(before.get(t))} | rule_tags(before, rules_file)
+    held_a = {t for t in BOOL_TAGS if bool(after.get(t))} | rule_tags(after, rules_file)
+    return sorted(held_a - held_b), sorted(held_b - held_a)
