@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -100,14 +101,23 @@ def rule_tags(row: Mapping[str, Any], rules_file: Path | None = None) -> set[str
     """The tags the rules file (default: features/default_tags.yaml) gives ``row``: plain
     tags by name, group tags as ``group.tag``. Empty when a rule needs a column the row
     lacks."""
-    from features.rules import DEFAULT_RULES, RuleError, evaluate_tags, load_rules
+    from features.rules import DEFAULT_RULES, RuleError, evaluate_tags
 
-    rules = load_rules(rules_file or DEFAULT_RULES)
+    path = Path(rules_file or DEFAULT_RULES)
+    rules = _rules(str(path), path.stat().st_mtime_ns)
     try:
         ev = evaluate_tags(pd.DataFrame([dict(row)]), rules)
     except (RuleError, KeyError, ValueError, TypeError):
         return set()
     return {c for c in rules.columns() if bool(ev[c].iloc[0])}
+
+
+@lru_cache(maxsize=8)
+def _rules(path: str, mtime_ns: int) -> Any:
+    """The parsed rules file, cached until it changes (``mtime_ns`` is the cache key)."""
+    from features.rules import load_rules
+
+    return load_rules(path)
 
 
 def tag_changes(

@@ -100,7 +100,8 @@ class AppState:
             self.decider, self.features, self.as_of = decider, features, as_of
             self.error = None
         except Exception as exc:  # reported by /readyz and the 503s; /healthz still answers
-            self.error = f"{type(exc).__name__}: {exc}"
+            log.exception("models or feature store not loaded")
+            self.error = public_error(exc)
 
     def _snapshot(self, as_of: str | None) -> pd.DataFrame | None:
         """The latest tag snapshot's decision inputs and vocabulary columns, or None when
@@ -150,3 +151,13 @@ def check_vocabulary(snapshot: pd.DataFrame) -> None:
 def as_float(v: Any) -> float:
     """An online feature value as a float (None -> NaN)."""
     return float("nan") if v is None else float(v)
+
+
+def public_error(exc: Exception) -> str:
+    """What callers may see of a start-up failure: memberwise's own messages (which name
+    no paths, SQL or hosts), else only the kind of error; the details go to the log."""
+    from models.registry import ModelsNotReady
+
+    if isinstance(exc, ModelsNotReady):
+        return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__} (details in the server log)"
