@@ -141,7 +141,9 @@ def begin(settings: MemberwiseSettings) -> Generation:
     adopt_legacy(home)
     recover(settings)
     rebase_mlflow(settings)
-    name = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    ns = time.time_ns()  # names sort in the order generations began
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(ns // 10**9))
+    name = f"{stamp}.{ns % 10**9:09d}Z-{uuid.uuid4().hex[:4]}"
     folder = home / GENERATIONS / name
     base = current(home)
     if base is not None:

@@ -1,0 +1,39 @@
+"""What one event does to a member's tag row."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from features.events import EventType, MemberEvent, apply_event, tag_changes
+
+NOW = datetime(2026, 1, 5, 12, tzinfo=UTC)
+DORMANT = {
+    "recency_days": 120.0, "frequency": 3.0, "monetary": 90.0, "avg_order_value": 30.0,
+    "max_order_value": 40.0, "orders_30d": 0.0, "orders_recent": 0.0, "spend_recent": 0.0,
+    "dormant": True, "warn_gap_exceeded": True, "high_order_value": False,
+    "lifecycle_stage": "dormant", "tags": "dormant,warn_gap_exceeded", "events_30d": 0.0,
+}  # fmt: skip
+
+
+def test_a_purchase_wakes_a_dormant_member():
+    after = apply_event(DORMANT, MemberEvent("M1", EventType.purchase, NOW, amount=60.0))
+    assert after["recency_days"] == 0 and after["dormant"] is False
+    assert after["frequency"] == 4 and after["monetary"] == 150 and after["max_order_value"] == 60
+    assert after["lifecycle_stage"] == "reactivated" and after["tags"] == ""
+    assert DORMANT["dormant"] is True  # the input row is left as it was
+    added, removed = tag_changes(DORMANT, after)
+    assert "dormant" in removed and "dormant" not in added
+
+
+def test_a_first_purchase_makes_a_new_buyer():
+    row = {**DORMANT, "frequency": 0.0, "monetary": 0.0, "lifecycle_stage": "new"}
+    after = apply_event(row, MemberEvent("M1", EventType.purchase, NOW, amount=10.0))
+    assert after["first_purchase_days"] == 0 and after["lifecycle_stage"] == "new"
+
+
+def test_returns_and_browsing():
+    ret = apply_event(DORMANT, MemberEvent("M1", EventType.return_, NOW, amount=100.0))
+    assert ret["monetary"] == 0 and ret["recency_days"] == 120  # never below zero
+    view = apply_event(DORMANT, MemberEvent("M1", EventType.view, NOW))
+    assert view["events_30d"] == 1 and view["dormant"] is True
+    assert tag_changes(DORMANT, view) == ([], [])
