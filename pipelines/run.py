@@ -19,6 +19,7 @@ from features.settings import MemberwiseSettings
 from features.tags import reference_instant
 from pipelines import erasure, steps
 from pipelines.contract import TABLES
+from pipelines.events import merge_event_log
 from pipelines.home import Generation, building
 from pipelines.ingest import DUPLICATE_LINE, ShopData, load_shop, write_quarantine
 from pipelines.progress import silent, track
@@ -80,6 +81,10 @@ def build(
     """The steps of a run, writing into the generation ``gen`` (see :func:`run_pipeline`)."""
     settings = gen.settings
     home = settings.home_dir
+    logged = merge_event_log(shop, settings)
+    if logged["order_lines"] or logged["events"]:
+        progress(f"  from the API's event log: {logged['order_lines']:,} order line(s), "
+                 f"{logged['events']:,} event(s)")  # fmt: skip
     erased = erasure.drop_erased(shop, settings)
     if erased["members"]:
         progress(f"  {erased['members']:,} erased member(s): their rows are left out")
@@ -147,7 +152,7 @@ def build(
         "as_of": as_of.isoformat(),
         "data": str(data_dir),
         "home": str(home),
-        "ingest": {**shop.report_dict(), "erased": erased},
+        "ingest": {**shop.report_dict(), "erased": erased, "event_log": logged},
         "snapshots": {k: [d.isoformat() for d in v] for k, v in dates.items()},
         "members": len(tags_now),
         "notes": notes,
