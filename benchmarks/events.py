@@ -38,7 +38,7 @@ def main() -> None:
     settings = MemberwiseSettings(home=args.home, events={"broker": args.broker})
     as_of = json.loads((settings.home_dir / "latest_run.json").read_text())["as_of"]
     members = pd.read_parquet(repo.snapshot_path(settings, as_of), columns=["member_id"])
-    ids = members["member_id"].astype(str).tolist()
+    ids = members["member_id"].astype(str).tolist()  # one purchase each, while they last
     store = repo.feature_store(settings)
     visible, reads = [], []
     with TestClient(create_app(settings)) as client:
@@ -52,7 +52,8 @@ def main() -> None:
                                                 "amount": 10.0})  # fmt: skip
             r.raise_for_status()
             while (read_row(store, member) or {}).get("recency_days") != 0:
-                pass
+                if time.perf_counter() - t0 > 10:
+                    raise SystemExit(f"member {i} never showed the purchase")
             visible.append(time.perf_counter() - t0)
     v, rd = np.array(visible) * 1000, np.array(reads) * 1000
     print(f"events: {len(v)}  broker: {args.broker}  home: {args.home}")
