@@ -20,8 +20,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from features.tags import BOOL_TAGS
 
 
@@ -99,17 +97,18 @@ def apply_event(row: Mapping[str, Any], event: MemberEvent) -> dict[str, Any]:
 
 def rule_tags(row: Mapping[str, Any], rules_file: Path | None = None) -> set[str]:
     """The tags the rules file (default: features/default_tags.yaml) gives ``row``: plain
-    tags by name, group tags as ``group.tag``. Empty when a rule needs a column the row
-    lacks."""
-    from features.rules import DEFAULT_RULES, RuleError, evaluate_tags
+    tags by name, group tags as ``group.tag`` (the first that holds, else the default), as
+    features.rules.evaluate_tags decides them, on one dict without a frame."""
+    from features.rules import DEFAULT_RULES, _holds
 
     path = Path(rules_file or DEFAULT_RULES)
     rules = _rules(str(path), path.stat().st_mtime_ns)
-    try:
-        ev = evaluate_tags(pd.DataFrame([dict(row)]), rules)
-    except (RuleError, KeyError, ValueError, TypeError):
-        return set()
-    return {c for c in rules.columns() if bool(ev[c].iloc[0])}
+    held = {t.name for t in rules.tags if _holds(t.rule, row)}
+    for g in rules.groups:
+        winner = next((t.name for t in g.tags if _holds(t.rule, row)), g.default)
+        if winner:
+            held.add(g.column(winner))
+    return held
 
 
 @lru_cache(maxsize=8)

@@ -37,3 +37,23 @@ def test_returns_and_browsing():
     view = apply_event(DORMANT, MemberEvent("M1", EventType.view, NOW))
     assert view["events_30d"] == 1 and view["dormant"] is True
     assert tag_changes(DORMANT, view) == ([], [])
+
+
+def test_rule_tags_of_one_row_agree_with_the_frame_evaluation():
+    import pandas as pd
+
+    from features.events import rule_tags
+    from features.rules import DEFAULT_RULES, evaluate_tags, features_of, load_rules
+
+    rules = load_rules(DEFAULT_RULES)
+    every = [*rules.tags, *(t for g in rules.groups for t in g.tags)]
+    needed = {f for t in every for f, _ in features_of(t.rule)}
+    base = {**{f: 1.0 for f in needed}, **DORMANT, "tenure_days": 400.0}
+    bought = apply_event(base, MemberEvent("M1", EventType.purchase, NOW, 60.0))
+    seen = []
+    for row in (base, bought):
+        ev = evaluate_tags(pd.DataFrame([dict(row)]), rules)
+        expected = {c for c in rules.columns() if bool(ev[c].iloc[0])}
+        assert rule_tags(row) == expected
+        seen.append(expected)
+    assert seen[0] != seen[1]  # the purchase changed the member's rule tags
