@@ -2,11 +2,13 @@
 
 A run recomputes every tag from the whole history; an event (POST /v1/events) moves only
 the features it clearly changes, so the next call sees it: a purchase sets
-``recency_days`` to 0, adds to frequency and spend, clears ``dormant`` and moves a dormant or
-churned member to ``reactivated``; a return takes its amount off spend; browsing and message
-events count as activity. Scores that rank members against each other (RFM, value tier)
-wait for the next run. The rule tags (features.rules) are evaluated on the row before and
-after, and :func:`tag_changes` says which tags the event added or removed.
+``recency_days`` to 0 and ``last_gap_days`` to the gap it closes, adds to frequency and
+spend; a return takes its amount off spend; browsing and message events count as activity.
+The rule tags (features.rules, rules on model scores left out as in the snapshots) are then
+evaluated again on the row (:func:`retag`): a dormant member who buys is no longer
+``dormant`` and their lifecycle stage follows the rules (``reactivated``). Scores that rank
+members against each other (RFM, value tier) wait for the next run; :func:`tag_changes`
+says which tags the event added or removed.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
-
-from features.tags import BOOL_TAGS
 
 
 class EventType(StrEnum):
@@ -37,8 +37,6 @@ class EventType(StrEnum):
 ACTIVITY = {EventType.view, EventType.cart, EventType.login}
 # events about a message (the messages table)
 MESSAGE = {EventType.open, EventType.click}
-# lifecycle stages a purchase brings back
-LAPSED = {"dormant", "churned"}
 
 
 @dataclass(frozen=True)
@@ -59,8 +57,11 @@ def _num(v: Any) -> float:
     return 0.0 if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
 
 
-def apply_event(row: Mapping[str, Any], event: MemberEvent) -> dict[str, Any]:
-    """The member's tag row after ``event`` (a new dict; ``row`` is left as it was)."""
+def apply_event(
+    row: Mapping[str, Any], event: MemberEvent, rules_file: Path | None = None
+) -> dict[str, Any]:
+    """The member's tag row after ``event`` (a new dict; ``row`` is left as it was), its
+    rule tags re-evaluated (:func:`retag`)."""
     out = dict(row)
     if event.type == EventType.purchase:
         freq = _num(out.get("frequency"))
@@ -76,13 +77,8 @@ def apply_event(row: Mapping[str, Any], event: MemberEvent) -> dict[str, Any]:
         out["purchase_days"] = _num(out.get("purchase_days")) + 1
         if freq == 0:
             out["first_purchase_days"] = 0.0
-        out["dormant"] = False
-        out["warn_gap_exceeded"] = False
-        stage = out.get("lifecycle_stage")
-        if freq == 0:
-            out["lifecycle_stage"] = "new"
-        elif stage in LAPSED:
-            out["lifecycle_stage"] = "reactivated"
+        if freq > 0:  # the gap this purchase closes
+            out["last_gap_days"] = _num(row.get("recency_days"))
     elif event.type == EventType.return_:
         out["monetary"] = max(_num(out.get("monetary")) - event.amount, 0.0)
         out["spend_recent"] = max(_num(out.get("spend_recent")) - event.amount, 0.0)
@@ -91,24 +87,44 @@ def apply_event(row: Mapping[str, Any], event: MemberEvent) -> dict[str, Any]:
         out["events_recent"] = _num(out.get("events_recent")) + 1
     elif event.type == EventType.open:
         out["opens_recent"] = _num(out.get("opens_recent")) + 1
-    out["tags"] = ",".join(t for t in BOOL_TAGS if bool(out.get(t)))
-    return out
+    return retag(out, rules_file)
+
+
+def _score_free_rules(rules_file: Path | None) -> Any:
+    from features.rules import DEFAULT_RULES, without_scores
+
+    path = Path(rules_file or DEFAULT_RULES)
+    return without_scores(_rules(str(path), path.stat().st_mtime_ns))
 
 
 def rule_tags(row: Mapping[str, Any], rules_file: Path | None = None) -> set[str]:
-    """The tags the rules file (default: features/default_tags.yaml) gives ``row``: plain
-    tags by name, group tags as ``group.tag`` (the first that holds, else the default), as
+    """The tags the rules file (default: features/default_tags.yaml; rules on model scores
+    left out, as in the tag snapshots) gives ``row``: plain tags by name, group tags as
+    ``group.tag`` (the first that holds, else the default), as
     features.rules.evaluate_tags decides them, on one dict without a frame."""
-    from features.rules import DEFAULT_RULES, _holds
+    from features.rules import _holds
 
-    path = Path(rules_file or DEFAULT_RULES)
-    rules = _rules(str(path), path.stat().st_mtime_ns)
+    rules = _score_free_rules(rules_file)
     held = {t.name for t in rules.tags if _holds(t.rule, row)}
     for g in rules.groups:
         winner = next((t.name for t in g.tags if _holds(t.rule, row)), g.default)
         if winner:
             held.add(g.column(winner))
     return held
+
+
+def retag(row: dict[str, Any], rules_file: Path | None = None) -> dict[str, Any]:
+    """Set ``row``'s rule tag columns from its features, as compute_tags does: one bool
+    per plain tag, each group's winner in the group's column (``lifecycle_stage``), and
+    ``tags``, the holding plain tags joined by commas. Returns ``row``."""
+    rules = _score_free_rules(rules_file)
+    held = rule_tags(row, rules_file)
+    for t in rules.tags:
+        row[t.name] = t.name in held
+    for g in rules.groups:
+        row[g.name] = next((n for n in g.names if g.column(n) in held), None)
+    row["tags"] = ",".join(t.name for t in rules.tags if t.name in held)
+    return row
 
 
 @lru_cache(maxsize=8)
@@ -122,8 +138,8 @@ def _rules(path: str, mtime_ns: int) -> Any:
 def tag_changes(
     before: Mapping[str, Any], after: Mapping[str, Any], rules_file: Path | None = None
 ) -> tuple[list[str], list[str]]:
-    """(added, removed): the built-in tags and rule tags that ``after`` has and ``before``
+    """(added, removed): the rule tags that ``after`` has and ``before``
     has not, and the other way round, sorted."""
-    held_b = {t for t in BOOL_TAGS if bool(before.get(t))} | rule_tags(before, rules_file)
-    held_a = {t for t in BOOL_TAGS if bool(after.get(t))} | rule_tags(after, rules_file)
+    held_b = rule_tags(before, rules_file)
+    held_a = rule_tags(after, rules_file)
     return sorted(held_a - held_b), sorted(held_b - held_a)

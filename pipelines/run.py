@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict
@@ -15,6 +16,8 @@ from typing import Any
 import pandas as pd
 
 from features import repo
+from features.levels import write_levels
+from features.rules import LIVE_RULES, live_rules_path, load_rules
 from features.settings import MemberwiseSettings
 from features.tags import reference_instant
 from pipelines import erasure, steps
@@ -22,6 +25,7 @@ from pipelines.contract import TABLES
 from pipelines.events import merge_event_log
 from pipelines.home import Generation, building
 from pipelines.ingest import DUPLICATE_LINE, ShopData, load_shop, write_quarantine
+from pipelines.members import members_step
 from pipelines.progress import silent, track
 from training.churn import churn_labels, train_churn
 from training.config import TrainConfig
@@ -46,10 +50,14 @@ def run_pipeline(
     settings: MemberwiseSettings,
     cfg: TrainConfig | None = None,
     progress: Progress = silent,
+    tags_file: Path | None = None,
     wait: bool = False,
 ) -> dict[str, Any]:
     """Run every step into ``settings.home``; returns the run report (also written as JSON).
     ``progress`` hears what each step is doing (pipelines.progress; silent by default).
+    ``tags_file``: a tag rules file to tag with, copied into the home as the rules in force
+    (features.rules.live_rules_path); raises features.rules.RulesInvalid before anything
+    is written when it has problems.
 
     The run is atomic (pipelines.home): it builds a new generation of the home under the
     home's lock and commits tags, online store, member table, ``latest_run.json`` and the
@@ -64,10 +72,13 @@ def run_pipeline(
     table or column is missing.
     """
     cfg = cfg or settings.training
+    if tags_file is not None:
+        load_rules(tags_file)  # raises RulesInvalid, listing every problem, before any write
     progress(f"reading {data_dir} as of {as_of}")
     shop = load_shop(data_dir, as_of, settings.ingest, progress=progress)  # raises before any write
+    add_campaign_offers(shop, settings)
     with building(settings, wait=wait) as gen:
-        return build(shop, data_dir, as_of, gen, cfg, progress)
+        return build(shop, data_dir, as_of, gen, cfg, progress, tags_file)
 
 
 def build(
@@ -77,10 +88,15 @@ def build(
     gen: Generation,
     cfg: TrainConfig,
     progress: Progress = silent,
+    tags_file: Path | None = None,
 ) -> dict[str, Any]:
     """The steps of a run, writing into the generation ``gen`` (see :func:`run_pipeline`)."""
     settings = gen.settings
     home = settings.home_dir
+    if tags_file is not None:
+        shutil.copyfile(tags_file, home / LIVE_RULES)
+    rules = load_rules(live_rules_path(settings))
+    progress(f"tag rules {live_rules_path(settings)} (version {rules.version})")
     logged = merge_event_log(shop, settings)
     if logged["order_lines"] or logged["events"]:
         progress(f"  from the API's event log: {logged['order_lines']:,} order line(s), "
@@ -100,6 +116,8 @@ def build(
     frames = steps.write_snapshots(shop, all_dates, settings, progress=progress)
     tags_now = frames[as_of]
     progress(f"  {len(tags_now):,} members tagged as of {as_of}")
+    levels = write_levels(settings, shop.tables, tags_now["member_id"], as_of)
+    progress(f"  levels: {levels['level'].value_counts().to_dict()}")
 
     erased["snapshot_rows"] = erasure.scrub_snapshots(settings)
     progress("applying the Feast repo")
@@ -138,11 +156,20 @@ def build(
         warnings.filterwarnings("ignore", message=r"The ``noload`` loader strategy is deprecated")
         setup_tracking(settings.tracking_uri, settings.artifact_root)
         regs = [
-            log_and_register(r, as_of.isoformat(), {"data": str(data_dir)}, aliases=False)
+            log_and_register(
+                r,
+                as_of.isoformat(),
+                {"data": str(data_dir), "tag_version": rules.version},
+                aliases=False,
+            )  # fmt: skip
             for r in track(progress, results, "models registered")
         ]
     for reg in regs:
         gen.stage_aliases(alias_moves(reg))
+    progress("writing the member table")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"The ``noload`` loader strategy is deprecated")
+        member_path = members_step(settings, shop, tags_now, as_of, progress)
 
     progress("materializing the tags to the online store")
     with contextlib.redirect_stdout(io.StringIO()):
@@ -150,6 +177,8 @@ def build(
     erased["online_members"] = erasure.scrub_online(settings, store)
     report = {
         "as_of": as_of.isoformat(),
+        "tag_version": rules.version,
+        "member_table": str(member_path),
         "data": str(data_dir),
         "home": str(home),
         "ingest": {**shop.report_dict(), "erased": erased, "event_log": logged},
@@ -292,3 +321,13 @@ def _train_coupon(
 ) -> TrainResult:
     frame = coupon_training_frame(shop, store, cutoff, cfg)
     return train_coupon(frame, repo.COUPON_FEATURES, cfg, settings.coupon, settings.gate)
+
+
+def add_campaign_offers(shop: ShopData, settings: MemberwiseSettings) -> None:
+    """Campaigns planned here (STATE_DIR/campaigns) become coupon-offer history, holdout
+    included, so the coupon model learns from the shop's own experiments."""
+    from features.campaign_store import logged_offers, with_campaign_offers
+
+    merged = with_campaign_offers(shop.get("coupon_offers"), logged_offers(settings), shop.cutoff)
+    if merged is not None:
+        shop.tables["coupon_offers"] = merged

@@ -24,11 +24,15 @@ import pandas as pd
 from features import erasure, repo
 from features.events import MemberEvent, apply_event, tag_changes
 from features.settings import EventSettings, MemberwiseSettings
-from features.tags import BOOL_TAGS, INT_FEATURES, NUMERIC_FEATURES, STRING_FEATURES
 
 log = logging.getLogger(__name__)
 
-VIEW_FEATURES: tuple[str, ...] = (*NUMERIC_FEATURES, *BOOL_TAGS, *STRING_FEATURES, *INT_FEATURES)
+
+def view_fields(store: Any) -> dict[str, str]:
+    """The tags view's features and their Feast types by name ("Float64", "Bool", ...):
+    numeric features, the rule tags of the home's rules, strings, integers."""
+    view = store.get_feature_view(repo.TAGS_VIEW)
+    return {f.name: str(f.dtype) for f in view.features}
 
 
 @dataclass
@@ -50,7 +54,7 @@ class EventOutcome:
 
 def read_row(store: Any, member_id: str) -> dict[str, Any] | None:
     """Every feature of the member's tags-view row, or None when the store has none."""
-    refs = [f"{repo.TAGS_VIEW}:{f}" for f in VIEW_FEATURES]
+    refs = [f"{repo.TAGS_VIEW}:{f}" for f in view_fields(store)]
     resp = store.get_online_features(features=refs, entity_rows=[{repo.JOIN_KEY: member_id}])
     values = {k: v[0] for k, v in resp.to_dict().items() if k != repo.JOIN_KEY}
     return None if all(v is None for v in values.values()) else values
@@ -61,17 +65,16 @@ def push_row(store: Any, member_id: str, row: dict[str, Any], ts: datetime) -> N
     from feast.data_source import PushMode
 
     data: dict[str, Any] = {repo.JOIN_KEY: [member_id], "event_timestamp": [ts]}
-    for f in NUMERIC_FEATURES:
+    for f, dtype in view_fields(store).items():
         v = row.get(f)
-        data[f] = [float("nan") if v is None else float(v)]
-    for f in BOOL_TAGS:
-        data[f] = [bool(row.get(f))]
-    for f in STRING_FEATURES:
-        v = row.get(f)
-        data[f] = [None if v is None else str(v)]
-    for f in INT_FEATURES:
-        v = row.get(f)
-        data[f] = pd.array([None if v is None else int(v)], dtype="Int64")
+        if "Bool" in dtype:
+            data[f] = [bool(v)]
+        elif "Float" in dtype:
+            data[f] = [float("nan") if v is None else float(v)]
+        elif "Int" in dtype:
+            data[f] = pd.array([None if v is None else int(v)], dtype="Int64")
+        else:
+            data[f] = [None if v is None else str(v)]
     store.push(repo.TAGS_PUSH, pd.DataFrame(data), to=PushMode.ONLINE)
 
 
@@ -105,7 +108,7 @@ def record(
     before = read_row(store, event.member_id)
     if before is None:
         return out
-    after = apply_event(before, event)
+    after = apply_event(before, event, rules_file)
     push_row(store, event.member_id, after, event.ts)
     out.added, out.removed = tag_changes(before, after, rules_file)
     out.visible = True

@@ -4,7 +4,6 @@ once (serving.events), re-evaluates their tags and publishes the changes to the 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException
@@ -12,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from starlette.concurrency import run_in_threadpool
 
 from features.events import EventType, MemberEvent
+from features.rules import live_rules_path
 from serving import events
 from serving.deps import SettingsDep, StateDep
 from serving.schemas import ID_MAX_LENGTH, ID_PATTERN, example_of
@@ -87,8 +87,7 @@ async def post_event(body: EventIn, state: StateDep, settings: SettingsDep) -> E
         channel=None if body.channel is None else str(body.channel),
     )  # fmt: skip
     store = getattr(state.features, "store", None)
-    given = getattr(settings.tags, "rules_file", None)
-    rules = Path(given) if given else None
+    rules = live_rules_path(settings)
     out = await run_in_threadpool(events.record, settings, store, event, rules)
     if out.erased:
         raise HTTPException(status_code=410, detail="this member was erased")

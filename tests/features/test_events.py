@@ -4,29 +4,30 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from features.events import EventType, MemberEvent, apply_event, tag_changes
+from features.events import EventType, MemberEvent, apply_event, retag, tag_changes
 
 NOW = datetime(2026, 1, 5, 12, tzinfo=UTC)
-DORMANT = {
+DORMANT = retag({
     "recency_days": 120.0, "frequency": 3.0, "monetary": 90.0, "avg_order_value": 30.0,
-    "max_order_value": 40.0, "orders_30d": 0.0, "orders_recent": 0.0, "spend_recent": 0.0,
-    "dormant": True, "warn_gap_exceeded": True, "high_order_value": False,
-    "lifecycle_stage": "dormant", "tags": "dormant,warn_gap_exceeded", "events_30d": 0.0,
-}  # fmt: skip
+    "max_order_value": 40.0, "orders_30d": 0.0, "orders_recent": 0.0, "orders_previous": 1.0,
+    "spend_recent": 0.0, "tenure_days": 400.0, "last_gap_days": 20.0, "events_30d": 0.0,
+    "first_purchase_days": 300.0,
+})  # fmt: skip
 
 
 def test_a_purchase_wakes_a_dormant_member():
+    assert DORMANT["dormant"] is True and DORMANT["lifecycle_stage"] == "dormant"
     after = apply_event(DORMANT, MemberEvent("M1", EventType.purchase, NOW, amount=60.0))
     assert after["recency_days"] == 0 and after["dormant"] is False
     assert after["frequency"] == 4 and after["monetary"] == 150 and after["max_order_value"] == 60
-    assert after["lifecycle_stage"] == "reactivated" and after["tags"] == ""
+    assert after["lifecycle_stage"] == "reactivated" and "dormant" not in after["tags"]
     assert DORMANT["dormant"] is True  # the input row is left as it was
     added, removed = tag_changes(DORMANT, after)
     assert "dormant" in removed and "dormant" not in added
 
 
 def test_a_first_purchase_makes_a_new_buyer():
-    row = {**DORMANT, "frequency": 0.0, "monetary": 0.0, "lifecycle_stage": "new"}
+    row = retag({**DORMANT, "frequency": 0.0, "monetary": 0.0, "recency_days": None})
     after = apply_event(row, MemberEvent("M1", EventType.purchase, NOW, amount=10.0))
     assert after["first_purchase_days"] == 0 and after["lifecycle_stage"] == "new"
 
@@ -48,7 +49,7 @@ def test_rule_tags_of_one_row_agree_with_the_frame_evaluation():
     rules = load_rules(DEFAULT_RULES)
     every = [*rules.tags, *(t for g in rules.groups for t in g.tags)]
     needed = {f for t in every for f, _ in features_of(t.rule)}
-    base = {**{f: 1.0 for f in needed}, **DORMANT, "tenure_days": 400.0}
+    base = retag({**{f: 1.0 for f in needed}, **DORMANT})
     bought = apply_event(base, MemberEvent("M1", EventType.purchase, NOW, 60.0))
     seen = []
     for row in (base, bought):
