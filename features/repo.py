@@ -29,6 +29,8 @@ ENTITY = "member"
 JOIN_KEY = "member_id"
 TAGS_VIEW = "member_tags"
 TAGS_SOURCE = "member_tags_snapshots"
+# members' events update their online row through this push source (serving.events)
+TAGS_PUSH = "member_tags_push"
 LEVELS_VIEW = "member_levels"  # features.levels.LEVELS_VIEW: growth value and level per run
 LEVELS_SOURCE = "member_levels_snapshots"
 
@@ -108,7 +110,8 @@ def definitions(
     source_path: str, tag_version: str = "", rule_tags: Sequence[str] = (),
     levels_path: str | None = None,
 ) -> list[Any]:  # fmt: skip
-    """Entity, source, feature view and feature services, in that order (then the levels'
+    """Entity, file source, push source, feature view and feature services, in that order
+    (then the levels'
     source and view when ``levels_path`` is given).
 
     ``source_path`` is the snapshot folder, relative to the feature repo (see
@@ -117,7 +120,15 @@ def definitions(
     file's plain tags (one bool feature each). ``HOME/feast/member_repo.py`` calls this for
     the feast CLI.
     """
-    from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+    from feast import (
+        Entity,
+        FeatureService,
+        FeatureView,
+        Field,
+        FileSource,
+        PushSource,
+        ValueType,
+    )
     from feast.types import Bool, Float64, Int64, String
 
     member = Entity(
@@ -133,6 +144,12 @@ def definitions(
         description="Member tags, one snapshot per as-of date",
     )
     source.created_timestamp = source.last_updated_timestamp = SOURCE_STAMP
+    push = PushSource(
+        name=TAGS_PUSH,
+        batch_source=source,
+        description="A member's row updated by an event (POST /v1/events)",
+    )
+    push.created_timestamp = push.last_updated_timestamp = SOURCE_STAMP
     schema = (
         [Field(name=c, dtype=Float64) for c in NUMERIC_FEATURES]
         + [Field(name=c, dtype=Bool) for c in rule_tags]
@@ -144,7 +161,7 @@ def definitions(
         entities=[member],
         ttl=timedelta(days=3650),
         schema=schema,
-        source=source,
+        source=push,
         online=True,
         description="RFM, lifecycle, value tier, rule tags and early warnings as of a date",
         tags={"tag_version": tag_version} if tag_version else {},
@@ -175,7 +192,7 @@ def definitions(
             online=False,
             description="Member level history: the level held, the one the value earns, growth value",
         )]  # fmt: skip
-    return [member, source, view, *services, *extra]
+    return [member, source, push, view, *services, *extra]
 
 
 def live_rules(settings: MemberwiseSettings) -> Any:

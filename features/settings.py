@@ -35,7 +35,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -423,6 +423,46 @@ class IngestSettings(Section):
 IngestConfig = IngestSettings  # the name pipelines/ingest.py uses
 
 
+class RunSettings(Section):
+    """How runs share a home: one at a time, each committed as a whole."""
+
+    keep_generations: int = Field(
+        2,
+        ge=1,
+        description="committed generations kept in HOME/generations (the current one "
+        "and the ones before it); older ones are deleted by the next run",
+    )
+    lock_timeout_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="`memberwise run --wait`: how long to wait for a run already "
+        "writing into the home before giving up",
+    )
+
+
+class EventSettings(Section):
+    """Real-time member events (POST /v1/events): the broker tag changes are published to."""
+
+    broker: Literal["redis", "nats", "none"] = Field(
+        "redis", description="where tag changes are published: Redis Streams, NATS, or nowhere"
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Redis the tag-change stream lives in"
+    )
+    stream: str = Field("memberwise:tag_changes", description="Redis stream of tag changes")
+    stream_max_len: int = Field(
+        100_000, ge=1, description="approximate cap on the stream's length (XADD MAXLEN ~)"
+    )
+    nats_url: str = Field("nats://127.0.0.1:4222", description="NATS server (broker=nats)")
+    subject: str = Field("memberwise.tag_changes", description="NATS subject of tag changes")
+    publish_timeout_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="longest wait for the broker before the event is answered anyway "
+        "(the change is then reported as not published)",
+    )
+
+
 class CampaignSettings(Section):
     """Campaigns (docs/campaigns.md): the defaults a campaign file or request may override."""
 
@@ -455,6 +495,10 @@ class MemberwiseSettings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     gate: GateSettings = GateSettings()
     insight: InsightSettings = InsightSettings()
+    runs: RunSettings = RunSettings()
+    events: EventSettings = EventSettings()
+    # the generation folder a run builds into (pipelines.home); None: the committed one
+    _generation: Path | None = PrivateAttr(None)
     levels: LevelSettings = LevelSettings()
     segments: SegmentSettings = SegmentSettings()
     campaigns: CampaignSettings = CampaignSettings()
@@ -483,7 +527,7 @@ class MemberwiseSettings(BaseSettings):
 
     @property
     def feast_dir(self) -> Path:
-        return self.home_dir / "feast"
+        return (self._generation or self.home_dir) / "feast"
 
     @property
     def offline_dir(self) -> Path:
@@ -521,7 +565,25 @@ class MemberwiseSettings(BaseSettings):
     @property
     def members_dir(self) -> Path:
         """The member table a run writes: ``HOME/members/members.parquet``."""
-        return self.home_dir / "members"
+        return (self._generation or self.home_dir) / "members"
+
+    def building(self, generation: Path) -> MemberwiseSettings:
+        """A copy whose generation-bound folders (``feast_dir``, ``members_dir``) point into
+        ``generation``, the folder a run builds before committing it (pipelines.home)."""
+        copy = self.model_copy(deep=True)
+        copy._generation = generation
+        return copy
+
+    @property
+    def suppression_file(self) -> Path:
+        """Salted hashes of erased members, one a line (``STATE_DIR/erasure/suppressed.txt``;
+        the API records erasures too, and serving writes only under ``state_dir``)."""
+        return self.state_dir / "erasure" / "suppressed.txt"
+
+    @property
+    def events_log_dir(self) -> Path:
+        """Where the API appends members' events for the next run (``STATE_DIR/events``)."""
+        return self.state_dir / "events"
 
 
 @lru_cache

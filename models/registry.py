@@ -61,23 +61,60 @@ def _point_at(tracking_uri: str) -> Any:
     return MlflowClient()
 
 
-def load_model(model: str, alias: str = CHAMPION, tracking_uri: str | None = None) -> Any:
+def load_model(
+    model: str, alias: str = CHAMPION, tracking_uri: str | None = None, location: str | None = None
+) -> Any:
     """The fast object behind ``models:/memberwise-NAME@alias`` (a fitted scikit-learn
-    estimator for churn, the unwrapped memberwise model for the others)."""
+    estimator for churn, the unwrapped memberwise model for the others); ``location``, when
+    given, is the model's artifact folder to read instead (see :func:`home_location`)."""
     import mlflow
 
     if tracking_uri is not None:
         _point_at(tracking_uri)
-    uri = model_uri(model, alias)
+    uri = location or model_uri(model, alias)
     if model in SKLEARN_MODELS:
         return mlflow.sklearn.load_model(uri)
     return mlflow.pyfunc.load_model(uri).unwrap_python_model().model
+
+
+def home_location(client: Any, tracking_uri: str, mv: Any) -> str | None:
+    """A model version's artifact folder inside the home that holds the tracking database.
+
+    MLflow records absolute artifact URIs; in a home that was copied or moved they still
+    name the original. For a SQLite database ``.../mlflow/mlflow.db`` whose experiment
+    root is elsewhere, the same relative path under ``.../mlflow/artifacts`` is returned
+    (read-only: nothing is rewritten). None when the recorded location is the home's own
+    or the backend is not such a file."""
+    from pathlib import Path
+
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    root = Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts"
+    stored = str(getattr(mv, "storage_location", "") or "")
+    run = client.get_run(mv.run_id) if mv.run_id else None
+    exp = client.get_experiment(run.info.experiment_id) if run is not None else None
+    old = str(exp.artifact_location) if exp is not None else ""
+    if not stored or not old or not stored.startswith(old) or old == root.as_uri():
+        return None
+    local = root / stored[len(old) :].lstrip("/")
+    return str(local) if local.exists() else local_file_uri_to_path(stored)
 
 
 def load_champions(tracking_uri: str, alias: str = CHAMPION) -> Champions:
     """Every model's ``alias`` version; :class:`ModelsNotReady` when one is missing."""
     from mlflow.exceptions import MlflowException
 
+    if tracking_uri.startswith("sqlite:///"):
+        from pathlib import Path
+
+        if not Path(tracking_uri.removeprefix("sqlite:///")).exists():
+            # MLflow would create an empty database here; a home never gets one from serving
+            raise ModelsNotReady(
+                "the home has no MLflow database (mlflow/mlflow.db): run `memberwise run "
+                "--data DIR --as-of DATE` into it, or set stores.mlflow_tracking_uri"
+            )
     client = _point_at(tracking_uri)
     loaded: dict[str, Any] = {}
     versions: dict[str, str] = {}
@@ -92,7 +129,7 @@ def load_champions(tracking_uri: str, alias: str = CHAMPION) -> Champions:
             raise ModelsNotReady(
                 f"no '{alias}' version of {reg}: run `memberwise run --data DIR --as-of DATE` first"
             ) from exc
-        loaded[name] = load_model(name, alias)
+        loaded[name] = load_model(name, alias, location=home_location(client, tracking_uri, mv))
         versions[name] = str(mv.version)
         roles[name] = mv.tags.get("role", "model")
         policies[name] = mv.tags.get("policy", roles[name])

@@ -215,14 +215,28 @@ def run(
     ] = None,
     tags: Annotated[
         Path | None,
-        typer.Option("--tags", help="tag rules YAML to tag with; copied into the home as the "
-                     "rules in force [default: the home's, else the programme's]"),
+        typer.Option(
+            "--tags",
+            help="tag rules YAML to tag with; copied into the home as the "
+            "rules in force [default: the home's, else the programme's]",
+        ),
     ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait",
+            help="when another run is writing into the home, wait for it "
+            "(up to runs.lock_timeout_seconds) instead of refusing",
+        ),
+    ] = False,
 ) -> None:
-    """Validate, tag, load Feast, train and register every model, promote champions."""
+    """Validate, tag, load Feast, train and register every model, promote champions.
+
+    The run commits as a whole: if it fails, the home keeps serving the previous run."""
     from rich.markup import escape
 
     from features.rules import RulesInvalid
+    from pipelines.home import RunInProgress
     from pipelines.ingest import ContractError
     from pipelines.run import run_pipeline
 
@@ -233,9 +247,12 @@ def run(
         raise typer.Exit(code=2)
     try:
         run_pipeline(data, day, _settings(home, training=training), progress=_progress,
-                     tags_file=tags)  # fmt: skip
+                     tags_file=tags, wait=wait)  # fmt: skip
     except ContractError as exc:
         _contract_error(exc)
+        raise typer.Exit(code=2) from exc
+    except RunInProgress as exc:
+        console.print(f"[red]{exc}[/red]")
         raise typer.Exit(code=2) from exc
     except RulesInvalid as exc:
         console.print(f"[red]tag rules refused:[/red] {escape(str(exc))}")
@@ -561,3 +578,24 @@ def campaign_report(
 
 if __name__ == "__main__":
     app()
+
+
+@app.command()
+def erase(
+    member_ids: Annotated[list[str], typer.Argument(help="member id(s) to forget")],
+    home: HomeOpt = None,
+) -> None:
+    """Forget members: gone from the online store now, and from every later run's tags,
+    training data, scores, segments and exports (a salted hash is kept, not the id)."""
+    from pipelines.erasure import erase as erase_members
+
+    ids = [m.strip() for m in member_ids]
+    bad = [m for m in ids if not m or len(m) > 256]
+    if bad:
+        console.print(f"[red]not a member id: {bad!r} (1 to 256 characters)[/red]")
+        raise typer.Exit(code=2)
+    out = erase_members(_settings(home), ids)
+    _progress(
+        f"erased {out['erased']:,} member(s): {out['online']:,} removed from the online store, "
+        f"{out['snapshot_rows']:,} tag row(s) scrubbed; the next run leaves them out"
+    )

@@ -20,8 +20,10 @@ from features.levels import write_levels
 from features.rules import LIVE_RULES, live_rules_path, load_rules
 from features.settings import MemberwiseSettings
 from features.tags import reference_instant
-from pipelines import steps
+from pipelines import erasure, steps
 from pipelines.contract import TABLES
+from pipelines.events import merge_event_log
+from pipelines.home import Generation, building
 from pipelines.ingest import DUPLICATE_LINE, ShopData, load_shop, write_quarantine
 from pipelines.members import members_step
 from pipelines.progress import silent, track
@@ -30,7 +32,7 @@ from training.config import TrainConfig
 from training.coupon import offer_outcomes, train_coupon
 from training.gate import format_table
 from training.products import train_products
-from training.registry import log_and_register, setup_tracking
+from training.registry import alias_moves, log_and_register, setup_tracking
 from training.result import TrainResult
 from training.send_time import train_send_time
 from training.similar import train_similar
@@ -49,12 +51,19 @@ def run_pipeline(
     cfg: TrainConfig | None = None,
     progress: Progress = silent,
     tags_file: Path | None = None,
+    wait: bool = False,
 ) -> dict[str, Any]:
     """Run every step into ``settings.home``; returns the run report (also written as JSON).
     ``progress`` hears what each step is doing (pipelines.progress; silent by default).
     ``tags_file``: a tag rules file to tag with, copied into the home as the rules in force
     (features.rules.live_rules_path); raises features.rules.RulesInvalid before anything
     is written when it has problems.
+
+    The run is atomic (pipelines.home): it builds a new generation of the home under the
+    home's lock and commits tags, online store, member table, ``latest_run.json`` and the
+    champion aliases together at the end; a run that fails leaves the previous run serving.
+    A second run into the same home raises pipelines.home.RunInProgress, or waits for the
+    first with ``wait``.
 
     Every model is configured from ``settings`` (its ``products``, ``churn``, ``coupon`` and
     ``send_time`` sections); ``cfg`` replaces its ``training`` section when given.
@@ -68,12 +77,33 @@ def run_pipeline(
     progress(f"reading {data_dir} as of {as_of}")
     shop = load_shop(data_dir, as_of, settings.ingest, progress=progress)  # raises before any write
     add_campaign_offers(shop, settings)
+    with building(settings, wait=wait) as gen:
+        return build(shop, data_dir, as_of, gen, cfg, progress, tags_file)
+
+
+def build(
+    shop: ShopData,
+    data_dir: Path,
+    as_of: date,
+    gen: Generation,
+    cfg: TrainConfig,
+    progress: Progress = silent,
+    tags_file: Path | None = None,
+) -> dict[str, Any]:
+    """The steps of a run, writing into the generation ``gen`` (see :func:`run_pipeline`)."""
+    settings = gen.settings
     home = settings.home_dir
-    home.mkdir(parents=True, exist_ok=True)
     if tags_file is not None:
         shutil.copyfile(tags_file, home / LIVE_RULES)
     rules = load_rules(live_rules_path(settings))
     progress(f"tag rules {live_rules_path(settings)} (version {rules.version})")
+    logged = merge_event_log(shop, settings)
+    if logged["order_lines"] or logged["events"]:
+        progress(f"  from the API's event log: {logged['order_lines']:,} order line(s), "
+                 f"{logged['events']:,} event(s)")  # fmt: skip
+    erased = erasure.drop_erased(shop, settings)
+    if erased["members"]:
+        progress(f"  {erased['members']:,} erased member(s): their rows are left out")
     write_quarantine(shop, settings.quarantine_dir, settings.reports_dir)
     notes = shop_notes(shop)
     for name, rep in shop.report.items():
@@ -89,9 +119,10 @@ def run_pipeline(
     levels = write_levels(settings, shop.tables, tags_now["member_id"], as_of)
     progress(f"  levels: {levels['level'].value_counts().to_dict()}")
 
-    progress("applying the Feast repo and materializing to the online store")
+    erased["snapshot_rows"] = erasure.scrub_snapshots(settings)
+    progress("applying the Feast repo")
     with contextlib.redirect_stdout(io.StringIO()):  # Feast prints colour codes to stdout
-        store = steps.apply_and_materialize(settings, as_of)
+        store = steps.apply_repo(settings)
 
     cutoff = pd.Timestamp(reference_instant(as_of))
     segments = dict(zip(tags_now["member_id"], tags_now["rfm_segment"], strict=False))
@@ -125,21 +156,32 @@ def run_pipeline(
         warnings.filterwarnings("ignore", message=r"The ``noload`` loader strategy is deprecated")
         setup_tracking(settings.tracking_uri, settings.artifact_root)
         regs = [
-            log_and_register(r, as_of.isoformat(),
-                             {"data": str(data_dir), "tag_version": rules.version})  # fmt: skip
+            log_and_register(
+                r,
+                as_of.isoformat(),
+                {"data": str(data_dir), "tag_version": rules.version},
+                aliases=False,
+            )  # fmt: skip
             for r in track(progress, results, "models registered")
         ]
+    for reg in regs:
+        gen.stage_aliases(alias_moves(reg))
     progress("writing the member table")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"The ``noload`` loader strategy is deprecated")
         member_path = members_step(settings, shop, tags_now, as_of, progress)
+
+    progress("materializing the tags to the online store")
+    with contextlib.redirect_stdout(io.StringIO()):
+        steps.materialize(store, as_of)
+    erased["online_members"] = erasure.scrub_online(settings, store)
     report = {
         "as_of": as_of.isoformat(),
         "tag_version": rules.version,
         "member_table": str(member_path),
         "data": str(data_dir),
         "home": str(home),
-        "ingest": shop.report_dict(),
+        "ingest": {**shop.report_dict(), "erased": erased, "event_log": logged},
         "snapshots": {k: [d.isoformat() for d in v] for k, v in dates.items()},
         "members": len(tags_now),
         "notes": notes,
@@ -163,8 +205,8 @@ def run_pipeline(
     path = settings.reports_dir / as_of.isoformat() / "run.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2, default=str))
-    (home / "latest_run.json").write_text(
-        json.dumps({"as_of": as_of.isoformat(), "report": str(path)})
+    gen.path("latest_run.json").write_text(
+        json.dumps({"as_of": as_of.isoformat(), "report": str(path.relative_to(home))})
     )
     for r, res in zip(regs, results, strict=True):
         s = r.metrics.get("shipped", {}).get(res.primary)

@@ -52,7 +52,10 @@ def write_snapshots(
     frames: dict[date, pd.DataFrame] = {}
     for d in track(progress, sorted(set(dates)), "tag snapshots written"):
         tags = compute_tags(shop.tables, d, settings.tags, rules)
-        tags.to_parquet(repo.snapshot_path(settings, d), index=False)
+        path = repo.snapshot_path(settings, d)
+        tmp = path.with_name(path.name + ".tmp")  # a new file: earlier generations link the old
+        tags.to_parquet(tmp, index=False)
+        tmp.replace(path)
         frames[d] = tags
     return frames
 
@@ -67,6 +70,20 @@ def apply_and_materialize(settings: MemberwiseSettings, as_of: date) -> Any:
     repo.apply(store)
     repo.materialize(store, as_of)
     return store
+
+
+def apply_repo(settings: MemberwiseSettings) -> Any:
+    """Write and apply the feature repo (as :func:`apply_and_materialize`, without loading
+    the online store); returns the FeatureStore."""
+    repo.write_repo(settings)
+    store = repo.feature_store(settings)
+    repo.apply(store)
+    return store
+
+
+def materialize(store: Any, as_of: date) -> Any:
+    """Load the online store up to the snapshot of ``as_of`` (features.repo.materialize)."""
+    return repo.materialize(store, as_of)
 
 
 def historical(store: Any, service: str, entity_df: pd.DataFrame) -> pd.DataFrame:

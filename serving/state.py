@@ -169,7 +169,7 @@ class AppState:
             self.error = None
         except Exception as exc:  # reported by /readyz and the 503s; /healthz still answers
             log.exception("models not loaded")
-            self.error = f"{type(exc).__name__}: {exc}"
+            self.error = public_error(exc)
             return
         self.connect_store()
 
@@ -292,3 +292,13 @@ def check_vocabulary(snapshot: pd.DataFrame, custom_tags: Sequence[str] = ()) ->
 def as_float(v: Any) -> float:
     """An online feature value as a float (None -> NaN)."""
     return float("nan") if v is None else float(v)
+
+
+def public_error(exc: Exception) -> str:
+    """What callers may see of a start-up failure: memberwise's own messages (which name
+    no paths, SQL or hosts), else only the kind of error; the details go to the log."""
+    from models.registry import ModelsNotReady
+
+    if isinstance(exc, ModelsNotReady):
+        return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__} (details in the server log)"

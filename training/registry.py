@@ -192,9 +192,11 @@ def _log_one_quietly(result: TrainResult, model: Any, role: str) -> str | None:
 
 
 def log_and_register(
-    result: TrainResult, as_of: str, tags: dict[str, str] | None = None
+    result: TrainResult, as_of: str, tags: dict[str, str] | None = None, aliases: bool = True
 ) -> Registration:
-    """One MLflow run per model: params, both models' metrics, both registered."""
+    """One MLflow run per model: params, both models' metrics, both registered. With
+    ``aliases`` false the aliases are left where they are, for the caller to move later
+    (:func:`alias_moves`, :func:`move_aliases`)."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -246,11 +248,7 @@ def log_and_register(
             client.set_model_version_tag(reg, version, "as_of", as_of)
             for key, value in lineage.items():
                 client.set_model_version_tag(reg, version, key, value)
-    if champion_v is not None:
-        client.set_registered_model_alias(reg, CHAMPION, champion_v)
-    if shipped_v is not None:
-        client.set_registered_model_alias(reg, CHALLENGER, shipped_v)
-    return Registration(
+    registration = Registration(
         name=result.name,
         run_id=run.info.run_id,
         shipped_version=shipped_v,
@@ -259,6 +257,30 @@ def log_and_register(
         champion_role="model" if wins else "baseline",
         metrics=result.metrics,
     )
+    if aliases:
+        move_aliases(alias_moves(registration))
+    return registration
+
+
+def alias_moves(reg: Registration) -> list[tuple[str, str, str]]:
+    """The alias moves a registration asks for: (registered model, alias, version);
+    ``champion`` to the winner, ``challenger`` to the newest shipped model."""
+    name = registered_name(reg.name)
+    moves = []
+    if reg.champion_version is not None:
+        moves.append((name, CHAMPION, reg.champion_version))
+    if reg.shipped_version is not None:
+        moves.append((name, CHALLENGER, reg.shipped_version))
+    return moves
+
+
+def move_aliases(moves: list[tuple[str, str, str]]) -> None:
+    """Point each (registered model, alias) at its version, in the tracking URI set."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    for name, alias, version in moves:
+        client.set_registered_model_alias(name, alias, version)
 
 
 def mlflow_metric_name(name: str) -> str:

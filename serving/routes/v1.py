@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from serving.routes import campaigns, members, products, profile, reload, segments
+from serving.routes import (
+    admin,
+    campaigns,
+    events,
+    members,
+    products,
+    profile,
+    reload,
+    segments,
+)
 from serving.schemas import ERRORS
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
@@ -15,3 +24,5 @@ router.include_router(segments.router)
 router.include_router(profile.router)
 router.include_router(campaigns.router)
 router.include_router(reload.router)
+router.include_router(events.router)
+router.include_router(admin.router)

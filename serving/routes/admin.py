@@ -1,0 +1,65 @@
+"""Operator routes: erasure of a member (the right to be forgotten)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict
+from starlette.concurrency import run_in_threadpool
+
+from features import erasure
+from serving.deps import SettingsDep, StateDep
+from serving.schemas import ID_MAX_LENGTH, ID_PATTERN, example_of
+
+router = APIRouter(tags=["admin"])
+log = logging.getLogger("memberwise.audit")
+
+MemberId = Annotated[
+    str,
+    Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN,
+         description="the shop's member id", examples=["M00651"]),
+]  # fmt: skip
+
+
+class ErasurePublic(BaseModel):
+    """The member is suppressed (every later run leaves them out); ``online_removed``: the
+    online store held a row for them, now deleted."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"erased": True, "online_removed": True}]}
+    )
+    erased: bool
+    online_removed: bool
+
+
+def audit(action: str, **fields: Any) -> None:
+    """An audit entry through ``serving.logs.audit`` when present, else a JSON log line."""
+    try:
+        from serving.logs import audit as hook  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        log.info(json.dumps({"audit": action, **fields}, default=str))
+        return
+    hook(action, **fields)
+
+
+def _erase(settings: Any, store: Any, member_id: str) -> tuple[str, bool]:
+    digest = erasure.suppress(settings, [member_id])[0]
+    removed = bool(store is not None and erasure.delete_online(store, [member_id]))
+    return digest, removed
+
+
+@router.delete(
+    "/members/{member_id}", response_model=ErasurePublic, responses=example_of(ErasurePublic)
+)
+async def erase_member(
+    member_id: MemberId, state: StateDep, settings: SettingsDep
+) -> ErasurePublic:
+    """Forget a member: removed from the online store now, and left out of every later
+    run's tags, training data, scores, segments and exports. Idempotent."""
+    store = getattr(state.features, "store", None)
+    digest, removed = await run_in_threadpool(_erase, settings, store, member_id)
+    audit("erasure", digest=digest, online_removed=removed, source="api")
+    return ErasurePublic(erased=True, online_removed=removed)
