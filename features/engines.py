@@ -100,13 +100,14 @@ def to_spark(sql: str) -> str:
 
 
 @lru_cache(maxsize=4)
-def spark_session(master: str) -> Any:
+def spark_session(master: str, shuffle_partitions: int = 8) -> Any:
     """The process's Spark session for the tag queries (naive UTC timestamps, no UI)."""
     from pyspark.sql import SparkSession
 
     return (
         SparkSession.builder.master(master)
         .appName("memberwise-tags")
+        .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.sql.timestampType", "TIMESTAMP_NTZ")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
@@ -121,8 +122,8 @@ class SparkEngine:
     Tables registered from pandas become temporary views; ``create`` caches its result so
     the later queries reuse it."""
 
-    def __init__(self, master: str = "local[*]") -> None:
-        self.spark = spark_session(master)
+    def __init__(self, master: str = "local[*]", shuffle_partitions: int = 8) -> None:
+        self.spark = spark_session(master, shuffle_partitions)
         self.views: list[str] = []
 
     def register(self, name: str, frame: pd.DataFrame) -> None:
@@ -166,10 +167,13 @@ def _spark_type(dtype: Any) -> str:
     return "STRING"
 
 
-def open_engine(name: EngineName = "duckdb", spark_master: str = "local[*]") -> TagEngine:
-    """A fresh engine of kind ``name`` (settings ``stores.tag_engine``, ``stores.spark_master``)."""
+def open_engine(
+    name: EngineName = "duckdb", spark_master: str = "local[*]", shuffle_partitions: int = 8
+) -> TagEngine:
+    """A fresh engine of kind ``name`` (settings ``stores.tag_engine``, ``stores.spark_master``,
+    ``stores.spark_shuffle_partitions``)."""
     if name == "spark":
-        return SparkEngine(spark_master)
+        return SparkEngine(spark_master, shuffle_partitions)
     if name == "duckdb":
         return DuckDBEngine()
     raise ValueError(f"unknown tag engine {name!r}: use 'duckdb' or 'spark'")

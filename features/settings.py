@@ -74,6 +74,18 @@ class StoresSettings(Section):
         description="member store the segment queries read (postgresql://...); unset: DuckDB "
         "file STATE_DIR/members.duckdb. Point every API replica at the same PostgreSQL",
     )
+    tag_engine: Literal["duckdb", "spark"] = Field(
+        "duckdb",
+        description="where the tag SQL runs: DuckDB in the process, or Spark (the same queries, "
+        "transpiled; needs the 'spark' extra and Java 17)",
+    )
+    spark_master: str = Field(
+        "local[*]",
+        description="Spark master of tag_engine=spark (local[*], spark://host:7077, ...)",
+    )
+    spark_shuffle_partitions: int = Field(
+        8, ge=1, description="spark.sql.shuffle.partitions of tag_engine=spark (raise on a cluster)"
+    )
 
 
 class TagSettings(Section):
