@@ -97,3 +97,11 @@ clean-demo: ## remove the demo data and home
 	rm -rf $(DEMO_DATA) $(DEMO_HOME)
 
 .PHONY: help env demo test test-slow test-all lint format mlflow-ui feast-ui clean-demo evaluate evaluate-synthetic evaluate-online-retail evaluate-completejourney evaluate-matrix evaluate-hillstrom
+
+BENCH_MEMBERS ?= 100000 1000000
+BENCH_OUT ?= bench-out
+
+bench: env ## scale benchmark (not part of test): run stages, score, decision API vs bare FastAPI -> $(BENCH_OUT)/bench.json
+	nice -n 19 $(PY) benchmarks/bench.py --members $(BENCH_MEMBERS) --out $(BENCH_OUT)
+
+.PHONY: bench

@@ -312,7 +312,8 @@ class ALSRecommender(_FactorPeer):
             num_threads=cfg.num_threads,
             random_state=cfg.random_state,
         )
-        model.fit(user_items, show_progress=False)
+        with single_threaded_blas():  # implicit's own threads use the cores
+            model.fit(user_items, show_progress=False)
         return _as_arrays(model)
 
 
@@ -340,5 +341,6 @@ class BPRRecommender(_FactorPeer):
             num_threads=cfg.num_threads,
             random_state=cfg.random_state,
         )
-        model.fit(user_items, show_progress=False)
+        with single_threaded_blas():  # implicit's own threads use the cores
+            model.fit(user_items, show_progress=False)
         return _as_arrays(model)
