@@ -36,6 +36,7 @@ from models.products import (
     Recommender,
     _History,
     fit_quietly,
+    single_threaded_blas,
     user_item_matrix,
 )
 
