@@ -388,6 +388,19 @@ def _aggregate(
     return df, cat, hours, hov
 
 
+def joined_by_member(member_id: pd.Series, value: pd.Series) -> pd.Series:
+    """member_id -> the member's values joined with "," in row order (rows grouped by
+    member, as after a sort); column-wise string concatenation, no Python loop per member."""
+    rank = member_id.groupby(member_id, sort=False).cumcount().to_numpy()
+    wide = pd.DataFrame({"member_id": member_id.to_numpy(), "rank": rank,
+                         "value": value.to_numpy(object)})  # fmt: skip
+    wide = wide.pivot(index="member_id", columns="rank", values="value")
+    out = wide[0].astype(object)
+    for k in wide.columns[1:]:  # ranks are contiguous: a member with rank k has k - 1
+        out = out + ("," + wide[k]).fillna("")
+    return out
+
+
 def _finish(
     df: pd.DataFrame,
     cat: pd.DataFrame,
@@ -468,7 +481,7 @@ def _finish(
         total = cat.groupby("member_id")["spend"].transform("sum")
         cat = cat.assign(share=cat["spend"] / total)
         top = cat.groupby("member_id").head(cfg.top_categories)
-        lists = top.groupby("member_id")["category"].agg(",".join)
+        lists = joined_by_member(top["member_id"], top["category"].astype(str))
         first = top.groupby("member_id").head(1).set_index("member_id")
         df["top_category"] = df["member_id"].map(first["category"])
         df["top_category_share"] = df["member_id"].map(first["share"])
