@@ -131,6 +131,7 @@ class TrainingSettings(Section):
     coupon_response_days: int = Field(14, description="an offer's outcome is the net margin in this window")  # fmt: skip
     default_margin_rate: float = Field(0.3, description="margin rate of products without one")
     max_coupon_snapshots: int = Field(24, description="at most this many offer dates get their own tag snapshot")  # fmt: skip
+    openmp_threads: int = Field(1, ge=0, description="OpenMP threads of the model fits in `memberwise run` (gradient boosting, implicit); 0 = all cores. More help only on an idle machine: beside other work, OpenMP's spin-waiting threads make a fit many times slower than one thread")  # fmt: skip
 
 
 class PopularitySettings(Section):
