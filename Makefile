@@ -105,3 +105,9 @@ bench: env ## scale benchmark (not part of test): run stages, score, decision AP
 	nice -n 19 $(PY) benchmarks/bench.py --members $(BENCH_MEMBERS) --out $(BENCH_OUT)
 
 .PHONY: bench
+
+bench-segments: env ## segment queries on 1,000,000 members (DuckDB, PostgreSQL); console page timings on the demo shop
+	nice $(PY) benchmarks/segments.py --members 1000000
+	nice $(PY) benchmarks/console_pages.py --members 3000
+
+.PHONY: bench-segments

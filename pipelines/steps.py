@@ -43,7 +43,11 @@ def snapshot_dates(shop: ShopData, cfg: TrainConfig) -> dict[str, list[date]]:
 def write_snapshots(
     shop: ShopData, dates: list[date], settings: MemberwiseSettings, progress: Reporter = silent
 ) -> dict[date, pd.DataFrame]:
-    """Compute tags at each date and write one Parquet file per date (overwriting)."""
+    """Compute tags at each date and write one Parquet file per date (overwriting), with the
+    tag rules in force for the home (features.rules.live_rules_path)."""
+    from features.rules import live_rules_path, load_rules
+
+    rules = load_rules(live_rules_path(settings))
     out_dir = repo.tags_source_path(settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     frames: dict[date, pd.DataFrame] = {}
@@ -52,7 +56,7 @@ def write_snapshots(
         engine = open_engine(
             stores.tag_engine, stores.spark_master, stores.spark_shuffle_partitions
         )
-        tags = compute_tags(shop.tables, d, settings.tags, engine=engine)
+        tags = compute_tags(shop.tables, d, settings.tags, rules, engine=engine)
         tags.to_parquet(repo.snapshot_path(settings, d), index=False)
         frames[d] = tags
     return frames
