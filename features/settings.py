@@ -289,6 +289,13 @@ class ServingSettings(Section):
     coupon_precompute_max_members: int = Field(
         2_000_000, description="coupon decisions precomputed at start-up up to this many members"
     )
+    online_budget_ms: float = Field(20.0, gt=0, description="longest wait for one member's online features; past it the answer is degraded (fallbacks)")  # fmt: skip
+    breaker_failures: int = Field(3, ge=1, description="consecutive failed or late online reads that open the circuit breaker (then no read is tried)")  # fmt: skip
+    breaker_reset_seconds: float = Field(2.0, gt=0, description="an open breaker lets one trial read through after this long; a success closes it")  # fmt: skip
+    store_timeout_ms: int = Field(250, ge=1, description="Redis socket connect/read timeout of the serving reads (frees a thread blocked on a hung Redis)")  # fmt: skip
+    store_retry_seconds: float = Field(2.0, gt=0, description="while the online store cannot be opened (down at start-up), try again this often")  # fmt: skip
+    reload_interval_seconds: float = Field(30.0, ge=0, description="poll the registry's champion aliases this often and swap in moved models (0: only POST /v1/admin/reload)")  # fmt: skip
+    fallback_max_members: int = Field(2_000_000, ge=0, description="members whose country, RFM segment and time zone are kept in memory from the tag snapshot for degraded answers")  # fmt: skip
 
 
 class InsightSettings(Section):

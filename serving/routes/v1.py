@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from serving.routes import campaigns, members, products, profile, segments
+from serving.routes import campaigns, members, products, profile, reload, segments
 from serving.schemas import ERRORS
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
@@ -14,3 +14,4 @@ router.include_router(products.router)
 router.include_router(segments.router)
 router.include_router(profile.router)
 router.include_router(campaigns.router)
+router.include_router(reload.router)
