@@ -98,6 +98,14 @@ clean-demo: ## remove the demo data and home
 
 .PHONY: help env demo test test-slow test-all lint format mlflow-ui feast-ui clean-demo evaluate evaluate-synthetic evaluate-online-retail evaluate-completejourney evaluate-matrix evaluate-hillstrom
 
+BENCH_MEMBERS ?= 100000 1000000
+BENCH_OUT ?= bench-out
+
+bench: env ## scale benchmark (not part of test): run stages, score, decision API vs bare FastAPI -> $(BENCH_OUT)/bench.json
+	nice -n 19 $(PY) benchmarks/bench.py --members $(BENCH_MEMBERS) --out $(BENCH_OUT)
+
+.PHONY: bench
+
 bench-segments: env ## segment queries on 1,000,000 members (DuckDB, PostgreSQL); console page timings on the demo shop
 	nice $(PY) benchmarks/segments.py --members 1000000
 	nice $(PY) benchmarks/console_pages.py --members 3000

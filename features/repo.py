@@ -366,10 +366,12 @@ class Materialization:
     """One load of the tags view into the online store: the event-time window
     ``[start, end]`` (UTC, both ends included by the Parquet offline store) and why.
 
-    ``first``: nothing loaded yet, every snapshot up to the as-of date. ``incremental``:
-    only what is newer than the last load. ``rebuild``: the as-of date is the last one
-    loaded or earlier, so its snapshot was rewritten or rows of later snapshots are online;
-    the view's online rows are dropped and loaded again up to the as-of date.
+    ``first``: nothing loaded yet. ``incremental``: only what is newer than the last load.
+    ``rebuild``: the as-of date is the last one loaded or earlier, so its snapshot was
+    rewritten or rows of later snapshots are online; the view's online rows are dropped and
+    loaded again. A first load and a rebuild start at ``floor``: the as-of snapshot itself
+    when it holds every member known by then (a run's snapshots do), so one snapshot is
+    read instead of every one since 1970; :data:`EPOCH` otherwise.
     """
 
     kind: Literal["first", "incremental", "rebuild"]
@@ -378,32 +380,36 @@ class Materialization:
 
 
 def plan_materialization(
-    intervals: Sequence[tuple[datetime, datetime]], end: datetime
+    intervals: Sequence[tuple[datetime, datetime]], end: datetime, floor: datetime = EPOCH
 ) -> Materialization:
     """What to load for a run ending at ``end``, given the view's past loads in the order
-    they ran (Feast's ``materialization_intervals``)."""
+    they ran (Feast's ``materialization_intervals``); a first load or a rebuild starts at
+    ``floor``."""
     if not intervals:
-        return Materialization("first", EPOCH, end)
+        return Materialization("first", floor, end)
     last = _aware(intervals[-1][1])
     if last < end:
         return Materialization("incremental", last, end)
-    return Materialization("rebuild", EPOCH, end)
+    return Materialization("rebuild", floor, end)
 
 
 def _aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
-def materialize(store: Any, as_of: date) -> Materialization:
+def materialize(store: Any, as_of: date, complete: bool = True) -> Materialization:
     """Bring the online store to the snapshot of ``as_of`` (the latest snapshot at or
-    before it, per member) and return what was loaded.
+    before it, per member) and return what was loaded. ``complete``: the snapshot of
+    ``as_of`` holds every member known by then (compute_tags writes it so), so a first
+    load or a rebuild reads that snapshot alone.
 
     An incremental load goes through Feast's ``materialize_incremental``, which starts at
     the latest end it has recorded; after a rebuild to an earlier date that end is later
     than what is online, so the window is then given explicitly.
     """
     view = store.get_feature_view(TAGS_VIEW)
-    plan = plan_materialization(view.materialization_intervals, load_end(as_of))
+    floor = snapshot_time(as_of) if complete else EPOCH
+    plan = plan_materialization(view.materialization_intervals, load_end(as_of), floor)
     if plan.kind == "rebuild":
         _drop_online_rows(store, view)
     recorded = view.most_recent_end_time

@@ -75,6 +75,18 @@ class StoresSettings(Section):
         description="member store the segment queries read (postgresql://...); unset: DuckDB "
         "file STATE_DIR/members.duckdb. Point every API replica at the same PostgreSQL",
     )
+    tag_engine: Literal["duckdb", "spark"] = Field(
+        "duckdb",
+        description="where the tag SQL runs: DuckDB in the process, or Spark (the same queries, "
+        "transpiled; needs the 'spark' extra and Java 17)",
+    )
+    spark_master: str = Field(
+        "local[*]",
+        description="Spark master of tag_engine=spark (local[*], spark://host:7077, ...)",
+    )
+    spark_shuffle_partitions: int = Field(
+        8, ge=1, description="spark.sql.shuffle.partitions of tag_engine=spark (raise on a cluster)"
+    )
 
 
 class TagSettings(Section):
@@ -113,6 +125,7 @@ class TrainingSettings(Section):
     coupon_response_days: int = Field(14, description="an offer's outcome is the net margin in this window")  # fmt: skip
     default_margin_rate: float = Field(0.3, description="margin rate of products without one")
     max_coupon_snapshots: int = Field(24, description="at most this many offer dates get their own tag snapshot")  # fmt: skip
+    openmp_threads: int = Field(1, ge=0, description="OpenMP threads of the model fits in `memberwise run` (gradient boosting, implicit); 0 = all cores. More help only on an idle machine: beside other work, OpenMP's spin-waiting threads make a fit many times slower than one thread")  # fmt: skip
 
 
 class PopularitySettings(Section):

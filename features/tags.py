@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta
 
-import duckdb
 import numpy as np
 import pandas as pd
 
+from features.engines import EngineName, TagEngine, open_engine
 from features.rules import TagRules, evaluate_tags, load_rules, without_scores
 from features.settings import TagConfig
 
@@ -107,6 +107,7 @@ def compute_tags(
     as_of: date,
     config: TagConfig | None = None,
     rules: TagRules | None = None,
+    engine: EngineName | TagEngine = "duckdb",
 ) -> pd.DataFrame:
     """Tags of every member known by the end of ``as_of``.
 
@@ -117,11 +118,40 @@ def compute_tags(
     group (``lifecycle_stage`` among them), and ``tags``, the holding plain tags joined by
     commas. Rules on model scores are evaluated after the models score
     (:func:`features.rules.evaluate_tags` on the member table).
+
+    The aggregations run as SQL on ``engine`` (features.engines: "duckdb" in the process,
+    "spark" on a local Spark session, or an open engine such as a SparkEngine on a
+    cluster); the same queries give the same tags on either.
     """
     cfg = config or TagConfig()
     ref = reference_instant(as_of)
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
+    con = open_engine(engine) if isinstance(engine, str) else engine
+    try:
+        df, cat, hours = _aggregate(con, tables, ref, cfg)
+    finally:
+        con.close()
+    # the member's country (members table), the segment a member with no purchases yet is
+    # recommended from (what members of the same country buy)
+    src = tables.get("members")
+    if src is not None and "country" in src and len(src):
+        country = src.dropna(subset=["country"]).drop_duplicates("member_id", keep="last")
+        df["country"] = df["member_id"].map(
+            dict(zip(country["member_id"].astype(str), country["country"].astype(str), strict=True))
+        )
+    else:
+        df["country"] = None
+    return _finish(df, cat, hours, as_of, cfg, rules)
+
+
+def _timestamp(ts: datetime) -> str:
+    return "TIMESTAMP '" + ts.isoformat(sep=" ") + "'"
+
+
+def _aggregate(
+    con: TagEngine, tables: dict[str, pd.DataFrame], ref: datetime, cfg: TagConfig
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The SQL part of the tags: per-member aggregates, category spend and engagement
+    hours."""
     ol = tables["order_lines"]
     if "discount" not in ol:
         ol = ol.assign(discount=0.0)
@@ -180,24 +210,32 @@ def compute_tags(
         "hf_start": ref - timedelta(days=cfg.high_frequency_window_days),
         "d30": ref - timedelta(days=30),
     }
-    con.execute(
+    con.create(
+        "lines",
         """
-        CREATE TEMP TABLE lines AS
         SELECT member_id, order_id, ts, product_id, quantity, unit_price,
                COALESCE(discount, 0.0) AS discount,
                quantity * unit_price - COALESCE(discount, 0.0) AS net
-        FROM order_lines_all WHERE ts < $ref;
-        CREATE TEMP TABLE orders AS
+        FROM order_lines_all WHERE ts < $ref
+        """.replace("$ref", _timestamp(ref)),
+    )
+    con.create(
+        "orders",
+        """
         SELECT member_id, order_id, MIN(ts) AS ts, SUM(net) AS value,
                SUM(CASE WHEN quantity > 0 THEN quantity * unit_price ELSE 0 END) AS gross,
                SUM(CASE WHEN quantity > 0 THEN discount ELSE 0 END) AS disc,
                BOOL_OR(quantity > 0) AS is_purchase
-        FROM lines GROUP BY member_id, order_id;
-        """.replace("$ref", "TIMESTAMP '" + ref.isoformat(sep=" ") + "'")
+        FROM lines GROUP BY member_id, order_id
+        """,
     )
     sql = """
     WITH purchases AS (
-        SELECT *, ts - LAG(ts) OVER (PARTITION BY member_id ORDER BY ts) AS gap
+        SELECT *,
+               date_diff('microsecond',
+                         LAG(ts) OVER (PARTITION BY member_id ORDER BY ts, order_id), ts)
+                   / 86400e6 AS gap_days,
+               ROW_NUMBER() OVER (PARTITION BY member_id ORDER BY ts, order_id) AS seq
         FROM orders WHERE is_purchase
     ),
     o AS (
@@ -214,8 +252,8 @@ def compute_tags(
                COALESCE(SUM(value) FILTER (WHERE ts >= $recent_start), 0) AS spend_recent,
                COALESCE(SUM(value) FILTER (WHERE ts >= $prev_start AND ts < $recent_start), 0)
                    AS spend_previous,
-               MEDIAN(epoch(gap) / 86400.0) AS usual_cycle_days,
-               arg_max(epoch(gap) / 86400.0, ts) AS last_gap_days
+               MEDIAN(gap_days) AS usual_cycle_days,
+               arg_max(gap_days, seq) AS last_gap_days
         FROM purchases GROUP BY member_id
     ),
     money AS (SELECT member_id, SUM(value) AS monetary FROM orders GROUP BY member_id),
@@ -238,12 +276,18 @@ def compute_tags(
         FROM messages_all WHERE sent_ts < $ref GROUP BY member_id
     ),
     chan AS (
-        SELECT member_id, arg_max(channel, rate * 1e6 + opens) AS preferred_channel
+        SELECT member_id, channel AS preferred_channel
         FROM (
-            SELECT member_id, channel, COUNT(opened_ts) AS opens,
-                   COUNT(opened_ts) * 1.0 / COUNT(*) AS rate
-            FROM messages_all WHERE sent_ts < $ref GROUP BY member_id, channel
-        ) GROUP BY member_id
+            SELECT member_id, channel,
+                   ROW_NUMBER() OVER (PARTITION BY member_id
+                                      ORDER BY rate DESC, opens DESC, channel) AS pick
+            FROM (
+                SELECT member_id, channel, COUNT(opened_ts) AS opens,
+                       COUNT(opened_ts) * 1.0 / COUNT(*) AS rate
+                FROM messages_all WHERE sent_ts < $ref AND channel IS NOT NULL
+                GROUP BY member_id, channel
+            ) per_channel
+        ) ranked WHERE pick = 1
     ),
     cpn AS (
         SELECT member_id, COUNT(*) AS coupon_offers,
@@ -259,7 +303,10 @@ def compute_tags(
         SELECT ids.member_id,
                COALESCE(m.timezone, 'UTC') AS timezone,
                COALESCE(LEAST(m.signup_ts, o.first_ts), m.signup_ts, o.first_ts) AS since_ts,
-               o.*  EXCLUDE (member_id),
+               o.first_ts, o.last_ts, o.frequency, o.purchase_days, o.avg_order_value,
+               o.max_order_value, o.median_order_value, o.discount_order_share, o.gross,
+               o.disc, o.orders_30d, o.orders_recent, o.orders_previous, o.spend_recent,
+               o.spend_previous, o.usual_cycle_days, o.last_gap_days,
                money.monetary, prod.distinct_products,
                ev.events_30d, ev.events_recent,
                msg.messages_recent, msg.opens_recent, msg.open_rate,
@@ -277,10 +324,10 @@ def compute_tags(
         LEFT JOIN cpn USING (member_id)
     )
     SELECT member_id, timezone, first_ts, last_ts, last_gap_days AS last_gap_days,
-           epoch($ref - last_ts) / 86400.0 AS recency_days,
+           date_diff('microsecond', last_ts, $ref) / 86400e6 AS recency_days,
            COALESCE(frequency, 0) AS frequency,
            COALESCE(purchase_days, 0) AS purchase_days,
-           epoch($ref - first_ts) / 86400.0 AS first_purchase_days,
+           date_diff('microsecond', first_ts, $ref) / 86400e6 AS first_purchase_days,
            COALESCE(monetary, 0) AS monetary,
            avg_order_value, max_order_value, median_order_value, discount_order_share,
            COALESCE(orders_30d, 0) AS orders_30d,
@@ -288,9 +335,10 @@ def compute_tags(
            COALESCE(orders_previous, 0) AS orders_previous,
            COALESCE(spend_recent, 0) AS spend_recent,
            COALESCE(spend_previous, 0) AS spend_previous,
-           epoch($ref - since_ts) / 86400.0 AS tenure_days,
+           date_diff('microsecond', since_ts, $ref) / 86400e6 AS tenure_days,
            usual_cycle_days,
-           epoch($ref - last_ts) / 86400.0 / NULLIF(usual_cycle_days, 0) AS gap_ratio,
+           date_diff('microsecond', last_ts, $ref) / 86400e6 / NULLIF(usual_cycle_days, 0)
+               AS gap_ratio,
            COALESCE(distinct_products, 0) AS distinct_products,
            COALESCE(disc / NULLIF(gross, 0), 0) AS discount_share,
            COALESCE(events_30d, 0) AS events_30d,
@@ -302,19 +350,19 @@ def compute_tags(
     FROM base
     """
     for k, v in params.items():
-        sql = sql.replace("$" + k, "TIMESTAMP '" + v.isoformat(sep=" ") + "'")
-    df = con.execute(sql).df()
+        sql = sql.replace("$" + k, _timestamp(v))
+    df = con.query(sql)
 
     # categories: spend share per category over purchases
-    cat = con.execute(
+    cat = con.query(
         """
         SELECT l.member_id, p.category, SUM(l.quantity * l.unit_price) AS spend
-        FROM lines l JOIN products p USING (product_id)
+        FROM lines l JOIN products p ON l.product_id = p.product_id
         WHERE l.quantity > 0 AND p.category IS NOT NULL
-        GROUP BY 1, 2
+        GROUP BY l.member_id, p.category
         """
-    ).df()
-    hours = con.execute(
+    )
+    hours = con.query(
         """
         WITH t AS (
             SELECT member_id, ts FROM orders WHERE is_purchase
@@ -328,23 +376,28 @@ def compute_tags(
                    timezone(COALESCE(tz.timezone, 'UTC'), t.ts::TIMESTAMPTZ) AS lt
             FROM t LEFT JOIN tz USING (member_id)
         )
-        SELECT member_id,
-               (isodow(lt) - 1) * 24 + hour(lt) AS how, hour(lt) AS hod, COUNT(*) AS n
-        FROM loc GROUP BY ALL
-        """.replace("$ref", "TIMESTAMP '" + ref.isoformat(sep=" ") + "'")
-    ).df()
-    con.close()
-    # the member's country (members table), the segment a member with no purchases yet is
-    # recommended from (what members of the same country buy)
-    src = tables.get("members")
-    if src is not None and "country" in src and len(src):
-        country = src.dropna(subset=["country"]).drop_duplicates("member_id", keep="last")
-        df["country"] = df["member_id"].map(
-            dict(zip(country["member_id"].astype(str), country["country"].astype(str), strict=True))
-        )
-    else:
-        df["country"] = None
-    return _finish(df, cat, hours, as_of, cfg, rules)
+        SELECT member_id, how, hod, COUNT(*) AS n
+        FROM (
+            SELECT member_id, (isodow(lt) - 1) * 24 + hour(lt) AS how, hour(lt) AS hod
+            FROM loc
+        ) local_hours
+        GROUP BY member_id, how, hod
+        """.replace("$ref", _timestamp(ref))
+    )
+    return df, cat, hours
+
+
+def joined_by_member(member_id: pd.Series, value: pd.Series) -> pd.Series:
+    """member_id -> the member's values joined with "," in row order (rows grouped by
+    member, as after a sort); column-wise string concatenation, no Python loop per member."""
+    rank = member_id.groupby(member_id, sort=False).cumcount().to_numpy()
+    wide = pd.DataFrame({"member_id": member_id.to_numpy(), "rank": rank,
+                         "value": value.to_numpy(object)})  # fmt: skip
+    wide = wide.pivot(index="member_id", columns="rank", values="value")
+    out = wide[0].astype(object)
+    for k in wide.columns[1:]:  # ranks are contiguous: a member with rank k has k - 1
+        out = out + ("," + wide[k]).fillna("")
+    return out
 
 
 def _finish(
@@ -410,7 +463,7 @@ def _finish(
         total = cat.groupby("member_id")["spend"].transform("sum")
         cat = cat.assign(share=cat["spend"] / total)
         top = cat.groupby("member_id").head(cfg.top_categories)
-        lists = top.groupby("member_id")["category"].agg(",".join)
+        lists = joined_by_member(top["member_id"], top["category"].astype(str))
         first = top.groupby("member_id").head(1).set_index("member_id")
         df["top_category"] = df["member_id"].map(first["category"])
         df["top_category_share"] = df["member_id"].map(first["share"])

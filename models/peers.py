@@ -36,6 +36,7 @@ from models.products import (
     Recommender,
     _History,
     fit_quietly,
+    single_threaded_blas,
     user_item_matrix,
 )
 
@@ -312,7 +313,8 @@ class ALSRecommender(_FactorPeer):
             num_threads=cfg.num_threads,
             random_state=cfg.random_state,
         )
-        model.fit(user_items, show_progress=False)
+        with single_threaded_blas():  # implicit's own threads use the cores
+            model.fit(user_items, show_progress=False)
         return _as_arrays(model)
 
 
@@ -340,5 +342,6 @@ class BPRRecommender(_FactorPeer):
             num_threads=cfg.num_threads,
             random_state=cfg.random_state,
         )
-        model.fit(user_items, show_progress=False)
+        with single_threaded_blas():  # implicit's own threads use the cores
+            model.fit(user_items, show_progress=False)
         return _as_arrays(model)

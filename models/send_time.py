@@ -368,9 +368,13 @@ class _SendTimeBase:
         return obj  # type: ignore[return-value]
 
 
+@lru_cache(maxsize=65_536)
 def next_moment(hour_of_week: int, timezone: str, now_utc: datetime) -> tuple[datetime, datetime]:
     """(at_utc, at_local): the first start of local ``hour_of_week`` in ``timezone`` strictly
-    after ``now_utc`` (naive = UTC). Wall-clock arithmetic, so DST changes are respected."""
+    after ``now_utc`` (naive = UTC). Wall-clock arithmetic, so DST changes are respected.
+
+    Memoised: a batch decides every member at one ``now``, so it computes each (hour of
+    week, timezone) pair once instead of once per member."""
     tz: tzinfo = _zone(timezone) or UTC
     now = now_utc.replace(tzinfo=UTC) if now_utc.tzinfo is None else now_utc.astimezone(UTC)
     local = now.astimezone(tz)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from features import repo
 from features.levels import write_levels
@@ -145,9 +146,11 @@ def build(
                                  segments, cutoff, cfg, settings.send_time, settings.gate)),
     ]  # fmt: skip
     results: list[TrainResult] = []
-    for label, train in track(progress, trainers, "models trained"):
-        progress(f"training {label}")
-        results.append(train())
+    threads = cfg.openmp_threads or None  # None: threadpoolctl leaves every core
+    with threadpool_limits(limits=threads, user_api="openmp"):
+        for label, train in track(progress, trainers, "models trained"):
+            progress(f"training {label}")
+            results.append(train())
 
     progress("logging to MLflow and moving the champion aliases")
     with warnings.catch_warnings():

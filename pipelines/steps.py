@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from features import repo
+from features.engines import open_engine
 from features.settings import MemberwiseSettings
 from features.tags import compute_tags
 from pipelines.ingest import ShopData
@@ -50,8 +51,12 @@ def write_snapshots(
     out_dir = repo.tags_source_path(settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     frames: dict[date, pd.DataFrame] = {}
+    stores = settings.stores
     for d in track(progress, sorted(set(dates)), "tag snapshots written"):
-        tags = compute_tags(shop.tables, d, settings.tags, rules)
+        engine = open_engine(
+            stores.tag_engine, stores.spark_master, stores.spark_shuffle_partitions
+        )
+        tags = compute_tags(shop.tables, d, settings.tags, rules, engine=engine)
         path = repo.snapshot_path(settings, d)
         tmp = path.with_name(path.name + ".tmp")  # a new file: earlier generations link the old
         tags.to_parquet(tmp, index=False)

@@ -87,6 +87,25 @@ def test_plan_materialization_first_incremental_rebuild():
     # after a rebuild to June, the next load starts from June, not from July
     after = repo.plan_materialization([(repo.EPOCH, july), (repo.EPOCH, june)], july)
     assert (after.kind, after.start) == ("incremental", june)
+    # a first load or a rebuild may start at a floor (the as-of snapshot)
+    floor = repo.snapshot_time(JUNE)
+    assert repo.plan_materialization([], june, floor).start == floor
+    assert repo.plan_materialization([(floor, june)], june, floor).start == floor
+
+
+def test_a_first_load_reads_only_the_as_of_snapshot_unless_told_it_is_partial(tmp_path):
+    # May's snapshot holds a member that June's (cut down here) does not: a complete
+    # as-of snapshot is the whole truth, a partial one needs every snapshot since 1970
+    for complete, expected in ((True, None), (False, 1.0)):
+        settings = MemberwiseSettings(home=tmp_path / str(complete))
+        _snapshot(settings, date(2024, 5, 31))
+        _snapshot(settings, JUNE, members=["a"])
+        repo.write_repo(settings)
+        store = repo.feature_store(settings)
+        repo.apply(store)
+        plan = repo.materialize(store, JUNE, complete=complete)
+        assert plan.start == (repo.snapshot_time(JUNE) if complete else repo.EPOCH)
+        assert _online(store, ["a", "b"]) == {"a": 2.0, "b": expected}
 
 
 @pytest.mark.slow
@@ -158,7 +177,8 @@ def test_second_run_materializes_only_the_new_interval(tmp_path):
     _snapshot(settings, JUNE)
     store = apply_and_materialize(settings, JUNE)
     june, july = repo.load_end(JUNE), repo.load_end(JULY)
-    assert _intervals(store) == [(repo.EPOCH, june)]
+    start = repo.snapshot_time(JUNE)  # a first load reads the as-of snapshot alone
+    assert _intervals(store) == [(start, june)]
     assert _online(store, ["a", "b", "c"]) == {"a": 2.0, "b": 1.0, "c": None}
 
     # The July snapshot holds only a and c; June's file is then changed for b. A load of
@@ -167,7 +187,7 @@ def test_second_run_materializes_only_the_new_interval(tmp_path):
     june_file = repo.snapshot_path(settings, JUNE)
     pd.read_parquet(june_file).assign(frequency=99.0).to_parquet(june_file, index=False)
     store = apply_and_materialize(settings, JULY)
-    assert _intervals(store) == [(repo.EPOCH, june), (june, july)]
+    assert _intervals(store) == [(start, june), (june, july)]
     assert _online(store, ["a", "b", "c"]) == {"a": 3.0, "b": 1.0, "c": 1.0}
 
 
@@ -181,7 +201,7 @@ def test_an_earlier_as_of_rebuilds_the_online_rows(tmp_path):
     store = apply_and_materialize(settings, JUNE)  # back to June: July's rows must go
     assert _online(store, ["a", "b", "c"]) == {"a": 2.0, "b": 1.0, "c": None}
     june, july = repo.load_end(JUNE), repo.load_end(JULY)
-    assert _intervals(store)[-1] == (repo.EPOCH, june)
+    assert _intervals(store)[-1] == (repo.snapshot_time(JUNE), june)
 
     store = apply_and_materialize(settings, JULY)  # forward again, from June
     assert _intervals(store)[-1] == (june, july)
