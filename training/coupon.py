@@ -124,7 +124,8 @@ def train_coupon(
             "the policy recommends no coupon"
         )
     shipped = fit(frame) if has_control and has_treated else CouponPolicy(ccfg)
-    if not shipped.fitted and has_control and has_treated and shipped.reason_unfitted not in notes:
+    known = any(shipped.reason_unfitted in n for n in notes)
+    if not shipped.fitted and has_control and has_treated and not known:
         notes.append(shipped.reason_unfitted)
     return TrainResult(
         name="coupon",

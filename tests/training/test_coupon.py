@@ -76,8 +76,9 @@ def test_run_gate_and_backtest_value_the_policy_through_the_same_code(monkeypatc
     monkeypatch.setattr(tc, "cross_fitted_personalised", spy)
     gate = GateSettings(cross_fit_folds=3)
     cfg = TrainConfig()
-    res = tc.train_coupon(frame, ["x", "z"], cfg, CouponSettings(), gate)
-    ccfg = coupon_config(CouponSettings(), TrainingSettings(seed=cfg.seed))
+    settings = CouponSettings(learner="ridge", gain_outcome="margin")  # quick fits
+    res = tc.train_coupon(frame, ["x", "z"], cfg, settings, gate)
+    ccfg = coupon_config(settings, TrainingSettings(seed=cfg.seed))
     cands, _, _ = bc.cross_fitted(frame, ["x", "z"], ccfg, 3, cfg.seed)
     assert calls == [len(frame), len(frame)]  # once for run's gate, once for the backtest
     backtest = select(cands, z=gate.z)
