@@ -318,3 +318,20 @@ def test_champion_moved_under_load_zero_failures_and_answers_name_it(home, redis
     assert all(v["churn"] == churn for v in seen[first_new:])
     print(f"\n{len(answers)} answers, 0 failed; churn {old['churn']} -> {churn}, "
           f"products {old['products']} -> {products}")  # fmt: skip
+
+
+def test_the_serving_read_matches_feasts_online_features(home):
+    from serving.state import OnlineFeatures
+
+    reader = OnlineFeatures.open(home)
+    store = repo.feature_store(home)
+    for member in [*members_of(home)[:5], "nobody"]:
+        full = store.get_online_features(
+            features=reader.refs, entity_rows=[{"member_id": member}]
+        ).to_dict()
+        expected = {k: v[0] for k, v in full.items() if k != "member_id"}
+        got = reader.member(member)
+        if member == "nobody":
+            assert got is None and all(v is None for v in expected.values())
+        else:  # every feature Feast's full read path gives, with the same value
+            assert got is not None and {k: got.get(k) for k in expected} == expected
