@@ -63,10 +63,12 @@ PARTS: tuple[str, ...] = (
 
 # what each rule tag's reason quotes, a template over feature columns
 TAG_EVIDENCE: dict[str, str] = {
-    "high_order_value": "largest order {max_order_value:.2f}",
+    "high_order_value": "typical order {median_order_value:.2f}, {order_value_ratio:.1f}x the shop's",
     "dormant": "last purchase {recency_days:.0f} days ago",
     "high_frequency": "orders in the high-frequency window: {orders_30d:.0f}",
-    "price_sensitive": "{discount_share:.0%} of spend discounted",
+    "price_sensitive": (
+        "{discount_order_share:.0%} of orders discounted, {discount_order_lift:.1f}x the shop's"
+    ),
     "warn_activity_down": (
         "orders in the recent window: {orders_recent:.0f}, in the one before: {orders_previous:.0f}"
     ),

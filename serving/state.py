@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -179,7 +180,7 @@ class AppState:
         decider = decider_for(champions, as_of)
         precomputed = 0
         if snapshot is not None:
-            check_vocabulary(snapshot)
+            check_vocabulary(snapshot, live_tag_names(self.settings))
             try:
                 precomputed = decider.precompute(snapshot)
             except Exception:  # an optimisation only: requests then decide themselves
@@ -255,14 +256,25 @@ PROBE_MEMBER = "_"  # an id no member has (the API's ids are never "_" alone in 
 VOCABULARY_COLUMNS = ("lifecycle_stage", "value_tier", "rfm_segment", "tags")
 
 
-def check_vocabulary(snapshot: pd.DataFrame) -> None:
-    """Every stage, tier, segment and tag in the snapshot is one the API's enums know;
+def live_tag_names(settings: MemberwiseSettings) -> list[str]:
+    """The plain tags of the rules file in force for the home ([] when it cannot be read)."""
+    from features.rules import RulesInvalid, live_rules_path, load_rules, tag_names
+
+    try:
+        return tag_names(load_rules(live_rules_path(settings)))
+    except (OSError, RulesInvalid):
+        return []
+
+
+def check_vocabulary(snapshot: pd.DataFrame, custom_tags: Sequence[str] = ()) -> None:
+    """Every stage, tier, segment and tag in the snapshot is one the API's enums know, tags
+    also those of the rules in force (``custom_tags``: a marketer's own tag names);
     otherwise a ValueError saying which (the tag configuration changed since the run)."""
     allowed: dict[str, set[str]] = {
         "lifecycle_stage": {str(v) for v in LifecycleStage},
         "value_tier": {str(v) for v in ValueTier},
         "rfm_segment": {str(v) for v in RfmSegment},
-        "tags": {str(v) for v in Tag},
+        "tags": {str(v) for v in Tag} | {str(t) for t in custom_tags},
     }
     for col, known in allowed.items():
         values = snapshot[col].dropna().astype(str)

@@ -1,5 +1,6 @@
 """The closed vocabularies of the API, as enums built from the one place each is defined
-(``features.tags``, the configuration's value tier names, the models' constants), so the
+(``features.tags``, the tag rules files, the configuration's value tier names, the models'
+constants), so the
 OpenAPI schema lists the allowed values and an unknown one in a request is a 422 naming
 them.
 
@@ -13,7 +14,8 @@ from __future__ import annotations
 from enum import StrEnum
 
 from features.settings import get_settings
-from features.tags import BOOL_TAGS, LIFECYCLE_STAGES, RFM_SEGMENTS
+from features.rules import DEFAULT_RULES, RulesInvalid, live_rules_path, load_rules, tag_names
+from features.tags import LIFECYCLE_STAGES, RFM_SEGMENTS
 from models.decision import BASELINE, MODEL, PARTS, RULES
 from models.products import BUY_AGAIN, POPULAR, POPULAR_IN_SEGMENT, SIMILAR_MEMBERS
 from models.send_time import GLOBAL, MEMBER, SEGMENT
@@ -25,7 +27,18 @@ def _values(*names: str) -> dict[str, str]:
     return {n: n for n in dict.fromkeys(names)}
 
 
-Tag = StrEnum("Tag", _values(*BOOL_TAGS))  # type: ignore[misc]
+def rule_tag_names() -> list[str]:
+    """The tags members can carry: the default rules' and those of the rules file in force
+    for the configured home (``memberwise run --tags FILE``), custom names included."""
+    names = tag_names(load_rules(DEFAULT_RULES))
+    try:
+        names += tag_names(load_rules(live_rules_path(get_settings())))
+    except (OSError, RulesInvalid):  # a broken live file: the run refused it already
+        pass
+    return list(dict.fromkeys(names))
+
+
+Tag = StrEnum("Tag", _values(*rule_tag_names()))  # type: ignore[misc]
 Tag.__doc__ = "A rule tag (true for the member as of the snapshot)."
 
 LifecycleStage = StrEnum("LifecycleStage", _values(*LIFECYCLE_STAGES))  # type: ignore[misc]

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from features.settings import TagConfig
-from features.tags import BOOL_TAGS, LIFECYCLE_STAGES, RFM_SEGMENTS
+from features.rules import load_rules, tag_names
+from features.tags import LIFECYCLE_STAGES, RFM_SEGMENTS
 from serving import schemas
 from serving.state import AppState
 
@@ -47,7 +48,7 @@ def test_every_200_response_has_an_example_valid_against_its_model(spec):
 
 def test_closed_vocabularies_are_enums(spec):
     comp = spec["components"]["schemas"]
-    assert comp["Tag"]["enum"] == list(BOOL_TAGS)
+    assert comp["Tag"]["enum"] == tag_names(load_rules())
     assert comp["LifecycleStage"]["enum"] == list(LIFECYCLE_STAGES)
     assert comp["RfmSegment"]["enum"] == [s for s, _, _ in RFM_SEGMENTS] + ["no_purchase"]
     assert comp["ValueTier"]["enum"] == list(TagConfig().value_tier_names)
