@@ -11,7 +11,7 @@ module is first imported, i.e. when the app starts.
 
 from __future__ import annotations
 
-from contextlib import suppress
+import contextlib
 from enum import StrEnum
 
 from features.rules import DEFAULT_RULES, RulesInvalid, live_rules_path, load_rules, tag_names
@@ -32,7 +32,7 @@ def rule_tag_names() -> list[str]:
     """The tags members can carry: the default rules' and those of the rules file in force
     for the configured home (``memberwise run --tags FILE``), custom names included."""
     names = tag_names(load_rules(DEFAULT_RULES))
-    with suppress(OSError, RulesInvalid):  # a broken live file: the run refused it already
+    with contextlib.suppress(OSError, RulesInvalid):  # a broken live file: the run refused it
         names += tag_names(load_rules(live_rules_path(get_settings())))
     return list(dict.fromkeys(names))
 
