@@ -56,9 +56,7 @@ def _end(as_of: date) -> pd.Timestamp:
 # --------------------------------------------------------------------------- growth value
 
 
-def behaviour_growth(
-    tables: dict[str, pd.DataFrame], as_of: date, cfg: LevelSettings
-) -> pd.Series:
+def behaviour_growth(tables: dict[str, pd.DataFrame], as_of: date, cfg: LevelSettings) -> pd.Series:
     """member_id -> growth value (float, >= 0) by the behaviour model, up to the end of
     ``as_of``."""
     end = _end(as_of)
@@ -135,9 +133,7 @@ def rfm_growth(tables: dict[str, pd.DataFrame], as_of: date, cfg: LevelSettings)
     return balance
 
 
-def growth_value(
-    tables: dict[str, pd.DataFrame], as_of: date, cfg: LevelSettings
-) -> pd.Series:
+def growth_value(tables: dict[str, pd.DataFrame], as_of: date, cfg: LevelSettings) -> pd.Series:
     """Growth value per member_id by the configured model."""
     if cfg.model == "rfm":
         return rfm_growth(tables, as_of, cfg)

@@ -204,8 +204,11 @@ def run(
     ] = None,
     tags: Annotated[
         Path | None,
-        typer.Option("--tags", help="tag rules YAML to tag with; copied into the home as the "
-                     "rules in force [default: the home's, else the programme's]"),
+        typer.Option(
+            "--tags",
+            help="tag rules YAML to tag with; copied into the home as the "
+            "rules in force [default: the home's, else the programme's]",
+        ),
     ] = None,
 ) -> None:
     """Validate, tag, load Feast, train and register every model, promote champions."""

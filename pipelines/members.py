@@ -64,9 +64,11 @@ def order_dates(shop: ShopData, as_of: date) -> pd.DataFrame:
     out["active_30d"] = out["last"] >= end - pd.Timedelta(days=ACTIVE_DAYS)
     members = shop.get("members")
     if members is not None and "signup_ts" in members:
-        signup = members.assign(member_id=members["member_id"].astype(str)).groupby("member_id")[
-            "signup_ts"
-        ].min()
+        signup = (
+            members.assign(member_id=members["member_id"].astype(str))
+            .groupby("member_id")["signup_ts"]
+            .min()
+        )
         out = out.join(signup.rename("signup"), how="outer")
     else:
         out["signup"] = pd.NaT

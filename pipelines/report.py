@@ -42,7 +42,9 @@ def kpis(frame: pd.DataFrame) -> dict[str, Any]:
         "aov": spend / orders if orders else None,
         "repurchase_rate": float((frame["orders"] >= 2).sum()) / buyers if buyers else None,
         "active_30d": _share(frame["active_30d"]) if n else None,
-        "mean_clv_12m": float(frame["clv_12m"].mean()) if n and frame["clv_12m"].notna().any() else None,  # fmt: skip
+        "mean_clv_12m": float(frame["clv_12m"].mean())
+        if n and frame["clv_12m"].notna().any()
+        else None,  # fmt: skip
     }
     for d in (7, 30, 90):
         out[f"retention_{d}d"] = _share(frame[f"retained_{d}d"]) if n else None

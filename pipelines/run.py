@@ -124,8 +124,9 @@ def run_pipeline(
         warnings.filterwarnings("ignore", message=r"The ``noload`` loader strategy is deprecated")
         setup_tracking(settings.tracking_uri, settings.artifact_root)
         regs = [
-            log_and_register(r, as_of.isoformat(),
-                             {"data": str(data_dir), "tag_version": rules.version})  # fmt: skip
+            log_and_register(
+                r, as_of.isoformat(), {"data": str(data_dir), "tag_version": rules.version}
+            )  # fmt: skip
             for r in track(progress, results, "models registered")
         ]
     progress("writing the member table")

@@ -11,10 +11,11 @@ module is first imported, i.e. when the app starts.
 
 from __future__ import annotations
 
+from contextlib import suppress
 from enum import StrEnum
 
-from features.settings import get_settings
 from features.rules import DEFAULT_RULES, RulesInvalid, live_rules_path, load_rules, tag_names
+from features.settings import get_settings
 from features.tags import LIFECYCLE_STAGES, RFM_SEGMENTS
 from models.decision import BASELINE, MODEL, PARTS, RULES
 from models.products import BUY_AGAIN, POPULAR, POPULAR_IN_SEGMENT, SIMILAR_MEMBERS
@@ -31,10 +32,8 @@ def rule_tag_names() -> list[str]:
     """The tags members can carry: the default rules' and those of the rules file in force
     for the configured home (``memberwise run --tags FILE``), custom names included."""
     names = tag_names(load_rules(DEFAULT_RULES))
-    try:
+    with suppress(OSError, RulesInvalid):  # a broken live file: the run refused it already
         names += tag_names(load_rules(live_rules_path(get_settings())))
-    except (OSError, RulesInvalid):  # a broken live file: the run refused it already
-        pass
     return list(dict.fromkeys(names))
 
 

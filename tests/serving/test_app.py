@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from features.settings import TagConfig
 from features.rules import load_rules, tag_names
+from features.settings import TagConfig
 from features.tags import LIFECYCLE_STAGES, RFM_SEGMENTS
 from serving import schemas
 from serving.state import AppState
