@@ -262,6 +262,7 @@ class GateSettings(Section):
     bootstrap: int = Field(200, ge=20, description="bootstrap resamples for metrics that are not a mean (ROC AUC)")  # fmt: skip
     tune_seconds: float = Field(60.0, ge=0, description="time budget of the shipped recommender's grid on this shop's data (0: defaults only)")  # fmt: skip
     peers: tuple[str, ...] = Field(("popularity", "buy_again", "item_cosine", "als"), description="simple product policies the shipped recommender must beat, simplest first")  # fmt: skip
+    cross_fit_folds: int = Field(5, ge=2, le=10, description="folds of members the personalised coupon policy is cross-fitted over when the gate (and the backtest of a one-off campaign) values it")  # fmt: skip
 
 
 class ServingSettings(Section):
@@ -275,6 +276,13 @@ class ServingSettings(Section):
     coupon_precompute_max_members: int = Field(
         2_000_000, description="coupon decisions precomputed at start-up up to this many members"
     )
+    online_budget_ms: float = Field(20.0, gt=0, description="longest wait for one member's online features; past it the answer is degraded (fallbacks)")  # fmt: skip
+    breaker_failures: int = Field(3, ge=1, description="consecutive failed or late online reads that open the circuit breaker (then no read is tried)")  # fmt: skip
+    breaker_reset_seconds: float = Field(2.0, gt=0, description="an open breaker lets one trial read through after this long; a success closes it")  # fmt: skip
+    store_timeout_ms: int = Field(250, ge=1, description="Redis socket connect/read timeout of the serving reads (frees a thread blocked on a hung Redis)")  # fmt: skip
+    store_retry_seconds: float = Field(2.0, gt=0, description="while the online store cannot be opened (down at start-up), try again this often")  # fmt: skip
+    reload_interval_seconds: float = Field(30.0, ge=0, description="poll the registry's champion aliases this often and swap in moved models (0: only POST /v1/admin/reload)")  # fmt: skip
+    fallback_max_members: int = Field(2_000_000, ge=0, description="members whose country, RFM segment and time zone are kept in memory from the tag snapshot for degraded answers")  # fmt: skip
 
 
 class InsightSettings(Section):
@@ -355,6 +363,26 @@ LEGACY_ENV = {
 }
 
 
+class SegmentSettings(Section):
+    """The member store behind segment queries, profiles, exports and the console
+    (features/member_store.py): bounds on every query."""
+
+    page_size: int = Field(100, ge=1, description="members per page when not asked")
+    max_page_size: int = Field(1_000, ge=1, description="largest page of members one query returns")  # fmt: skip
+    query_timeout_s: float = Field(5.0, gt=0, description="a member-store query is cancelled after this many seconds")  # fmt: skip
+    export_max_rows: int = Field(2_000_000, ge=1, description="most members one export streams")  # fmt: skip
+    export_batch_rows: int = Field(50_000, ge=1, description="members read per batch of a streamed export")  # fmt: skip
+    lookalike_max: int = Field(10_000, ge=1, description="largest lookalike size")
+    lookalike_features: list[str] = Field(
+        ["recency_days", "frequency", "monetary", "avg_order_value", "tenure_days",
+         "growth_value", "churn_risk", "clv_12m"],
+        description="numeric member-table columns of the standardized space lookalikes are "
+        "nearest in (those present are used)",
+    )  # fmt: skip
+    pool_size: int = Field(8, ge=1, description="PostgreSQL connections each API process keeps for member-store queries")  # fmt: skip
+    max_predicate_nodes: int = Field(200, ge=1, description="most nodes a segment predicate may have")  # fmt: skip
+
+
 class _LegacyStoreEnv(PydanticBaseSettingsSource):
     """``MEMBERWISE_ONLINE_STORE`` etc. -> ``stores.*`` (below ``MEMBERWISE_STORES__*``)."""
 
@@ -395,6 +423,19 @@ class IngestSettings(Section):
 IngestConfig = IngestSettings  # the name pipelines/ingest.py uses
 
 
+class CampaignSettings(Section):
+    """Campaigns (docs/campaigns.md): the defaults a campaign file or request may override."""
+
+    holdout_share: float = Field(0.10, ge=0, lt=1, description="share of a campaign's target members held out at random (sent nothing) to measure it")  # fmt: skip
+    exploration_share: float = Field(0.0, ge=0, lt=1, description="share of target members given an offer drawn at random, so the next coupon model keeps learning")  # fmt: skip
+    frequency_cap: int = Field(3, ge=1, description="at most this many campaign messages per member per 7 days, across campaigns")  # fmt: skip
+    quiet_start_hour: int = Field(21, ge=0, le=23, description="quiet hours start (member's local hour): no message from here ...")  # fmt: skip
+    quiet_end_hour: int = Field(8, ge=0, le=23, description="... until this hour")
+    default_send_hour: int = Field(10, ge=0, le=23, description="local send hour of a member without a send-hour score")  # fmt: skip
+    window_days: int = Field(14, ge=1, description="days after the send that count as the campaign's outcome window")  # fmt: skip
+    confidence: float = Field(0.95, gt=0, lt=1, description="confidence level of the report's intervals")  # fmt: skip
+
+
 class MemberwiseSettings(BaseSettings):
     """The root of the tree (see the module docstring for its sections and sources)."""
 
@@ -415,6 +456,8 @@ class MemberwiseSettings(BaseSettings):
     gate: GateSettings = GateSettings()
     insight: InsightSettings = InsightSettings()
     levels: LevelSettings = LevelSettings()
+    segments: SegmentSettings = SegmentSettings()
+    campaigns: CampaignSettings = CampaignSettings()
 
     @classmethod
     def settings_customise_sources(

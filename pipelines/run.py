@@ -67,6 +67,7 @@ def run_pipeline(
         load_rules(tags_file)  # raises RulesInvalid, listing every problem, before any write
     progress(f"reading {data_dir} as of {as_of}")
     shop = load_shop(data_dir, as_of, settings.ingest, progress=progress)  # raises before any write
+    add_campaign_offers(shop, settings)
     home = settings.home_dir
     home.mkdir(parents=True, exist_ok=True)
     if tags_file is not None:
@@ -279,3 +280,13 @@ def _train_coupon(
 ) -> TrainResult:
     frame = coupon_training_frame(shop, store, cutoff, cfg)
     return train_coupon(frame, repo.COUPON_FEATURES, cfg, settings.coupon, settings.gate)
+
+
+def add_campaign_offers(shop: ShopData, settings: MemberwiseSettings) -> None:
+    """Campaigns planned here (STATE_DIR/campaigns) become coupon-offer history, holdout
+    included, so the coupon model learns from the shop's own experiments."""
+    from features.campaign_store import logged_offers, with_campaign_offers
+
+    merged = with_campaign_offers(shop.get("coupon_offers"), logged_offers(settings), shop.cutoff)
+    if merged is not None:
+        shop.tables["coupon_offers"] = merged

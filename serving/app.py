@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from features.settings import MemberwiseSettings, get_settings
 from serving.console.routes import mount as mount_console
+from serving.reload import maintenance
 from serving.routes import health, v1
 from serving.state import AppState
 
@@ -32,7 +33,8 @@ def create_app(settings: MemberwiseSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.memberwise.load()
-        yield
+        async with maintenance(app.state.memberwise):
+            yield
 
     app = FastAPI(
         title="memberwise",

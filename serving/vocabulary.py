@@ -78,3 +78,13 @@ class HealthStatus(StrEnum):
     OK = "ok"
     READY = "ready"
     NOT_READY = "not ready"
+    DEGRADED = "degraded"
+
+
+class DegradedReason(StrEnum):
+    """Why an answer came from fallbacks instead of the member's online features."""
+
+    STORE_TIMEOUT = "store_timeout"  # the online read took longer than serving.online_budget_ms
+    STORE_ERROR = "store_error"  # the online store refused or failed the read
+    CIRCUIT_OPEN = "circuit_open"  # recent reads failed: no read is tried until the breaker resets
+    STORE_NOT_CONNECTED = "store_not_connected"  # the store could not be opened yet (retrying)

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from serving.routes import members, products, segments
+from serving.routes import campaigns, members, products, profile, reload, segments
 from serving.schemas import ERRORS
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
 router.include_router(members.router)
 router.include_router(products.router)
 router.include_router(segments.router)
+router.include_router(profile.router)
+router.include_router(campaigns.router)
+router.include_router(reload.router)

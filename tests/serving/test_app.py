@@ -33,7 +33,8 @@ def resolve(spec, schema):
 
 def test_every_200_response_has_an_example_valid_against_its_model(spec):
     models = {m.__name__: m for m in (schemas.MemberDecisionPublic, schemas.SegmentPublic,
-                                      schemas.SimilarProductsPublic, schemas.Health)}  # fmt: skip
+                                      schemas.SimilarProductsPublic, schemas.Health,
+                                      schemas.ReloadPublic)}  # fmt: skip
     seen = 0
     for path, method, op in operations(spec):
         content = op["responses"]["200"]["content"]["application/json"]
@@ -41,7 +42,8 @@ def test_every_200_response_has_an_example_valid_against_its_model(spec):
         name = content["schema"]["$ref"].rsplit("/", 1)[-1]
         models[name].model_validate(content["example"])
         seen += 1
-    assert seen == 5  # /healthz, /readyz, the member decision, similar products, segments
+    # /healthz, /readyz, the member decision, similar products, segments, reload
+    assert seen == 6
 
 
 def test_closed_vocabularies_are_enums(spec):
@@ -52,7 +54,7 @@ def test_closed_vocabularies_are_enums(spec):
     assert comp["ValueTier"]["enum"] == list(TagConfig().value_tier_names)
     assert comp["Channel"]["enum"] == ["email", "sms", "push"]
     assert comp["Role"]["enum"] == ["model", "baseline", "rules"]
-    assert comp["HealthStatus"]["enum"] == ["ok", "ready", "not ready"]
+    assert comp["HealthStatus"]["enum"] == ["ok", "ready", "not ready", "degraded"]
     decision = comp["MemberDecisionPublic"]["properties"]
     assert decision["tags"]["items"] == {"$ref": "#/components/schemas/Tag"}
     params = {
@@ -72,7 +74,8 @@ def test_every_v1_route_documents_typed_errors(spec):
     v1 = [(path, op) for path, _, op in operations(spec) if path.startswith("/v1/")]
     assert {p for p, _ in v1} == {"/v1/members/{member_id}/recommendations",
                                   "/v1/products/{product_id}/similar",
-                                  "/v1/segments/members"}  # fmt: skip
+                                  "/v1/segments/members",
+                                  "/v1/admin/reload"}  # fmt: skip
     for path, op in v1:
         for code, model in (("404", "ErrorPublic"), ("422", "ValidationErrorPublic"),
                             ("503", "ErrorPublic")):  # fmt: skip
