@@ -67,7 +67,7 @@ SEND_TIME_FEATURES: list[str] = ["timezone", "rfm_segment", "preferred_channel",
 PROFILE_FEATURES: list[str] = [
     "rfm_segment", "lifecycle_stage", "value_tier", "tags", "r_score", "f_score", "m_score",
     "top_category", "categories", "country", "median_order_value", "order_value_ratio",
-    "discount_order_share", "discount_order_lift",
+    "discount_order_share", "discount_order_lift", "top_category_share",
 ]  # fmt: skip
 
 

@@ -73,6 +73,7 @@ TAG_EVIDENCE: dict[str, str] = {
         "orders in the recent window: {orders_recent:.0f}, in the one before: {orders_previous:.0f}"
     ),
     "warn_gap_exceeded": "{gap_ratio:.1f}x the usual purchase cycle since the last order",
+    "prefers_category": "{top_category_share:.0%} of spend in one category",
 }
 _QUOTED = {
     t: [f for _, f, _, _ in string.Formatter().parse(s) if f] for t, s in TAG_EVIDENCE.items()

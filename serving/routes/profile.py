@@ -33,8 +33,6 @@ MemberId = Annotated[
 ]  # fmt: skip
 PERSONAL = ("email", "phone", "name", "first_name", "last_name", "address", "postcode", "birthday")  # fmt: skip
 """Member-table columns holding personal data: shown masked, never in clear."""
-LEVEL_HISTORY = ("feast", "data", "level_history.parquet")
-"""Each run's level and growth value per member (kept point-in-time with the offline store)."""
 
 
 @router.get("/{member_id}/profile", response_model=ProfilePublic, responses=example_of(ProfilePublic))  # fmt: skip
@@ -131,14 +129,16 @@ def mask(value: str) -> str:
 
 def level_history(settings: MemberwiseSettings, member_id: str) -> list[LevelPointPublic]:
     """The member's level and growth value at each run, oldest first ([] when not kept)."""
-    path = settings.home_dir.joinpath(*LEVEL_HISTORY)
-    if not path.exists():
+    from features.levels import history_dir
+
+    folder = history_dir(settings)  # one snapshot per run, written by features.levels
+    if not folder.exists() or not any(folder.glob("as_of=*.parquet")):
         return []
     with duckdb.connect() as con:
         rows = con.execute(
             "SELECT CAST(CAST(event_timestamp AS DATE) AS VARCHAR), level, growth_value "
             "FROM read_parquet(?) WHERE member_id = ? ORDER BY event_timestamp",
-            [str(path), member_id],
+            [str(folder / "as_of=*.parquet"), member_id],
         ).fetchall()
     return [LevelPointPublic(as_of=a, level=lv, growth_value=_float(g)) for a, lv, g in rows]
 

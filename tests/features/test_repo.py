@@ -167,7 +167,7 @@ def test_feature_store_yaml_follows_the_online_store_setting(tmp_path, monkeypat
     assert loaded.online_store.connection_string == secret
 
     assert (
-        'definitions(source_path="offline/member_tags")'
+        '"source_path": "offline/member_tags"'
         in (tmp_path / "feast" / f"{repo.REPO_MODULE}.py").read_text()
     )
 
