@@ -28,6 +28,7 @@ from pipelines.home import Generation, building
 from pipelines.ingest import DUPLICATE_LINE, ShopData, load_shop, write_quarantine
 from pipelines.members import members_step
 from pipelines.progress import silent, track
+from pipelines.publish import publish_members
 from training.churn import churn_labels, train_churn
 from training.config import TrainConfig
 from training.coupon import offer_outcomes, train_coupon
@@ -79,7 +80,13 @@ def run_pipeline(
     shop = load_shop(data_dir, as_of, settings.ingest, progress=progress)  # raises before any write
     add_campaign_offers(shop, settings)
     with building(settings, wait=wait) as gen:
-        return build(shop, data_dir, as_of, gen, cfg, progress, tags_file)
+        report = build(shop, data_dir, as_of, gen, cfg, progress, tags_file)
+    # the member store the segment queries, exports and console read (features.member_store;
+    # DuckDB under the state folder or the PostgreSQL every replica shares): loaded from the
+    # member table just committed, swapped in as a whole
+    progress("loading the member table into the member store")
+    report["member_store_rows"] = publish_members(settings)
+    return report
 
 
 def build(

@@ -15,19 +15,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from features import repo
+from features import member_table, repo
 from features.member_store import Summary
 from features.rules import (
-    DEFAULT_RULES,
     RuleError,
     check_types,
     feature_kinds,
+    live_rules_path,
     parse_rule,
     rules_version,
     to_mask,
     validate_rules,
 )
 from features.settings import MemberwiseSettings
+from serving.routes.profile import level_history as profile_level_history
 
 BREAKDOWNS = ("lifecycle_stage", "level", "value_tier", "preferred_channel")
 """Columns the overview and the segment builder break members down by (those present)."""
@@ -37,7 +38,7 @@ OPS = ("==", "!=", "<", "<=", ">", ">=", "in", "not in")
 
 # --------------------------------------------------------------------------- members
 def member_table_path(settings: MemberwiseSettings) -> Path:
-    return settings.home_dir / "members.parquet"
+    return member_table.path(settings.members_dir)
 
 
 def latest_as_of(settings: MemberwiseSettings) -> str | None:
@@ -216,9 +217,9 @@ class RulesView:
 
 
 def rules_path(settings: MemberwiseSettings) -> Path:
-    tags = getattr(settings, "tags", None)
-    given = getattr(tags, "rules_file", None) if tags is not None else None
-    return Path(given) if given else DEFAULT_RULES
+    """The rules in force for the home (``memberwise run --tags``, ``tags.rules_file``, or the
+    defaults)."""
+    return live_rules_path(settings)
 
 
 def live_rules(settings: MemberwiseSettings, frame: pd.DataFrame | None) -> RulesView:
@@ -310,22 +311,9 @@ def tag_reasons(row: Mapping[str, Any], settings: MemberwiseSettings) -> list[tu
     return out
 
 
-LEVEL_HISTORY = ("feast", "data", "level_history.parquet")
-
-
 def level_history(settings: MemberwiseSettings, member_id: str) -> list[dict[str, Any]]:
     """The member's level and growth value at each run (oldest first), [] when not kept."""
-    path = settings.home_dir.joinpath(*LEVEL_HISTORY)
-    if not path.exists():
-        return []
-    import duckdb
-
-    with duckdb.connect() as con:
-        rows = con.execute(
-            "SELECT * FROM read_parquet(?) WHERE member_id = ? ORDER BY event_timestamp",
-            [str(path), member_id],
-        ).fetchdf()
-    return rows.to_dict("records")
+    return [p.model_dump() for p in profile_level_history(settings, member_id)]
 
 
 # --------------------------------------------------------------------------- member store
