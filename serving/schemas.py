@@ -334,18 +334,6 @@ class Health(BaseModel):
     detail: str | None = None
 
 
-class ErrorPublic(BaseModel):
-    """The body of a 404 or 503."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [{"detail": "models or feature store not loaded: ModelsNotReady: ..."}]
-        }
-    )
-
-    detail: str
-
-
 class ValidationIssue(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -354,10 +342,28 @@ class ValidationIssue(BaseModel):
     type: str
 
 
-class ValidationErrorPublic(BaseModel):
-    """The body of a 422: every problem with the request."""
+class ErrorPublic(BaseModel):
+    """The body of every error answer (401, 403, 404, 413, 429, 500, 503): FastAPI's
+    validation-error shape, and the request id to find the request in the logs."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "detail": [{"loc": [], "msg": "the API key is not valid or has been "
+                                "revoked", "type": "unauthorized"}],
+                    "request_id": "3f2c9a1be4d04b5e",
+                }
+            ]
+        }
+    )  # fmt: skip
 
     detail: list[ValidationIssue]
+    request_id: str = Field(description="the request's id, as in the X-Request-ID header and the logs")  # fmt: skip
+
+
+class ValidationErrorPublic(ErrorPublic):
+    """The body of a 422: every problem with the request."""
 
 
 def example_of(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
@@ -377,4 +383,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "model": ErrorPublic,
         "description": "models or the feature store are not loaded yet (see /readyz)",
     },
+    401: {"model": ErrorPublic, "description": "no API key, or one not valid or revoked"},
+    403: {"model": ErrorPublic, "description": "the API key's scope does not reach this route"},
+    413: {"model": ErrorPublic, "description": "the request body is larger than allowed"},
+    429: {"model": ErrorPublic, "description": "the key's rate limit is used up (see Retry-After)"},
+    500: {"model": ErrorPublic, "description": "an internal error, logged with the request id"},
 }

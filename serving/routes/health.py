@@ -24,6 +24,8 @@ def readyz(state: StateDep):
     if state.ready:
         detail = f"as of {state.as_of}; churn and coupon decisions precomputed: {state.precomputed}"
         return Health(status=HealthStatus.READY, detail=detail)
+    # the error's kind only: its text may name paths or hosts (the server log has it all)
+    kind = (state.error or "not loaded yet").split(":", 1)[0]
     return JSONResponse(
-        status_code=503, content={"status": HealthStatus.NOT_READY.value, "detail": state.error}
+        status_code=503, content={"status": HealthStatus.NOT_READY.value, "detail": kind}
     )

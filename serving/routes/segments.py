@@ -8,18 +8,23 @@ import duckdb
 from fastapi import APIRouter, HTTPException, Query
 
 from features import repo
-from serving.deps import ReadyStateDep
+from serving.deps import ReadyStateDep, SettingsDep
+from serving.logs import audit
+from serving.security import KeyDep
 from serving.schemas import MemberTagsPublic, SegmentPublic, example_of
 from serving.vocabulary import LifecycleStage, RfmSegment, Tag, ValueTier
 
 router = APIRouter(prefix="/segments", tags=["segments"])
 
 Score = Annotated[int, Query(ge=1, le=5)]
+MAX_OFFSET = 2**62  # past any member count; DuckDB's OFFSET is a signed 64-bit integer
 
 
 @router.get("/members", response_model=SegmentPublic, responses=example_of(SegmentPublic))
 def select_members(
     state: ReadyStateDep,
+    key: KeyDep,
+    settings: SettingsDep,
     tag: Annotated[list[Tag] | None, Query(description="rule tags, all must hold")] = None,
     lifecycle_stage: Annotated[LifecycleStage | None, Query()] = None,
     rfm_segment: Annotated[RfmSegment | None, Query()] = None,
@@ -28,7 +33,7 @@ def select_members(
     min_f: Score = 1,
     min_m: Score = 1,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> SegmentPublic:
     """Members of the latest snapshot matching every filter given (tags are ANDed; a
     minimum score above 1 leaves out members without a purchase)."""
@@ -70,4 +75,9 @@ def select_members(
         )
         for r in rows
     ]
+    filters = {"tag": [str(t) for t in tag or []], "lifecycle_stage": lifecycle_stage,
+               "rfm_segment": rfm_segment, "value_tier": value_tier, "min_r": min_r,
+               "min_f": min_f, "min_m": min_m, "limit": limit, "offset": offset}  # fmt: skip
+    audit("export", key.key_id, settings, route="/v1/segments/members",
+          shop=key.shop, members=len(members), filters=filters)  # fmt: skip
     return SegmentPublic(as_of=as_of, count=int(row[0]) if row else 0, members=members)

@@ -7,8 +7,9 @@ from fastapi import APIRouter
 
 from serving.routes import members, products, segments
 from serving.schemas import ERRORS
+from serving.security import MARKETING, STOREFRONT
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
-router.include_router(members.router)
-router.include_router(products.router)
-router.include_router(segments.router)
+router.include_router(members.router, dependencies=STOREFRONT)
+router.include_router(products.router, dependencies=STOREFRONT)
+router.include_router(segments.router, dependencies=MARKETING)

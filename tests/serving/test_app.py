@@ -87,6 +87,8 @@ def test_health_and_readiness(serve, settings):
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
     not_ready = serve(AppState(settings=settings, error="no models")).get("/readyz")
     assert not_ready.status_code == 503 and not_ready.json()["detail"] == "no models"
+    leaky = AppState(settings=settings, error="OperationalError: /srv/home/mlflow.db at db:5432")
+    assert serve(leaky).get("/readyz").json()["detail"] == "OperationalError"
 
 
 def test_the_storefront_filters_are_documented(spec):
