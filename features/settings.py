@@ -401,7 +401,7 @@ class MemberwiseSettings(BaseSettings):
     insight: InsightSettings = InsightSettings()
     security: SecuritySettings = SecuritySettings()
     shops: dict[str, Path] = Field(
-        {},
+        default_factory=dict,
         description="several shops in one deployment: shop name -> its home; a key made with "
         "--shop NAME reads only that shop's home (keys without a shop read this home)",
     )

@@ -41,6 +41,23 @@ ERROR_TYPES = {
 }  # fmt: skip
 
 
+def route_template(scope: Scope) -> str:
+    """The matched route's full path template (``/v1/members/{member_id}/recommendations``),
+    or "unmatched": what metrics and logs show instead of the path, which holds ids. (A
+    nested router's route knows only its own part of the template; the prefix is the rest
+    of the path.)"""
+    route = scope.get("route")
+    template = getattr(route, "path_format", None) or getattr(route, "path", None)
+    if not template:
+        return "unmatched"
+    path = scope.get("path", "")
+    try:
+        rendered = template.format(**scope.get("path_params", {}))
+    except (KeyError, IndexError, ValueError):
+        return template
+    return path[: len(path) - len(rendered)] + template if path.endswith(rendered) else template
+
+
 def error_body(status: int, detail: Any) -> dict[str, Any]:
     """The body of an error answer; ``detail`` a message or a list of issues."""
     if isinstance(detail, list):
@@ -129,7 +146,7 @@ def install(app: FastAPI, max_request_bytes: int) -> None:
             except Exception:
                 log.exception("unhandled error")
                 response = error_response(500, f"internal error; request id {rid}")
-            route = getattr(request.scope.get("route"), "path", "unmatched")
+            route = route_template(request.scope)
             elapsed = time.perf_counter() - start
             LATENCY.labels(route).observe(elapsed)
             REQUESTS.labels(route, request.method, str(response.status_code)).inc()

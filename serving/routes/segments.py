@@ -10,8 +10,8 @@ from fastapi import APIRouter, HTTPException, Query
 from features import repo
 from serving.deps import ReadyStateDep, SettingsDep
 from serving.logs import audit
-from serving.security import KeyDep
 from serving.schemas import MemberTagsPublic, SegmentPublic, example_of
+from serving.security import KeyDep
 from serving.vocabulary import LifecycleStage, RfmSegment, Tag, ValueTier
 
 router = APIRouter(prefix="/segments", tags=["segments"])
