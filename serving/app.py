@@ -71,6 +71,7 @@ def secure(app: FastAPI, settings: MemberwiseSettings) -> None:
     app.state.limiter = RateLimiter(settings.security)
     app.state.authenticate = console_authenticator(app.state.keys)
     errors.install(app, settings.security.max_request_bytes)
+    _configured_bounds_in_spec(app, settings)
     if settings.security.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -79,3 +80,25 @@ def secure(app: FastAPI, settings: MemberwiseSettings) -> None:
             allow_headers=["X-API-Key", "Content-Type", errors.REQUEST_ID_HEADER],
             expose_headers=[errors.REQUEST_ID_HEADER, "Retry-After"],
         )
+
+
+def _configured_bounds_in_spec(app: FastAPI, settings: MemberwiseSettings) -> None:
+    """The spec states the bounds that come from settings (``?n=`` at most
+    ``serving.max_products``), so a client, or a fuzzer, knows every value the API accepts."""
+    plain = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = plain()
+        for methods in spec.get("paths", {}).values():
+            for op in methods.values():
+                for param in op.get("parameters", []) if isinstance(op, dict) else []:
+                    if param.get("name") == "n" and param.get("in") == "query":
+                        for option in param["schema"].get("anyOf", [param["schema"]]):
+                            if option.get("type") == "integer":
+                                option["maximum"] = settings.serving.max_products
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]

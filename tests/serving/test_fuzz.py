@@ -1,0 +1,64 @@
+"""Schemathesis over the app's OpenAPI spec, in process over the in-memory shop: every
+operation gets generated valid and invalid requests (with an admin key); no answer may be a
+server error, and every answer, errors included, must match the spec. ``MIN_CASES`` cases
+at least, in all."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode, checks
+
+from serving.security import HEADER
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:OpenBLAS is configured:RuntimeWarning"),
+]
+
+MIN_CASES = 1_000
+# the checks of one answer (those sending requests of their own need a network server)
+CHECKS = [
+    checks.not_a_server_error, checks.status_code_conformance,
+    checks.content_type_conformance, checks.response_schema_conformance,
+    checks.response_headers_conformance, checks.negative_data_rejection,
+    checks.positive_data_acceptance, checks.missing_required_header,
+]  # fmt: skip
+EXAMPLES = 250  # per operation and mode; small enums let some run out sooner
+
+
+def test_no_server_errors_and_every_answer_matches_the_spec(serve, api_keys):
+    client = serve(key=None)  # the key is sent by each case, so a case may leave it out
+    schema = schemathesis.openapi.from_dict(client.app.openapi())
+    headers = {HEADER: api_keys["admin"]}
+    ran: Counter[int] = Counter()
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 5
+    for operation in operations:
+        for mode in GenerationMode:
+
+            @given(case=operation.as_strategy(generation_mode=mode))
+            @settings(max_examples=EXAMPLES, deadline=None, database=None,
+                      suppress_health_check=list(HealthCheck))  # fmt: skip
+            def check(case) -> None:
+                kwargs = case.as_transport_kwargs(base_url="http://testserver", headers=headers)
+                response = client.request(
+                    kwargs["method"], kwargs["url"], params=kwargs.get("params"),
+                    headers=kwargs.get("headers"), cookies=kwargs.get("cookies"),
+                )  # fmt: skip
+                ran[response.status_code] += 1
+                assert response.status_code < 500, (case.method, case.formatted_path, response.text)
+                case.validate_response(response, checks=CHECKS, headers=headers,
+                                       transport_kwargs=kwargs)  # fmt: skip
+
+            try:
+                check()
+            except Unsatisfiable:  # no invalid request exists for an operation without inputs
+                if mode is GenerationMode.POSITIVE:
+                    raise
+    assert sum(ran.values()) >= MIN_CASES, ran
+    assert 500 not in ran
