@@ -11,6 +11,7 @@ import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import Counter, Histogram
@@ -119,6 +120,30 @@ class BodyLimit:
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         msg = f"the request body is larger than {self.max_bytes} bytes"
         await error_response(413, msg)(scope, receive, send)
+
+
+def _query_names(dependant: Dependant) -> set[str]:
+    names = {p.alias for p in dependant.query_params}
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
+
+
+def known_query_only(request: Request) -> None:
+    """422 for a query parameter the route does not take (``?limt=5`` would otherwise be
+    ignored silently), naming the ones it takes."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return
+    known = _query_names(dependant)
+    unknown = [name for name in request.query_params if name not in known]
+    if unknown:
+        raise RequestValidationError([
+            {"loc": ("query", name), "type": "extra_forbidden",
+             "msg": f"unknown parameter; this route takes {sorted(known)}"}
+            for name in dict.fromkeys(unknown)
+        ])  # fmt: skip
 
 
 def install(app: FastAPI, max_request_bytes: int) -> None:

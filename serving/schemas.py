@@ -13,6 +13,7 @@ from serving.vocabulary import (
     Channel,
     DecisionPart,
     HealthStatus,
+    KeyScope,
     LifecycleStage,
     ProductReason,
     RfmSegment,
@@ -389,3 +390,52 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     429: {"model": ErrorPublic, "description": "the key's rate limit is used up (see Retry-After)"},
     500: {"model": ErrorPublic, "description": "an internal error, logged with the request id"},
 }
+
+
+KEY_EXAMPLE: dict[str, Any] = {
+    "key_id": "k3f9a0c21d7",
+    "scope": "storefront",
+    "shop": None,
+    "label": "web shop",
+    "created_at": "2026-11-30T09:12:44+00:00",
+    "revoked_at": None,
+}
+
+
+class KeyPublic(BaseModel):
+    """An API key as the store holds it (never the token)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [KEY_EXAMPLE]})
+
+    key_id: str
+    scope: KeyScope
+    shop: str | None = Field(None, description="the shop it reads; null: the deployment's own home")
+    label: str
+    created_at: str = Field(description="ISO 8601, UTC")
+    revoked_at: str | None = Field(None, description="ISO 8601, UTC; null while the key is active")
+
+
+class KeysPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"keys": [KEY_EXAMPLE]}]})
+
+    keys: list[KeyPublic]
+
+
+class KeyCreatedPublic(KeyPublic):
+    """A new key and its token, shown this once (only its hash is kept)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{**KEY_EXAMPLE, "token": "mw_k3f9a0c21d7_" + "x" * 43}]}
+    )
+
+    token: str
+
+
+class KeyCreate(BaseModel):
+    """What a new key reaches, and for which shop."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scope: KeyScope
+    shop: str | None = Field(None, max_length=64, description="a shop of the shops setting")
+    label: str = Field("", max_length=200, description="who or what the key is for")

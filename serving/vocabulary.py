@@ -66,3 +66,11 @@ class HealthStatus(StrEnum):
     OK = "ok"
     READY = "ready"
     NOT_READY = "not ready"
+
+
+class KeyScope(StrEnum):
+    """What an API key reaches (serving/security.py)."""
+
+    STOREFRONT = "storefront"
+    MARKETING = "marketing"
+    ADMIN = "admin"

@@ -3,13 +3,15 @@ responses every route documents (404, 422, 503, each with a typed body)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
-from serving.routes import members, products, segments
+from serving.errors import known_query_only
+from serving.routes import keys, members, products, segments
 from serving.schemas import ERRORS
-from serving.security import MARKETING, STOREFRONT
+from serving.security import ADMIN, MARKETING, STOREFRONT
 
-router = APIRouter(prefix="/v1", responses=ERRORS)
+router = APIRouter(prefix="/v1", responses=ERRORS, dependencies=[Depends(known_query_only)])
 router.include_router(members.router, dependencies=STOREFRONT)
 router.include_router(products.router, dependencies=STOREFRONT)
 router.include_router(segments.router, dependencies=MARKETING)
+router.include_router(keys.router, dependencies=ADMIN)

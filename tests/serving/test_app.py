@@ -32,15 +32,18 @@ def resolve(spec, schema):
 
 def test_every_200_response_has_an_example_valid_against_its_model(spec):
     models = {m.__name__: m for m in (schemas.MemberDecisionPublic, schemas.SegmentPublic,
-                                      schemas.SimilarProductsPublic, schemas.Health)}  # fmt: skip
+                                      schemas.SimilarProductsPublic, schemas.Health,
+                                      schemas.KeysPublic, schemas.KeyCreatedPublic,
+                                      schemas.KeyPublic)}  # fmt: skip
     seen = 0
     for path, method, op in operations(spec):
-        content = op["responses"]["200"]["content"]["application/json"]
+        ok = op["responses"].get("200") or op["responses"]["201"]
+        content = ok["content"]["application/json"]
         assert content.get("example"), f"{method.upper()} {path} has no example"
         name = content["schema"]["$ref"].rsplit("/", 1)[-1]
         models[name].model_validate(content["example"])
         seen += 1
-    assert seen == 5  # /healthz, /readyz, the member decision, similar products, segments
+    assert seen == 8  # /healthz, /readyz, the member decision, similar products, segments, keys
 
 
 def test_closed_vocabularies_are_enums(spec):
@@ -71,7 +74,8 @@ def test_every_v1_route_documents_typed_errors(spec):
     v1 = [(path, op) for path, _, op in operations(spec) if path.startswith("/v1/")]
     assert {p for p, _ in v1} == {"/v1/members/{member_id}/recommendations",
                                   "/v1/products/{product_id}/similar",
-                                  "/v1/segments/members"}  # fmt: skip
+                                  "/v1/segments/members", "/v1/admin/keys",
+                                  "/v1/admin/keys/{key_id}"}  # fmt: skip
     for path, op in v1:
         for code, model in (("404", "ErrorPublic"), ("422", "ValidationErrorPublic"),
                             ("503", "ErrorPublic")):  # fmt: skip

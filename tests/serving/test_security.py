@@ -260,3 +260,38 @@ def test_a_storefront_key_cannot_open_the_console(settings, world, api_keys):
         assert r.status_code == 303 and r.headers["location"] == "/console/overview"
     client.cookies.set("memberwise_console", api_keys["storefront"])
     assert client.get("/console/overview", follow_redirects=False).status_code == 303
+
+
+def test_admin_keys_make_list_and_revoke_keys_over_the_api_audited(serve, settings):
+    admin, marketing = serve(), serve(key="marketing")
+    assert marketing.get("/v1/admin/keys").status_code == 403
+    assert (
+        serve(key="storefront").post("/v1/admin/keys", json={"scope": "admin"}).status_code == 403
+    )
+    before = len(audit_entries(settings))
+    made = admin.post("/v1/admin/keys", json={"scope": "storefront", "label": "kiosk"})
+    assert made.status_code == 201
+    body = made.json()
+    assert body["scope"] == "storefront" and body["label"] == "kiosk" and body["revoked_at"] is None
+    token = body["token"]
+    assert serve(key=None).get(RECS, headers={HEADER: token}).status_code == 200
+    listed = admin.get("/v1/admin/keys").json()["keys"]
+    assert body["key_id"] in {k["key_id"] for k in listed}
+    assert token not in json.dumps(listed)
+    revoked = admin.delete(f"/v1/admin/keys/{body['key_id']}")
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
+    assert serve(key=None).get(RECS, headers={HEADER: token}).status_code == 401
+    assert admin.delete("/v1/admin/keys/k0000000000").status_code == 404
+    bad = admin.post("/v1/admin/keys", json={"scope": "marketing", "shop": "nowhere"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "shop"]
+    assert admin.post("/v1/admin/keys", json={"scope": "root"}).status_code == 422
+    events = [(e["event"], e["subject"]) for e in audit_entries(settings)[before:]]
+    assert events == [("key.create", body["key_id"]), ("key.revoke", body["key_id"])]
+    assert token not in (settings.state_dir / "audit.jsonl").read_text()
+
+
+def test_an_unknown_query_parameter_is_a_422_naming_the_known_ones(serve):
+    r = serve().get(SEGMENTS, params={"limt": 5})
+    assert r.status_code == 422
+    issue = r.json()["detail"][0]
+    assert issue["loc"] == ["query", "limt"] and "'limit'" in issue["msg"]
