@@ -102,3 +102,9 @@ clean-demo: ## remove the demo data and home
 	rm -rf $(DEMO_DATA) $(DEMO_HOME)
 
 .PHONY: help env demo test test-slow test-all lint format mlflow-ui feast-ui clean-demo evaluate evaluate-synthetic evaluate-online-retail evaluate-completejourney evaluate-matrix evaluate-hillstrom
+
+bench-segments: env ## segment queries on 1,000,000 members (DuckDB, PostgreSQL); console page timings on the demo shop
+	nice $(PY) benchmarks/segments.py --members 1000000
+	nice $(PY) benchmarks/console_pages.py --members 3000
+
+.PHONY: bench-segments

@@ -23,12 +23,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from features.settings import MemberwiseSettings
-from features.tags import BOOL_TAGS, INT_FEATURES, NUMERIC_FEATURES, STRING_FEATURES
+from features.tags import INT_FEATURES, NUMERIC_FEATURES, STRING_FEATURES
 
 ENTITY = "member"
 JOIN_KEY = "member_id"
 TAGS_VIEW = "member_tags"
 TAGS_SOURCE = "member_tags_snapshots"
+LEVELS_VIEW = "member_levels"  # features.levels.LEVELS_VIEW: growth value and level per run
+LEVELS_SOURCE = "member_levels_snapshots"
 
 # The definitions module the feast CLI reads in HOME/feast, and the variable that holds
 # the Redis connection string there when it carries a password (Feast expands ${VAR}).
@@ -44,7 +46,7 @@ SOURCE_STAMP = datetime(2024, 1, 1, tzinfo=UTC)
 CHURN_SERVICE = "churn_v2"
 COUPON_SERVICE = "coupon_v2"
 SEND_TIME_SERVICE = "send_time_v1"
-PROFILE_SERVICE = "member_profile_v2"
+PROFILE_SERVICE = "member_profile_v3"
 
 # Model inputs (numeric, NaN allowed); the order is the column order the models see.
 CHURN_FEATURES: list[str] = [
@@ -62,7 +64,8 @@ COUPON_FEATURES: list[str] = [
 SEND_TIME_FEATURES: list[str] = ["timezone", "rfm_segment", "preferred_channel", "active_how"]
 PROFILE_FEATURES: list[str] = [
     "rfm_segment", "lifecycle_stage", "value_tier", "tags", "r_score", "f_score", "m_score",
-    "top_category", "categories", "country",
+    "top_category", "categories", "country", "median_order_value", "order_value_ratio",
+    "discount_order_share", "discount_order_lift",
 ]  # fmt: skip
 
 
@@ -101,11 +104,18 @@ def source_location(settings: MemberwiseSettings) -> str:
         return str(path)
 
 
-def definitions(source_path: str) -> list[Any]:
-    """Entity, source, feature view and feature services, in that order.
+def definitions(
+    source_path: str, tag_version: str = "", rule_tags: Sequence[str] = (),
+    levels_path: str | None = None,
+) -> list[Any]:  # fmt: skip
+    """Entity, source, feature view and feature services, in that order (then the levels'
+    source and view when ``levels_path`` is given).
 
     ``source_path`` is the snapshot folder, relative to the feature repo (see
-    :func:`source_location`). ``HOME/feast/member_repo.py`` calls this for the feast CLI.
+    :func:`source_location`). ``tag_version``: the content hash of the tag rules file the
+    snapshots were tagged with, kept as the view's ``tag_version`` tag; ``rule_tags``: that
+    file's plain tags (one bool feature each). ``HOME/feast/member_repo.py`` calls this for
+    the feast CLI.
     """
     from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
     from feast.types import Bool, Float64, Int64, String
@@ -125,7 +135,7 @@ def definitions(source_path: str) -> list[Any]:
     source.created_timestamp = source.last_updated_timestamp = SOURCE_STAMP
     schema = (
         [Field(name=c, dtype=Float64) for c in NUMERIC_FEATURES]
-        + [Field(name=c, dtype=Bool) for c in BOOL_TAGS]
+        + [Field(name=c, dtype=Bool) for c in rule_tags]
         + [Field(name=c, dtype=String) for c in STRING_FEATURES]
         + [Field(name=c, dtype=Int64) for c in INT_FEATURES]
     )
@@ -137,6 +147,7 @@ def definitions(source_path: str) -> list[Any]:
         source=source,
         online=True,
         description="RFM, lifecycle, value tier, rule tags and early warnings as of a date",
+        tags={"tag_version": tag_version} if tag_version else {},
     )
     services = [
         FeatureService(name=CHURN_SERVICE, features=[view[CHURN_FEATURES]]),
@@ -144,7 +155,41 @@ def definitions(source_path: str) -> list[Any]:
         FeatureService(name=SEND_TIME_SERVICE, features=[view[SEND_TIME_FEATURES]]),
         FeatureService(name=PROFILE_SERVICE, features=[view[PROFILE_FEATURES]]),
     ]
-    return [member, source, view, *services]
+    extra: list[Any] = []
+    if levels_path is not None:
+        lsource = FileSource(
+            name=LEVELS_SOURCE,
+            path=levels_path,
+            timestamp_field="event_timestamp",
+            description="Growth value and member level, one snapshot per run",
+        )
+        lsource.created_timestamp = lsource.last_updated_timestamp = SOURCE_STAMP
+        extra = [lsource, FeatureView(
+            name=LEVELS_VIEW,
+            entities=[member],
+            ttl=timedelta(days=3650),
+            schema=[Field(name="level", dtype=String), Field(name="level_rank", dtype=Int64),
+                    Field(name="earned_level", dtype=String),
+                    Field(name="growth_value", dtype=Float64)],
+            source=lsource,
+            online=False,
+            description="Member level history: the level held, the one the value earns, growth value",
+        )]  # fmt: skip
+    return [member, source, view, *services, *extra]
+
+
+def live_rules(settings: MemberwiseSettings) -> Any:
+    """The tag rules in force for this home (features.rules.live_rules_path)."""
+    from features.rules import live_rules_path, load_rules
+
+    return load_rules(live_rules_path(settings))
+
+
+def _relative(settings: MemberwiseSettings, path: Path) -> str:
+    try:
+        return path.relative_to(settings.feast_dir).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _has_secret(redis_url: str) -> bool:
@@ -187,7 +232,13 @@ def repo_config(settings: MemberwiseSettings) -> Any:
 
 
 def _module_text(settings: MemberwiseSettings) -> str:
-    objects = definitions(source_location(settings))
+    from features.rules import tag_names, without_scores
+
+    rules = live_rules(settings)
+    levels = _relative(settings, settings.offline_dir / LEVELS_VIEW)
+    args = {"source_path": source_location(settings), "tag_version": rules.version,
+            "rule_tags": tag_names(without_scores(rules)), "levels_path": levels}  # fmt: skip
+    objects = definitions(**args)
     names = [obj.name for obj in objects]
     if len(set(names)) != len(names) or not all(n.isidentifier() for n in names):
         raise ValueError(f"Feast object names must be distinct identifiers: {names}")
@@ -199,7 +250,7 @@ def _module_text(settings: MemberwiseSettings) -> str:
         "memberwise environment, which imports the definitions from its `features` package.\n"
         'Paths are relative to this folder, so the home can be moved or copied.\n"""\n\n'
         "from features.repo import definitions\n\n"
-        f"(\n{targets}) = definitions(source_path={json.dumps(source_location(settings))})\n"
+        f"(\n{targets}) = definitions(**{json.dumps(args)})\n"
     )
 
 

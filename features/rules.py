@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 DEFAULT_RULES = Path(__file__).with_name("default_tags.yaml")
+LIVE_RULES = "tags.yaml"  # the home's copy of the rules in force (``memberwise run --tags``)
 
 Kind = Literal["number", "string", "bool"]
 Scalar = Union[float, int, str, bool]  # noqa: UP007  (a runtime alias, kept readable)
@@ -50,8 +51,11 @@ ORDER_OPS = ("<", "<=", ">", ">=")
 LIST_OPS = ("in", "not in")
 ALL_OPS = (*COMPARE_OPS, *LIST_OPS, "between")
 IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-MODEL_SCORES: dict[str, Kind] = {"churn_risk": "number"}
-"""Model score columns a rule may name when the frame it runs on carries them."""
+MODEL_SCORES: dict[str, Kind] = {
+    "churn_risk": "number", "clv_12m": "number", "abuse_risk": "number",
+}  # fmt: skip
+"""Model score columns a rule may name; rules naming one are evaluated after the models
+score (on the member table), the others when the tag frame is built."""
 
 
 class RuleError(ValueError):
@@ -445,11 +449,10 @@ def feature_kinds(frame: pd.DataFrame | None = None) -> dict[str, Kind]:
             elif pd.api.types.is_object_dtype(dt) or pd.api.types.is_string_dtype(dt):
                 kinds[str(c)] = "string"
         return kinds
-    from features.tags import BOOL_TAGS, INT_FEATURES, NUMERIC_FEATURES, STRING_FEATURES
+    from features.tags import INT_FEATURES, NUMERIC_FEATURES, STRING_FEATURES
 
     out: dict[str, Kind] = {"member_id": "string"}
     out.update({c: "number" for c in (*NUMERIC_FEATURES, *INT_FEATURES)})
-    out.update({c: "bool" for c in BOOL_TAGS})
     out.update({c: "string" for c in STRING_FEATURES})
     out.update(MODEL_SCORES)
     return out
@@ -693,6 +696,34 @@ class TagRules:
     def columns(self) -> list[str]:
         """The bool columns :func:`evaluate_tags` writes, in order."""
         return [t.name for t in self.tags] + [g.column(n) for g in self.groups for n in g.names]
+
+
+def uses_scores(expr: Expr) -> bool:
+    """Whether the rule names a model score (:data:`MODEL_SCORES`)."""
+    return any(f in MODEL_SCORES for f, _ in features_of(expr))
+
+
+def without_scores(rules: TagRules) -> TagRules:
+    """The tags and groups of ``rules`` that name no model score: what the tag frame can
+    evaluate before any model has scored."""
+    tags = tuple(t for t in rules.tags if not uses_scores(t.rule))
+    groups = tuple(g for g in rules.groups if not any(uses_scores(t.rule) for t in g.tags))
+    return TagRules(tags, groups, rules.version, rules.source)
+
+
+def tag_names(rules: TagRules) -> list[str]:
+    """Every tag name a member can carry in the ``tags`` list: the plain tags, in order."""
+    return [t.name for t in rules.tags]
+
+
+def live_rules_path(settings: Any) -> Path:
+    """The rules file in force for a home: ``tags.rules_file`` when set, else HOME/tags.yaml
+    when present (``memberwise run --tags FILE`` copies FILE there), else the defaults."""
+    given = settings.tags.rules_file
+    if given:
+        return Path(given).expanduser()
+    home_copy = settings.home_dir / LIVE_RULES
+    return home_copy if home_copy.exists() else DEFAULT_RULES
 
 
 def rules_version(path: Path | str) -> str:

@@ -14,6 +14,7 @@
     send_time.*          the send-time model, the message channels
     serving.*            the API: bind address, product list lengths, start-up work
     insight.*            member value, churn drivers, clusters, coupon-abuse risk
+    levels.*             growth value and member levels
 
 Values come from, highest first: keyword arguments; environment variables
 ``MEMBERWISE_<SECTION>__<NAME>`` (e.g. ``MEMBERWISE_TRAINING__HORIZON_DAYS=60``); the file
@@ -77,17 +78,15 @@ class StoresSettings(Section):
 
 
 class TagSettings(Section):
-    """Thresholds of the member tags (days are calendar days, money in the shop's currency)."""
+    """How the tag frame is built (days are calendar days). The tags themselves, with their
+    thresholds, are rules in a YAML file (features/default_tags.yaml, docs/tag-rules.md)."""
 
-    dormant_days: int = Field(60, description="no purchase for this long -> dormant")
-    churned_days: int = Field(180, description="no purchase for this long -> churned")
-    new_member_days: int = Field(30, description="first purchase / signup this recent -> new")
-    high_frequency_orders: int = Field(3, description="at least this many orders ...")
-    high_frequency_window_days: int = Field(30, description="... within this many days -> high_frequency")  # fmt: skip
-    high_order_value: float | None = Field(
-        None, description="one order above this -> high_order_value (unset: the quantile below)"
+    rules_file: Path | None = Field(
+        None,
+        description="tag rules file; unset: HOME/tags.yaml when present (written by `memberwise "
+        "run --tags FILE`), else the programme's defaults (features/default_tags.yaml)",
     )
-    high_order_value_quantile: float = Field(0.9, description="quantile of all order values used when high_order_value is unset")  # fmt: skip
+    high_frequency_window_days: int = Field(30, description="window of orders_30d (the high_frequency rule counts orders in it)")  # fmt: skip
     value_tier_shares: tuple[float, ...] = Field(
         (0.05, 0.15, 0.30, 0.30, 0.20), description="share of members per value tier, top first"
     )
@@ -95,11 +94,6 @@ class TagSettings(Section):
         ("platinum", "gold", "silver", "bronze", "basic"), description="value tier names, top first"
     )
     activity_window_days: int = Field(90, description='length of the "recent" and "previous" activity windows')  # fmt: skip
-    activity_drop_ratio: float = Field(0.5, description="recent <= ratio * previous orders -> activity_down warning")  # fmt: skip
-    growth_ratio: float = Field(1.5, description="recent >= ratio * previous orders -> growing")
-    gap_cycle_multiplier: float = Field(1.5, description="gap since the last order > x * usual cycle -> warning")  # fmt: skip
-    mature_tenure_days: int = Field(365, description="tenure from which an active member is mature")  # fmt: skip
-    price_sensitive_share: float = Field(0.3, description="share of spend on discounted lines -> price_sensitive")  # fmt: skip
     top_categories: int = Field(3, description="preferred categories kept per member")
 
 
@@ -268,6 +262,7 @@ class GateSettings(Section):
     bootstrap: int = Field(200, ge=20, description="bootstrap resamples for metrics that are not a mean (ROC AUC)")  # fmt: skip
     tune_seconds: float = Field(60.0, ge=0, description="time budget of the shipped recommender's grid on this shop's data (0: defaults only)")  # fmt: skip
     peers: tuple[str, ...] = Field(("popularity", "buy_again", "item_cosine", "als"), description="simple product policies the shipped recommender must beat, simplest first")  # fmt: skip
+    cross_fit_folds: int = Field(5, ge=2, le=10, description="folds of members the personalised coupon policy is cross-fitted over when the gate (and the backtest of a one-off campaign) values it")  # fmt: skip
 
 
 class ServingSettings(Section):
@@ -281,6 +276,13 @@ class ServingSettings(Section):
     coupon_precompute_max_members: int = Field(
         2_000_000, description="coupon decisions precomputed at start-up up to this many members"
     )
+    online_budget_ms: float = Field(20.0, gt=0, description="longest wait for one member's online features; past it the answer is degraded (fallbacks)")  # fmt: skip
+    breaker_failures: int = Field(3, ge=1, description="consecutive failed or late online reads that open the circuit breaker (then no read is tried)")  # fmt: skip
+    breaker_reset_seconds: float = Field(2.0, gt=0, description="an open breaker lets one trial read through after this long; a success closes it")  # fmt: skip
+    store_timeout_ms: int = Field(250, ge=1, description="Redis socket connect/read timeout of the serving reads (frees a thread blocked on a hung Redis)")  # fmt: skip
+    store_retry_seconds: float = Field(2.0, gt=0, description="while the online store cannot be opened (down at start-up), try again this often")  # fmt: skip
+    reload_interval_seconds: float = Field(30.0, ge=0, description="poll the registry's champion aliases this often and swap in moved models (0: only POST /v1/admin/reload)")  # fmt: skip
+    fallback_max_members: int = Field(2_000_000, ge=0, description="members whose country, RFM segment and time zone are kept in memory from the tag snapshot for degraded answers")  # fmt: skip
 
 
 class InsightSettings(Section):
@@ -331,6 +333,39 @@ class SecuritySettings(Section):
     cors_origins: tuple[str, ...] = Field((), description="origins browsers may call the API from (empty: no CORS headers)")  # fmt: skip
 
 
+class LevelSettings(Section):
+    """Growth value and member levels (features/levels.py; the programme's two models)."""
+
+    model: Literal["behaviour", "rfm"] = Field("behaviour", description="growth value model: points per action (behaviour) or periodic growth from R, F and M scores (rfm)")  # fmt: skip
+    login_points: float = Field(1.0, description="behaviour: points for the first login of a day")  # fmt: skip
+    purchase_multiplier: float = Field(1.0, ge=0, description="behaviour: points per unit of currency paid (returns take theirs back)")  # fmt: skip
+    review_points: float = Field(20.0, description="behaviour: points per review")
+    share_points: float = Field(10.0, description="behaviour: points per share")
+    period_days: int = Field(90, ge=1, description="rfm: length of a growth period (quarterly)")
+    rfm_periods: int = Field(8, ge=1, description="rfm: periods summed, up to the as-of date")
+    rfm_weights: tuple[float, float, float] = Field((1.0, 1.0, 1.0), description="rfm: weights of the R, F and M scores")  # fmt: skip
+    points_per_score: float = Field(100.0, ge=0, description="rfm: growth per weighted score point above 3 (below 3: a loss)")  # fmt: skip
+    names: tuple[str, ...] = Field(("regular", "silver", "gold", "diamond"), description="level names, bottom first")  # fmt: skip
+    assign_by: Literal["thresholds", "distribution"] = Field("thresholds", description="levels from fixed growth-value thresholds or from a target share per level")  # fmt: skip
+    thresholds: tuple[float, ...] = Field((0.0, 1000.0, 5000.0, 10000.0), description="growth value from which each level holds, bottom first")  # fmt: skip
+    target_shares: tuple[float, ...] = Field((0.5, 0.3, 0.15, 0.05), description="assign_by=distribution: share of members per level, bottom first")  # fmt: skip
+    protection_days: int = Field(90, ge=0, description="a level once reached is kept at least this long before it may go down")  # fmt: skip
+
+    @model_validator(mode="after")
+    def _shapes(self) -> LevelSettings:
+        n = len(self.names)
+        if len(self.thresholds) != n or len(self.target_shares) != n:
+            raise ValueError(
+                f"levels: {n} names need {n} thresholds and {n} target_shares "
+                f"(got {len(self.thresholds)} and {len(self.target_shares)})"
+            )
+        if list(self.thresholds) != sorted(self.thresholds):
+            raise ValueError("levels.thresholds must rise from the bottom level to the top")
+        if abs(sum(self.target_shares) - 1) > 1e-6:
+            raise ValueError("levels.target_shares must sum to 1")
+        return self
+
+
 # pre-tree names of the store settings, still read from the environment
 LEGACY_ENV = {
     f"{ENV_PREFIX}ONLINE_STORE": "online_store",
@@ -338,6 +373,26 @@ LEGACY_ENV = {
     f"{ENV_PREFIX}MLFLOW_TRACKING_URI": "mlflow_tracking_uri",
     f"{ENV_PREFIX}FEAST_PROJECT": "feast_project",
 }
+
+
+class SegmentSettings(Section):
+    """The member store behind segment queries, profiles, exports and the console
+    (features/member_store.py): bounds on every query."""
+
+    page_size: int = Field(100, ge=1, description="members per page when not asked")
+    max_page_size: int = Field(1_000, ge=1, description="largest page of members one query returns")  # fmt: skip
+    query_timeout_s: float = Field(5.0, gt=0, description="a member-store query is cancelled after this many seconds")  # fmt: skip
+    export_max_rows: int = Field(2_000_000, ge=1, description="most members one export streams")  # fmt: skip
+    export_batch_rows: int = Field(50_000, ge=1, description="members read per batch of a streamed export")  # fmt: skip
+    lookalike_max: int = Field(10_000, ge=1, description="largest lookalike size")
+    lookalike_features: list[str] = Field(
+        ["recency_days", "frequency", "monetary", "avg_order_value", "tenure_days",
+         "growth_value", "churn_risk", "clv_12m"],
+        description="numeric member-table columns of the standardized space lookalikes are "
+        "nearest in (those present are used)",
+    )  # fmt: skip
+    pool_size: int = Field(8, ge=1, description="PostgreSQL connections each API process keeps for member-store queries")  # fmt: skip
+    max_predicate_nodes: int = Field(200, ge=1, description="most nodes a segment predicate may have")  # fmt: skip
 
 
 class _LegacyStoreEnv(PydanticBaseSettingsSource):
@@ -380,6 +435,19 @@ class IngestSettings(Section):
 IngestConfig = IngestSettings  # the name pipelines/ingest.py uses
 
 
+class CampaignSettings(Section):
+    """Campaigns (docs/campaigns.md): the defaults a campaign file or request may override."""
+
+    holdout_share: float = Field(0.10, ge=0, lt=1, description="share of a campaign's target members held out at random (sent nothing) to measure it")  # fmt: skip
+    exploration_share: float = Field(0.0, ge=0, lt=1, description="share of target members given an offer drawn at random, so the next coupon model keeps learning")  # fmt: skip
+    frequency_cap: int = Field(3, ge=1, description="at most this many campaign messages per member per 7 days, across campaigns")  # fmt: skip
+    quiet_start_hour: int = Field(21, ge=0, le=23, description="quiet hours start (member's local hour): no message from here ...")  # fmt: skip
+    quiet_end_hour: int = Field(8, ge=0, le=23, description="... until this hour")
+    default_send_hour: int = Field(10, ge=0, le=23, description="local send hour of a member without a send-hour score")  # fmt: skip
+    window_days: int = Field(14, ge=1, description="days after the send that count as the campaign's outcome window")  # fmt: skip
+    confidence: float = Field(0.95, gt=0, lt=1, description="confidence level of the report's intervals")  # fmt: skip
+
+
 class MemberwiseSettings(BaseSettings):
     """The root of the tree (see the module docstring for its sections and sources)."""
 
@@ -405,6 +473,9 @@ class MemberwiseSettings(BaseSettings):
         description="several shops in one deployment: shop name -> its home; a key made with "
         "--shop NAME reads only that shop's home (keys without a shop read this home)",
     )
+    levels: LevelSettings = LevelSettings()
+    segments: SegmentSettings = SegmentSettings()
+    campaigns: CampaignSettings = CampaignSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -14,6 +14,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from features.rules import TagRules, evaluate_tags, load_rules, without_scores
 from features.settings import TagConfig
 
 LIFECYCLE_STAGES = (
@@ -50,6 +51,8 @@ NUMERIC_FEATURES: tuple[str, ...] = (
     "monetary",
     "avg_order_value",
     "max_order_value",
+    "median_order_value",
+    "order_value_ratio",
     "orders_30d",
     "orders_recent",
     "orders_previous",
@@ -60,6 +63,9 @@ NUMERIC_FEATURES: tuple[str, ...] = (
     "gap_ratio",
     "distinct_products",
     "discount_share",
+    "discount_order_share",
+    "discount_order_lift",
+    "last_gap_days",
     "events_30d",
     "events_recent",
     "messages_recent",
@@ -68,17 +74,10 @@ NUMERIC_FEATURES: tuple[str, ...] = (
     "top_category_share",
     "coupon_offers",
     "coupon_redemption_rate",
+    "coupon_redemption_lift",
     "r_score",
     "f_score",
     "m_score",
-)
-BOOL_TAGS: tuple[str, ...] = (
-    "high_order_value",
-    "dormant",
-    "high_frequency",
-    "price_sensitive",
-    "warn_activity_down",
-    "warn_gap_exceeded",
 )
 STRING_FEATURES: tuple[str, ...] = (
     "country",
@@ -104,12 +103,20 @@ def _empty(columns: dict[str, str]) -> pd.DataFrame:
 
 
 def compute_tags(
-    tables: dict[str, pd.DataFrame], as_of: date, config: TagConfig | None = None
+    tables: dict[str, pd.DataFrame],
+    as_of: date,
+    config: TagConfig | None = None,
+    rules: TagRules | None = None,
 ) -> pd.DataFrame:
     """Tags of every member known by the end of ``as_of``.
 
-    Returns a frame with ``member_id``, ``event_timestamp`` (the as-of date, UTC) and the
-    columns in NUMERIC_FEATURES, BOOL_TAGS, STRING_FEATURES and INT_FEATURES.
+    Returns a frame with ``member_id``, ``event_timestamp`` (the as-of date, UTC), the
+    columns in NUMERIC_FEATURES, STRING_FEATURES and INT_FEATURES, and the rule tags of
+    ``rules`` (default: features/default_tags.yaml) that need no model score: one bool
+    column per plain tag, the winner of each exclusive group in a column named for the
+    group (``lifecycle_stage`` among them), and ``tags``, the holding plain tags joined by
+    commas. Rules on model scores are evaluated after the models score
+    (:func:`features.rules.evaluate_tags` on the member table).
     """
     cfg = config or TagConfig()
     ref = reference_instant(as_of)
@@ -188,13 +195,6 @@ def compute_tags(
         FROM lines GROUP BY member_id, order_id;
         """.replace("$ref", "TIMESTAMP '" + ref.isoformat(sep=" ") + "'")
     )
-    hov = cfg.high_order_value
-    if hov is None:
-        q = con.execute(
-            "SELECT quantile_cont(value, ?) FROM orders WHERE is_purchase",
-            [cfg.high_order_value_quantile],
-        ).fetchone()
-        hov = float(q[0]) if q and q[0] is not None else float("inf")
     sql = """
     WITH purchases AS (
         SELECT *, ts - LAG(ts) OVER (PARTITION BY member_id ORDER BY ts) AS gap
@@ -205,6 +205,8 @@ def compute_tags(
                MIN(ts) AS first_ts, MAX(ts) AS last_ts, COUNT(*) AS frequency,
                COUNT(DISTINCT CAST(ts AS DATE)) AS purchase_days,
                AVG(value) AS avg_order_value, MAX(value) AS max_order_value,
+               MEDIAN(value) AS median_order_value,
+               AVG(CASE WHEN disc > 0 THEN 1.0 ELSE 0.0 END) AS discount_order_share,
                SUM(gross) AS gross, SUM(disc) AS disc,
                COUNT(*) FILTER (WHERE ts >= $hf_start) AS orders_30d,
                COUNT(*) FILTER (WHERE ts >= $recent_start) AS orders_recent,
@@ -274,13 +276,13 @@ def compute_tags(
         LEFT JOIN chan USING (member_id)
         LEFT JOIN cpn USING (member_id)
     )
-    SELECT member_id, timezone, first_ts, last_ts, last_gap_days,
+    SELECT member_id, timezone, first_ts, last_ts, last_gap_days AS last_gap_days,
            epoch($ref - last_ts) / 86400.0 AS recency_days,
            COALESCE(frequency, 0) AS frequency,
            COALESCE(purchase_days, 0) AS purchase_days,
            epoch($ref - first_ts) / 86400.0 AS first_purchase_days,
            COALESCE(monetary, 0) AS monetary,
-           avg_order_value, max_order_value,
+           avg_order_value, max_order_value, median_order_value, discount_order_share,
            COALESCE(orders_30d, 0) AS orders_30d,
            COALESCE(orders_recent, 0) AS orders_recent,
            COALESCE(orders_previous, 0) AS orders_previous,
@@ -342,7 +344,7 @@ def compute_tags(
         )
     else:
         df["country"] = None
-    return _finish(df, cat, hours, as_of, cfg, hov)
+    return _finish(df, cat, hours, as_of, cfg, rules)
 
 
 def _finish(
@@ -351,7 +353,7 @@ def _finish(
     hours: pd.DataFrame,
     as_of: date,
     cfg: TagConfig,
-    high_order_value: float,
+    rules: TagRules | None,
 ) -> pd.DataFrame:
     df = df.sort_values("member_id", kind="stable").reset_index(drop=True)
     n = len(df)
@@ -383,40 +385,23 @@ def _finish(
     tier_idx = np.searchsorted(shares, pct.to_numpy(), side="right").clip(0, len(shares) - 1)
     df["value_tier"] = np.asarray(cfg.value_tier_names, dtype=object)[tier_idx]
 
-    # rule tags
-    rec = df["recency_days"]
-    never_and_old = ~buyers & (df["tenure_days"] > cfg.dormant_days)
-    df["high_order_value"] = (df["max_order_value"] > high_order_value).fillna(False)
-    df["dormant"] = (rec > cfg.dormant_days).fillna(False) | never_and_old
-    df["high_frequency"] = df["orders_30d"] >= cfg.high_frequency_orders
-    df["price_sensitive"] = df["discount_share"] >= cfg.price_sensitive_share
-    df["warn_activity_down"] = (df["orders_previous"] > 0) & (
-        df["orders_recent"] <= cfg.activity_drop_ratio * df["orders_previous"]
+    # scale-free comparisons with the shop: the member's typical order against the shop's
+    # typical member, the member's response to discounts and offers against everyone's
+    typical = df.loc[buyers, "median_order_value"].median()
+    df["order_value_ratio"] = df["median_order_value"] / typical if typical and typical > 0 else np.nan  # fmt: skip
+    shop_disc = df.loc[buyers, "discount_order_share"].mean()
+    df["discount_order_lift"] = (
+        df["discount_order_share"] / shop_disc if shop_disc and shop_disc > 0 else np.nan
     )
-    df["warn_gap_exceeded"] = (df["gap_ratio"] > cfg.gap_cycle_multiplier).fillna(False)
-
-    # lifecycle stage, first matching rule wins
-    first_age = (pd.Timestamp(reference_instant(as_of)) - df["first_ts"]).dt.total_seconds() / 86400
-    reactivated = (df["last_gap_days"] > cfg.dormant_days) & (rec <= cfg.dormant_days)
-    growing = (df["orders_recent"] >= 2) & (
-        df["orders_recent"] >= cfg.growth_ratio * df["orders_previous"].clip(lower=1)
+    offered = df["coupon_offers"] > 0
+    shop_redeem = (
+        (df.loc[offered, "coupon_redemption_rate"] * df.loc[offered, "coupon_offers"]).sum()
+        / df.loc[offered, "coupon_offers"].sum()
+        if offered.any()
+        else np.nan
     )
-    conditions = [
-        ~buyers & (df["tenure_days"].fillna(0) <= cfg.new_member_days),
-        ~buyers & (df["tenure_days"].fillna(0) > cfg.churned_days),
-        ~buyers,
-        rec > cfg.churned_days,
-        rec > cfg.dormant_days,
-        first_age <= cfg.new_member_days,
-        reactivated.fillna(False),
-        df["warn_activity_down"],
-        growing,
-        df["tenure_days"] >= cfg.mature_tenure_days,
-    ]
-    choices = ["new", "churned", "dormant", "churned", "dormant", "new", "reactivated",
-               "declining", "growing", "mature"]  # fmt: skip
-    df["lifecycle_stage"] = np.select(
-        [c.fillna(False).to_numpy(bool) for c in conditions], choices, default="active"
+    df["coupon_redemption_lift"] = (
+        df["coupon_redemption_rate"] / shop_redeem if shop_redeem and shop_redeem > 0 else np.nan
     )
 
     # category preferences
@@ -448,15 +433,26 @@ def _finish(
         df["active_how"] = pd.Series(pd.NA, index=df.index, dtype="Int64")
         df["active_hour"] = pd.Series(pd.NA, index=df.index, dtype="Int64")
 
-    tag_cols = list(BOOL_TAGS)
-    flags = df[tag_cols].to_numpy(bool)
-    names = np.asarray(tag_cols, dtype=object)
-    df["tags"] = [",".join(names[row]) for row in flags]
     df["event_timestamp"] = pd.Timestamp(as_of, tz="UTC")
     for c in NUMERIC_FEATURES:
         df[c] = df[c].astype("float64")
+
+    # rule tags and exclusive groups, from the rules file (those needing no model score)
+    base = without_scores(rules if rules is not None else load_rules())
+    ev = evaluate_tags(df, base)
+    plain = [t.name for t in base.tags]
+    for name in plain:
+        df[name] = ev[name].to_numpy(bool)
+    for g in base.groups:
+        df[g.name] = ev[g.name].to_numpy(object)
+    flags = df[plain].to_numpy(bool) if plain else np.zeros((len(df), 0), dtype=bool)
+    names = np.asarray(plain, dtype=object)
+    df["tags"] = [",".join(names[row]) for row in flags]
     for c in STRING_FEATURES:
+        if c not in df:
+            df[c] = None  # a rules file without that group
         df[c] = df[c].astype("object").where(df[c].notna(), None)
-    cols = ["member_id", "event_timestamp", *NUMERIC_FEATURES, *BOOL_TAGS, *STRING_FEATURES,
-            *INT_FEATURES]  # fmt: skip
+    groups = [g.name for g in base.groups if g.name not in STRING_FEATURES]
+    cols = ["member_id", "event_timestamp", *NUMERIC_FEATURES, *plain, *STRING_FEATURES,
+            *INT_FEATURES, *groups]  # fmt: skip
     return df[cols]

@@ -315,7 +315,9 @@ class CouponPolicy(_PolicyBase):
           inverse-propensity contrast (t / e - (1 - t) / (1 - e)): unbiased for the effect;
         - mean effect = weighted mean of psi, with its standard error;
         - slope = cov(psi, d) / var(d) with d the out-of-fold predicted deviation from the
-          coupon's mean prediction, clipped to [0, 1], with its standard error.
+          coupon's mean prediction (the best linear predictor's heterogeneity coefficient),
+          with its standard error, shrunk by its evidence (:func:`_evidence_slope`): 0 when
+          the held-out offers do not confirm the predicted spread, 1 when they confirm all.
 
         The shrunk effect of a member is ``mean + slope * (raw - centre)``.
         """
@@ -373,7 +375,7 @@ class CouponPolicy(_PolicyBase):
                 slope = float(wn @ (resid * d)) / var_d
                 slope_se = float(np.sqrt(np.sum(wn**2 * (resid - slope * d) ** 2 * d**2))) / var_d
             out["mean"][j], out["se"][j] = mean, se
-            out["slope"][j], out["slope_se"][j] = float(np.clip(slope, 0.0, 1.0)), slope_se
+            out["slope"][j], out["slope_se"][j] = _evidence_slope(slope, slope_se), slope_se
             out["centre"][j] = float(wn @ raw[row[sel], j])
         self.shrinkage = out
         self._prepare()
@@ -554,7 +556,10 @@ class CouponPolicy(_PolicyBase):
             return raw, np.zeros_like(raw)
         dev = raw - sh["centre"]
         up = sh["mean"] + sh["slope"] * dev
-        se = np.sqrt(sh["se"] ** 2 + (sh["slope_se"] * dev) ** 2)
+        # without confirmed heterogeneity (slope 0) every member has the average effect and
+        # its standard error: the decision is the same for everyone
+        slope_se = np.where(sh["slope"] > 0, sh["slope_se"], 0.0)
+        se = np.sqrt(sh["se"] ** 2 + (slope_se * dev) ** 2)
         return up, se
 
     def _uplift(self, z: np.ndarray) -> np.ndarray:
@@ -741,6 +746,18 @@ class CouponPolicy(_PolicyBase):
         }
         obj._prepare()
         return obj
+
+
+def _evidence_slope(slope: float, se: float) -> float:
+    """The measured heterogeneity slope shrunk by its evidence, in [0, 1]: positive-part
+    James-Stein, ``slope * max(0, 1 - (se / slope)^2)``, then clipped to 1. A slope within
+    one standard error of zero (no heterogeneity the held-out offers confirm) becomes 0,
+    so every member gets the coupon's average effect; a slope many standard errors above
+    zero is kept almost whole."""
+    if not np.isfinite(slope) or slope <= 0.0:
+        return 0.0
+    factor = max(0.0, 1.0 - (se / slope) ** 2) if np.isfinite(se) else 0.0
+    return float(min(slope * factor, 1.0))
 
 
 def _pseudo_outcomes(

@@ -39,6 +39,7 @@ given to the Decider by the caller, from the feature services):
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import string
@@ -62,10 +63,12 @@ PARTS: tuple[str, ...] = (
 
 # what each rule tag's reason quotes, a template over feature columns
 TAG_EVIDENCE: dict[str, str] = {
-    "high_order_value": "largest order {max_order_value:.2f}",
+    "high_order_value": "typical order {median_order_value:.2f}, {order_value_ratio:.1f}x the shop's",
     "dormant": "last purchase {recency_days:.0f} days ago",
     "high_frequency": "orders in the high-frequency window: {orders_30d:.0f}",
-    "price_sensitive": "{discount_share:.0%} of spend discounted",
+    "price_sensitive": (
+        "{discount_order_share:.0%} of orders discounted, {discount_order_lift:.1f}x the shop's"
+    ),
     "warn_activity_down": (
         "orders in the recent window: {orders_recent:.0f}, in the one before: {orders_previous:.0f}"
     ),
@@ -336,6 +339,58 @@ class Decider:
                 zip(members, rows, recs, churn, coupons, strict=True)
             )
         ]
+
+    def decide_fallback(
+        self,
+        member_id: str,
+        profile: Mapping[str, Any] | None,
+        now: datetime,
+        n_products: int = 10,
+        channel: str | None = None,
+        category: str | None = None,
+        exclude: Sequence[str] = (),
+        why: str = "the member's features could not be read",
+    ) -> MemberDecision:
+        """The decision when the member's features cannot be read (``why`` says so in every
+        part's reason): the products model's answer (the member's own history when it has
+        it, else what members of the profile's ``country`` buy most), no coupon, the send
+        hour of the member's own engagement or the profile's ``rfm_segment``, in the
+        profile's ``timezone``; the profile's RFM segment; no churn risk, tags or labels.
+        ``profile``: those three columns as of the tag snapshot (None: nothing known)."""
+        g: dict[str, Any] = dict(profile or {})
+        recs = self.champions.products.recommend(
+            member_id, n=n_products, segment=_text(g.get("country")), category=category,
+            exclude=exclude,
+        )  # fmt: skip
+        filters = (f"; category {category!r}" if category else "") + (
+            f"; {len(set(exclude))} product ids excluded" if exclude else ""
+        )
+        d = self._compose(member_id, g or None, recs, None, None, now, channel, filters)
+        note = f"degraded ({why})"
+        role, version, gate = self._model_part("coupon")
+        churn_role, churn_version, churn_gate = self._model_part("churn")
+        unknown_label = LabelPart(RULES, None, f"{note}: unknown", None, **_RULES_GATE)
+        seg = _text(g.get("rfm_segment"))
+        return dataclasses.replace(
+            d,
+            products=dataclasses.replace(d.products, reason=f"{note}: {d.products.reason}"),
+            coupon=CouponPart(role, version, f"{note}: no coupon", None, 0.0, **gate),
+            send_time=dataclasses.replace(d.send_time, reason=f"{note}: {d.send_time.reason}"),
+            churn=ChurnPart(churn_role, churn_version, f"{note}: not scored", None, **churn_gate),
+            tags=TagsPart(RULES, None, f"{note}: unknown", (), **_RULES_GATE),
+            lifecycle_stage=unknown_label,
+            value_tier=unknown_label,
+            rfm_segment=RfmPart(
+                RULES,
+                self.as_of if seg else None,
+                f"{note}: {seg or 'unknown'} as of the tag snapshot",
+                seg,
+                None,
+                None,
+                None,
+                **_RULES_GATE,
+            ),  # fmt: skip
+        )
 
     def similar_products(self, product_id: str, n: int = 10) -> SimilarProducts:
         """Up to ``n`` products bought together with ``product_id`` and up to ``n`` similar

@@ -163,8 +163,19 @@ def generate(
             "--channel-mix", help="email,sms,push shares of the messages sent, e.g. 0.2,0.6,0.2"
         ),
     ] = None,
+    respond_to: Annotated[
+        Path | None,
+        typer.Option(
+            "--respond-to",
+            help="a campaign's send list (sends.parquet, or its folder): append the planted "
+            "members' answers to the shop already at --out instead of generating one",
+        ),
+    ] = None,
 ) -> None:
     """Generate a synthetic shop in the canonical format, with a truth/ folder."""
+    if respond_to is not None:
+        _respond(out, respond_to, seed)
+        return
     from dataclasses import replace
 
     from pipelines.synthetic import generate as gen
@@ -202,17 +213,35 @@ def run(
         int | None,
         typer.Option(min=1, help="churn horizon H in days [default: training.horizon_days]"),
     ] = None,
+    tags: Annotated[
+        Path | None,
+        typer.Option(
+            "--tags",
+            help="tag rules YAML to tag with; copied into the home as the "
+            "rules in force [default: the home's, else the programme's]",
+        ),
+    ] = None,
 ) -> None:
     """Validate, tag, load Feast, train and register every model, promote champions."""
+    from rich.markup import escape
+
+    from features.rules import RulesInvalid
     from pipelines.ingest import ContractError
     from pipelines.run import run_pipeline
 
     day = _parse_date(as_of)
     training = {"horizon_days": horizon_days} if horizon_days else None
+    if tags is not None and not tags.is_file():
+        console.print(f"[red]{escape(str(tags))}: no such file[/red]")
+        raise typer.Exit(code=2)
     try:
-        run_pipeline(data, day, _settings(home, training=training), progress=_progress)
+        run_pipeline(data, day, _settings(home, training=training), progress=_progress,
+                     tags_file=tags)  # fmt: skip
     except ContractError as exc:
         _contract_error(exc)
+        raise typer.Exit(code=2) from exc
+    except RulesInvalid as exc:
+        console.print(f"[red]tag rules refused:[/red] {escape(str(exc))}")
         raise typer.Exit(code=2) from exc
 
 
@@ -374,6 +403,36 @@ def convert(
         _progress(f"  {k:<28} {v:>10,}")
 
 
+@app.command()
+def report(
+    home: HomeOpt = None,
+    segment: Annotated[
+        str | None,
+        typer.Option("--segment", help="a tag, or COLUMN=VALUE (level=gold) [default: every tag]"),
+    ] = None,
+) -> None:
+    """KPIs by segment, tag prevalence and new-member retention cohorts (JSON + PNG, MLflow)."""
+    from rich.markup import escape
+
+    from pipelines.report import ALL, write_report
+
+    try:
+        path, rep = write_report(_settings(home), segment)
+    except (FileNotFoundError, ValueError) as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(code=2) from exc
+    console.print(f"{rep['members']:,} members as of {rep['as_of']}, tag version {rep['tag_version']}")  # fmt: skip
+    console.print("tag prevalence:")
+    for p in rep["prevalence"]:
+        console.print(f"  {escape(p['tag']):<22} {p['members']:>8,}  {p['share']:6.1%}")
+    fmt = lambda v: "n/a" if v is None else f"{v:,.3f}"  # noqa: E731
+    for name, k in rep["segments"].items():
+        if segment and name == ALL:
+            continue
+        console.print(f"{escape(name)}: " + ", ".join(f"{key} {fmt(v)}" for key, v in k.items()))
+    console.print(f"report: {path}")
+
+
 tags_app = typer.Typer(help="Tag rules as data (docs/tag-rules.md).", no_args_is_help=True)
 app.add_typer(tags_app, name="tags")
 
@@ -488,6 +547,98 @@ def keys_revoke(
         raise typer.Exit(code=2) from None
     audit("key.revoke", None, settings, subject=key.key_id, scope=key.scope, shop=key.shop)
     console.print(f"key {key.key_id} revoked ({key.revoked_at})")
+
+
+def _respond(shop: Path, plan: Path, seed: int) -> None:
+    import pandas as pd
+
+    from pipelines.respond import respond
+
+    path = plan / "sends.parquet" if plan.is_dir() else plan
+    if not path.is_file():
+        console.print(f"[red]{path}: no send list there (a campaign's sends.parquet)[/red]")
+        raise typer.Exit(code=2)
+    if not (shop / "truth" / "members.parquet").is_file():
+        console.print(f"[red]{shop}: not a synthetic shop (no truth/); generate one first[/red]")
+        raise typer.Exit(code=2)
+    try:
+        counts = respond(shop, pd.read_parquet(path), seed=seed)
+    except (ValueError, KeyError) as exc:
+        console.print(f"[red]cannot answer the plan:[/red] {exc}")
+        raise typer.Exit(code=2) from exc
+    for k, v in counts.items():
+        _progress(f"  {k:<16} {v:>10,} appended")
+
+
+campaign_app = typer.Typer(
+    help="Campaigns planned under a budget with a randomized holdout (docs/campaigns.md).",
+    no_args_is_help=True,
+)
+app.add_typer(campaign_app, name="campaign")
+
+
+@campaign_app.command("plan")
+def campaign_plan(
+    file: Annotated[Path, typer.Argument(help="a campaign file (YAML, docs/campaigns.md)")],
+    home: HomeOpt = None,
+    seed: Annotated[int, typer.Option("--seed", help="random seed of the holdout draw")] = 0,
+) -> None:
+    """Plan a campaign: choose members and offers within the budget, hold out members at
+    random, write the send list (CSV and Parquet) with a decision id per row."""
+    from rich.markup import escape
+
+    from features.campaign_store import plan_dir
+    from features.campaign_targets import NoMembers
+    from features.rules import RuleError
+    from serving.campaign_plans import load_spec, plan_campaign
+
+    if not file.is_file():
+        console.print(f"[red]{escape(str(file))}: no such file[/red]")
+        raise typer.Exit(code=2)
+    settings = _settings(home)
+    try:
+        spec = load_spec(file)
+        _, info = plan_campaign(settings, spec, seed=seed)
+    except (ValueError, LookupError, RuleError, NoMembers) as exc:
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(code=2) from exc
+    d = plan_dir(settings, spec.name)
+    _progress(f"planned {spec.name}: {info['members']:,} members, {info['sent']:,} sent, "
+              f"expected cost {info['expected_cost']:,.2f} of {info['budget']:,.2f}, "
+              f"holdout {info['by_arm']['holdout']:,}")  # fmt: skip
+    for action, n in info["by_action"].items():
+        _progress(f"  {action:<16} {n:>10,}")
+    _progress(f"send list: {d / 'sends.csv'} and {d / 'sends.parquet'}")
+
+
+@campaign_app.command("report")
+def campaign_report(
+    name: Annotated[str, typer.Argument(help="the campaign's name")],
+    data: Annotated[Path, typer.Option("--data", help="the shop data after the campaign")],
+    home: HomeOpt = None,
+) -> None:
+    """Measure a campaign on the data after it: treated against holdout with confidence
+    intervals, and other policies' value from the logged propensities."""
+    from training.campaign_report import write_report
+
+    try:
+        report = write_report(_settings(home), name, data)
+    except (LookupError, FileNotFoundError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(code=2) from exc
+    level = f"{report['confidence']:.0%}"
+    for offer, r in report["offers"].items():
+        c = r["converted"]
+        if c["lift"] is None:
+            _progress(f"  {offer:<12} too few members to measure")
+            continue
+        _progress(f"  {offer:<12} conversion lift {c['lift']:+.3f} ({level} interval "
+                  f"{c['low']:+.3f}..{c['high']:+.3f}), treated {r['n_treated']:,}, "
+                  f"holdout {r['n_control']:,}")  # fmt: skip
+    for pol, v in report["policies"].items():
+        m = v["margin"]
+        if m["identified"]:
+            _progress(f"  policy {pol:<18} margin/member DR {m['dr']:.2f} +- {m['dr_se']:.2f}")
 
 
 if __name__ == "__main__":

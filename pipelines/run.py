@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import shutil
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict
@@ -15,11 +16,14 @@ from typing import Any
 import pandas as pd
 
 from features import repo
+from features.levels import write_levels
+from features.rules import LIVE_RULES, live_rules_path, load_rules
 from features.settings import MemberwiseSettings
 from features.tags import reference_instant
 from pipelines import steps
 from pipelines.contract import TABLES
 from pipelines.ingest import DUPLICATE_LINE, ShopData, load_shop, write_quarantine
+from pipelines.members import members_step
 from pipelines.progress import silent, track
 from training.churn import churn_labels, train_churn
 from training.config import TrainConfig
@@ -44,9 +48,13 @@ def run_pipeline(
     settings: MemberwiseSettings,
     cfg: TrainConfig | None = None,
     progress: Progress = silent,
+    tags_file: Path | None = None,
 ) -> dict[str, Any]:
     """Run every step into ``settings.home``; returns the run report (also written as JSON).
     ``progress`` hears what each step is doing (pipelines.progress; silent by default).
+    ``tags_file``: a tag rules file to tag with, copied into the home as the rules in force
+    (features.rules.live_rules_path); raises features.rules.RulesInvalid before anything
+    is written when it has problems.
 
     Every model is configured from ``settings`` (its ``products``, ``churn``, ``coupon`` and
     ``send_time`` sections); ``cfg`` replaces its ``training`` section when given.
@@ -55,10 +63,17 @@ def run_pipeline(
     table or column is missing.
     """
     cfg = cfg or settings.training
+    if tags_file is not None:
+        load_rules(tags_file)  # raises RulesInvalid, listing every problem, before any write
     progress(f"reading {data_dir} as of {as_of}")
     shop = load_shop(data_dir, as_of, settings.ingest, progress=progress)  # raises before any write
+    add_campaign_offers(shop, settings)
     home = settings.home_dir
     home.mkdir(parents=True, exist_ok=True)
+    if tags_file is not None:
+        shutil.copyfile(tags_file, home / LIVE_RULES)
+    rules = load_rules(live_rules_path(settings))
+    progress(f"tag rules {live_rules_path(settings)} (version {rules.version})")
     write_quarantine(shop, settings.quarantine_dir, settings.reports_dir)
     notes = shop_notes(shop)
     for name, rep in shop.report.items():
@@ -71,6 +86,8 @@ def run_pipeline(
     frames = steps.write_snapshots(shop, all_dates, settings, progress=progress)
     tags_now = frames[as_of]
     progress(f"  {len(tags_now):,} members tagged as of {as_of}")
+    levels = write_levels(settings, shop.tables, tags_now["member_id"], as_of)
+    progress(f"  levels: {levels['level'].value_counts().to_dict()}")
 
     progress("applying the Feast repo and materializing to the online store")
     with contextlib.redirect_stdout(io.StringIO()):  # Feast prints colour codes to stdout
@@ -108,11 +125,19 @@ def run_pipeline(
         warnings.filterwarnings("ignore", message=r"The ``noload`` loader strategy is deprecated")
         setup_tracking(settings.tracking_uri, settings.artifact_root)
         regs = [
-            log_and_register(r, as_of.isoformat(), {"data": str(data_dir)})
+            log_and_register(
+                r, as_of.isoformat(), {"data": str(data_dir), "tag_version": rules.version}
+            )  # fmt: skip
             for r in track(progress, results, "models registered")
         ]
+    progress("writing the member table")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"The ``noload`` loader strategy is deprecated")
+        member_path = members_step(settings, shop, tags_now, as_of, progress)
     report = {
         "as_of": as_of.isoformat(),
+        "tag_version": rules.version,
+        "member_table": str(member_path),
         "data": str(data_dir),
         "home": str(home),
         "ingest": shop.report_dict(),
@@ -255,3 +280,13 @@ def _train_coupon(
 ) -> TrainResult:
     frame = coupon_training_frame(shop, store, cutoff, cfg)
     return train_coupon(frame, repo.COUPON_FEATURES, cfg, settings.coupon, settings.gate)
+
+
+def add_campaign_offers(shop: ShopData, settings: MemberwiseSettings) -> None:
+    """Campaigns planned here (STATE_DIR/campaigns) become coupon-offer history, holdout
+    included, so the coupon model learns from the shop's own experiments."""
+    from features.campaign_store import logged_offers, with_campaign_offers
+
+    merged = with_campaign_offers(shop.get("coupon_offers"), logged_offers(settings), shop.cutoff)
+    if merged is not None:
+        shop.tables["coupon_offers"] = merged

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features import repo
+from features import member_table, repo
 from features.settings import MemberwiseSettings
 from models.decision import Decider, decisions_frame
 from models.registry import load_champions
@@ -56,7 +56,28 @@ def score_members(
 
     progress("deciding products, coupons, send times and churn risk")
     decider = Decider(champions, repo.CHURN_FEATURES, repo.COUPON_FEATURES, as_of=as_of)
-    return decisions_frame(decider.decide_many(df, now, n_products=n_products))
+    return with_member_table(
+        decisions_frame(decider.decide_many(df, now, n_products=n_products)), settings
+    )
+
+
+def with_member_table(scores: pd.DataFrame, settings: MemberwiseSettings) -> pd.DataFrame:
+    """``scores`` with each member's ``tags`` (every rule of the rules in force, those on
+    model scores included), ``level`` and ``growth_value`` from the run's member table
+    (features.member_table); unchanged when the run wrote none."""
+    path = member_table.path(settings.members_dir)
+    if not path.exists():
+        return scores
+    table = pd.read_parquet(path, columns=["member_id", "tags", "level", "growth_value"])
+    table = table.assign(member_id=table["member_id"].astype(str)).set_index("member_id")
+    ids = scores["member_id"].astype(str)
+    out = scores.copy()
+    known = ids.isin(table.index).to_numpy()
+    given = table["tags"].reindex(ids).to_numpy(object)
+    out["tags"] = [list(g) if k else t for k, g, t in zip(known, given, out["tags"], strict=True)]
+    out["level"] = table["level"].reindex(ids).to_numpy(object)
+    out["growth_value"] = table["growth_value"].reindex(ids).to_numpy(float)
+    return out
 
 
 def write_scores(settings: MemberwiseSettings, out: Path, **kwargs) -> pd.DataFrame:

@@ -42,12 +42,16 @@ def snapshot_dates(shop: ShopData, cfg: TrainConfig) -> dict[str, list[date]]:
 def write_snapshots(
     shop: ShopData, dates: list[date], settings: MemberwiseSettings, progress: Reporter = silent
 ) -> dict[date, pd.DataFrame]:
-    """Compute tags at each date and write one Parquet file per date (overwriting)."""
+    """Compute tags at each date and write one Parquet file per date (overwriting), with the
+    tag rules in force for the home (features.rules.live_rules_path)."""
+    from features.rules import live_rules_path, load_rules
+
+    rules = load_rules(live_rules_path(settings))
     out_dir = repo.tags_source_path(settings)
     out_dir.mkdir(parents=True, exist_ok=True)
     frames: dict[date, pd.DataFrame] = {}
     for d in track(progress, sorted(set(dates)), "tag snapshots written"):
-        tags = compute_tags(shop.tables, d, settings.tags)
+        tags = compute_tags(shop.tables, d, settings.tags, rules)
         tags.to_parquet(repo.snapshot_path(settings, d), index=False)
         frames[d] = tags
     return frames

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from features.settings import MemberwiseSettings, get_settings
 from serving import errors
 from serving.console.routes import mount as mount_console
+from serving.reload import maintenance
 from serving.routes import health, v1
 from serving.security import KeyStore, RateLimiter, console_authenticator
 from serving.state import AppState
@@ -34,7 +35,8 @@ def create_app(settings: MemberwiseSettings | None = None) -> FastAPI:
             state.load()
             if state.error is not None:  # the caller sees a 503 without it; the log has it
                 log.error("shop %s not ready: %s", name or "(default)", state.error)
-        yield
+        async with maintenance(app.state.memberwise):
+            yield
 
     app = FastAPI(
         title="memberwise",

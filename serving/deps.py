@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
+from features.member_store import MemberStore
 from features.settings import MemberwiseSettings, get_settings
 from serving.security import shop_of
 from serving.state import AppState
@@ -42,3 +43,18 @@ SettingsDep = Annotated[MemberwiseSettings, Depends(get_settings)]
 StateDep = Annotated[AppState, Depends(get_state)]
 ReadyStateDep = Annotated[AppState, Depends(get_ready_state)]
 NowDep = Annotated[datetime, Depends(get_now)]
+
+
+_member_stores: dict[int, MemberStore] = {}
+
+
+def get_member_store(state: Annotated[AppState, Depends(get_state)]) -> MemberStore:
+    """The member store of the caller's shop (one per shop's settings object)."""
+    settings = state.settings
+    store = _member_stores.get(id(settings))
+    if store is None or store.settings is not settings:
+        store = _member_stores[id(settings)] = MemberStore(settings)
+    return store
+
+
+MemberStoreDep = Annotated[MemberStore, Depends(get_member_store)]

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from serving.vocabulary import (
     Channel,
     DecisionPart,
+    DegradedReason,
     HealthStatus,
     KeyScope,
     LifecycleStage,
@@ -264,8 +265,20 @@ class MemberDecisionPublic(BaseModel):
     parts: dict[DecisionPart, PartPublic] = Field(
         description="role (model, baseline or rules), version and reason of every part"
     )
-    model_versions: dict[str, str]
+    model_versions: dict[str, str] = Field(
+        description="the registered version of every model that made this answer"
+    )
     model_roles: dict[str, Role] = Field(description="model or baseline, per model")
+    degraded: bool = Field(
+        default=False,
+        description="true: the member's online features could not be read in time; the "
+        "answer comes from fallbacks (the member's own products and send hour if the models "
+        "know them, else popular in the member's country and the segment's send hour; no "
+        "coupon, no churn risk or tags)",
+    )
+    degraded_reason: DegradedReason | None = Field(
+        default=None, description="why the answer is degraded; null when it is not"
+    )
 
 
 class NeighbourPublic(BaseModel):
@@ -439,3 +452,27 @@ class KeyCreate(BaseModel):
     scope: KeyScope
     shop: str | None = Field(None, max_length=64, description="a shop of the shops setting")
     label: str = Field("", max_length=200, description="who or what the key is for")
+
+
+class ReloadPublic(BaseModel):
+    """What a reload of the champion models did."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "changed": True,
+                    "versions": {"products": "4", "churn": "3", "coupon": "3",
+                                 "send_time": "3", "similar": "3"},
+                    "previous": {"products": "3", "churn": "3", "coupon": "3",
+                                 "send_time": "3", "similar": "3"},
+                    "detail": "products 3 -> 4",
+                }
+            ]
+        }
+    )  # fmt: skip
+
+    changed: bool = Field(description="true: new champions were loaded and swapped in")
+    versions: dict[str, str] = Field(description="the champion versions now served, per model")
+    previous: dict[str, str] = Field(description="the versions served before")
+    detail: str

@@ -1,5 +1,6 @@
 """The closed vocabularies of the API, as enums built from the one place each is defined
-(``features.tags``, the configuration's value tier names, the models' constants), so the
+(``features.tags``, the tag rules files, the configuration's value tier names, the models'
+constants), so the
 OpenAPI schema lists the allowed values and an unknown one in a request is a 422 naming
 them.
 
@@ -10,10 +11,12 @@ module is first imported, i.e. when the app starts.
 
 from __future__ import annotations
 
+import contextlib
 from enum import StrEnum
 
+from features.rules import DEFAULT_RULES, RulesInvalid, live_rules_path, load_rules, tag_names
 from features.settings import get_settings
-from features.tags import BOOL_TAGS, LIFECYCLE_STAGES, RFM_SEGMENTS
+from features.tags import LIFECYCLE_STAGES, RFM_SEGMENTS
 from models.decision import BASELINE, MODEL, PARTS, RULES
 from models.products import BUY_AGAIN, POPULAR, POPULAR_IN_SEGMENT, SIMILAR_MEMBERS
 from models.send_time import GLOBAL, MEMBER, SEGMENT
@@ -25,7 +28,16 @@ def _values(*names: str) -> dict[str, str]:
     return {n: n for n in dict.fromkeys(names)}
 
 
-Tag = StrEnum("Tag", _values(*BOOL_TAGS))  # type: ignore[misc]
+def rule_tag_names() -> list[str]:
+    """The tags members can carry: the default rules' and those of the rules file in force
+    for the configured home (``memberwise run --tags FILE``), custom names included."""
+    names = tag_names(load_rules(DEFAULT_RULES))
+    with contextlib.suppress(OSError, RulesInvalid):  # a broken live file: refused by the run
+        names += tag_names(load_rules(live_rules_path(get_settings())))
+    return list(dict.fromkeys(names))
+
+
+Tag = StrEnum("Tag", _values(*rule_tag_names()))  # type: ignore[misc]
 Tag.__doc__ = "A rule tag (true for the member as of the snapshot)."
 
 LifecycleStage = StrEnum("LifecycleStage", _values(*LIFECYCLE_STAGES))  # type: ignore[misc]
@@ -66,6 +78,16 @@ class HealthStatus(StrEnum):
     OK = "ok"
     READY = "ready"
     NOT_READY = "not ready"
+    DEGRADED = "degraded"
+
+
+class DegradedReason(StrEnum):
+    """Why an answer came from fallbacks instead of the member's online features."""
+
+    STORE_TIMEOUT = "store_timeout"  # the online read took longer than serving.online_budget_ms
+    STORE_ERROR = "store_error"  # the online store refused or failed the read
+    CIRCUIT_OPEN = "circuit_open"  # recent reads failed: no read is tried until the breaker resets
+    STORE_NOT_CONNECTED = "store_not_connected"  # the store could not be opened yet (retrying)
 
 
 class KeyScope(StrEnum):

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GroupShuffleSplit
 
 from features.settings import CouponSettings, GateSettings
-from models.coupon import CouponPolicy, FixedCouponPolicy, NoCouponPolicy
+from models.coupon import CouponConfig, CouponPolicy, FixedCouponPolicy, NoCouponPolicy
 from training.config import TrainConfig, coupon_config
 from training.gate import Candidate, best_rule, select
 from training.metrics import policy_weights, qini_coefficient
@@ -67,9 +66,12 @@ def train_coupon(
     gate: GateSettings | None = None,
 ) -> TrainResult:
     """``frame``: one row per past offer with the member's features at the offer, ``arm``
-    ('' = control) and ``net_margin``. Evaluated on held-out members by inverse-propensity
-    policy value (randomized offers), as incremental margin per member over giving none.
-    ``coupon``: the settings tree's ``coupon`` section (its defaults when None).
+    ('' = control) and ``net_margin``. The promotion gate values every policy by
+    inverse propensity on the randomized offers, as incremental margin per offer over giving
+    none, the personalised one on out-of-fold decisions (``gate.cross_fit_folds`` folds of
+    members, :func:`cross_fitted_gate`, the same code the backtest of a one-off campaign
+    uses); the shipped policy is then fitted on every offer. ``coupon`` and ``gate``: the
+    settings tree's sections (their defaults when None).
     """
     ccfg = coupon_config(coupon or CouponSettings(), cfg)
     metrics: dict[str, dict[str, float]] = {}
@@ -89,25 +91,33 @@ def train_coupon(
     gate = gate or GateSettings()
     selection = None
     rule, rule_margin = "no_coupon", 0.0
-    if has_control and has_treated and len(frame) >= 50:
-        split = GroupShuffleSplit(n_splits=1, test_size=cfg.test_share, random_state=cfg.seed)
-        tr, te = next(split.split(frame, groups=frame["member_id"]))
-        train, test = frame.iloc[tr], frame.iloc[te]
-        arm = test["arm"].to_numpy(str)
-        y = test["net_margin"].to_numpy(float)
-        camp = test["campaign_id"].to_numpy(str)
+    folds = gate.cross_fit_folds
+    members = frame["member_id"].nunique() if len(frame) else 0
+    if has_control and has_treated and len(frame) >= 50 and members >= folds:
+        offers = frame.reset_index(drop=True)
+        arm = offers["arm"].to_numpy(str)
+        y = offers["net_margin"].to_numpy(float)
+        camp = offers["campaign_id"].to_numpy(str)
         evaluation = {"arm": arm, "net_margin": y}
-        policy = fit(train)
-        if policy.fitted:
-            cands, decisions = gate_candidates(test, features, policy)
-            metrics["shipped"] = policy_scores(arm, y, *decisions["personalised"], camp)
-        else:
-            notes.append(policy.reason_unfitted)
-            cands, decisions = gate_candidates(test, features, None)
+        cands, decisions, unfitted = cross_fitted_gate(offers, features, ccfg, folds, cfg.seed)
+        notes.append(
+            f"coupon gate valued on out-of-fold decisions: {folds} folds of members, each "
+            "policy fitted on the others (cross-fitting)"
+        )
+        if unfitted:
+            notes.append(f"personalised policy unfitted on {len(unfitted)} of {folds} folds "
+                         f"(no coupon there): {unfitted[0].split(': ', 1)[1]}")  # fmt: skip
+        if PERSONALISED in decisions:
+            metrics["shipped"] = policy_scores(arm, y, *decisions[PERSONALISED], camp)
         selection = select(cands, z=gate.z)
         rule = best_rule(selection)
         rule_margin = selection.row(rule).estimate
-        metrics["baseline"] = policy_scores(arm, y, decisions[rule][0], np.zeros(len(test)), camp)
+        metrics["baseline"] = policy_scores(arm, y, decisions[rule][0], np.zeros(len(arm)), camp)
+    elif has_control and has_treated:
+        notes.append(
+            f"too few randomized offers to value the coupon policies ({len(frame)} offers of "
+            f"{members} members; needs 50 offers and {folds} members): no gate"
+        )
     else:
         notes.append(
             "no randomized coupon history (needs offers with a control group): "
@@ -140,18 +150,88 @@ def train_coupon(
 
 
 Decision = tuple[np.ndarray, np.ndarray]  # (assigned coupon or '' per offer, score)
+PERSONALISED = "personalised"  # the gate's name of the learnt coupon policy
+
+
+def member_folds(members: pd.Series, k: int, seed: int = 0) -> np.ndarray:
+    """(n,) fold 0..k-1 of each offer, every offer of a member in the same fold (a
+    seeded random split of the distinct members)."""
+    ids = pd.Index(members.astype(str).unique())
+    if not 2 <= k <= len(ids):
+        raise ValueError(f"cross-fitting needs 2 to {len(ids)} folds (one member each), not {k}")
+    fold_of = np.random.default_rng(seed).permutation(len(ids)) % k
+    return np.asarray(fold_of[ids.get_indexer(members.astype(str))])
+
+
+def cross_fitted_personalised(
+    offers: pd.DataFrame, features: list[str], ccfg: CouponConfig, folds: int, seed: int = 0
+) -> tuple[Decision, list[str]]:
+    """Out-of-fold decisions of the personalised coupon policy on randomized ``offers``
+    (the coupon training frame: member_id, campaign_id, arm, net_margin, optional cost and
+    ``features``): the offers are split into ``folds`` folds by member (:func:`member_folds`),
+    and on each fold ``CouponPolicy(ccfg)``, fitted on the other folds exactly as
+    :func:`train_coupon` fits the shipped one, decides for the held-out members. Every offer
+    thus gets a decision from a policy that never saw it, and all offers are used for
+    valuing. Returns the decision per offer (in ``offers`` order; '' = none, also where a
+    fold's policy stayed unfitted) and one note per such fold.
+
+    The promotion gate of ``memberwise run`` (:func:`train_coupon`) and the backtest of a
+    one-off campaign (``training.backtest.coupons.cross_fitted``) both value the policy
+    through this function."""
+    offers = offers.reset_index(drop=True)
+    n = len(offers)
+    fold = member_folds(offers["member_id"], folds, seed)
+    offered = campaign_arms(offers)
+    X = offers[features].to_numpy(float)
+    arm = offers["arm"].to_numpy(str)
+    y = offers["net_margin"].to_numpy(float)
+    cost = offers["cost"].to_numpy(float) if "cost" in offers else None
+    camp = offers["campaign_id"].to_numpy(str)
+    assigned, score = np.full(n, "", dtype=object), np.zeros(n)
+    unfitted: list[str] = []
+    for f in range(folds):
+        te, tr = fold == f, fold != f
+        policy = CouponPolicy(ccfg).fit(
+            X[tr], arm[tr], y[tr], feature_names=features,
+            cost=None if cost is None else cost[tr], campaign=camp[tr],
+        )  # fmt: skip
+        if not policy.fitted:
+            unfitted.append(f"cross-fitting fold {f + 1} of {folds}: {policy.reason_unfitted}")
+            continue
+        held = [offered[i] for i in np.flatnonzero(te)]
+        assigned[te], score[te] = personalised_decisions(policy, offers[te], features, held)
+    return (assigned.astype(str), score), unfitted
+
+
+def cross_fitted_gate(
+    offers: pd.DataFrame, features: list[str], ccfg: CouponConfig, folds: int, seed: int = 0
+) -> tuple[list[Candidate], dict[str, Decision], list[str]]:
+    """The coupon gate's candidates on randomized ``offers`` with the personalised policy
+    cross-fitted across members (:func:`cross_fitted_personalised`): no coupon, each coupon
+    to everyone and "personalised" (left out when no fold could fit it), each scored offer by
+    offer by its inverse-propensity contribution. Returns the candidates, each one's decision
+    per offer and the notes on unfitted folds."""
+    offers = offers.reset_index(drop=True)
+    pers, unfitted = cross_fitted_personalised(offers, features, ccfg, folds, seed)
+    return (*gate_candidates(offers, features, None, pers if len(unfitted) < folds else None),
+            unfitted)  # fmt: skip
 
 
 def gate_candidates(
-    offers: pd.DataFrame, features: list[str], policy: CouponPolicy | None
+    offers: pd.DataFrame,
+    features: list[str],
+    policy: CouponPolicy | None,
+    personalised: Decision | None = None,
 ) -> tuple[list[Candidate], dict[str, Decision]]:
     """The coupon gate's candidates on randomized ``offers`` (the coupon training frame:
     arm, net_margin, campaign_id and ``features``), simplest first: no coupon, each coupon
     its campaigns randomized given to everyone there ("everyone:<coupon>"), and the fitted
-    ``policy`` ("personalised"; left out when None). Each is scored offer by offer by its
-    inverse-propensity contribution (:func:`policy_contributions`). Returns the candidates
-    and each one's decision per offer. `memberwise run` calls it on its held-out members'
-    offers, the backtest on the offers of the horizon."""
+    ``policy`` ("personalised"; left out when None), or instead its ``personalised``
+    decisions already made (out-of-fold ones, :func:`cross_fitted_gate`). Each is scored
+    offer by offer by its inverse-propensity contribution (:func:`policy_contributions`).
+    Returns the candidates and each one's decision per offer. `memberwise run` reaches it
+    through :func:`cross_fitted_gate`; the backtest calls it on the offers of the horizon
+    with the registered policy."""
     arm = offers["arm"].to_numpy(str)
     y = offers["net_margin"].to_numpy(float)
     camp = offers["campaign_id"].to_numpy(str)
@@ -164,10 +244,12 @@ def gate_candidates(
         decisions[f"everyone:{c}"] = (everyone, np.ones(n))
         tiers[f"everyone:{c}"] = 1
     if policy is not None:
-        decisions["personalised"] = personalised_decisions(policy, offers, features, offered)
-        tiers["personalised"] = 2
+        personalised = personalised_decisions(policy, offers, features, offered)
+    if personalised is not None:
+        decisions[PERSONALISED] = personalised
+        tiers[PERSONALISED] = 2
     cands = [
-        Candidate(name, "model" if name == "personalised" else "baseline", tiers[name],
+        Candidate(name, "model" if name == PERSONALISED else "baseline", tiers[name],
                   units=policy_contributions(arm, y, a, camp))
         for name, (a, _) in decisions.items()
     ]  # fmt: skip

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from features import repo
+from features.member_store import Summary
 from features.rules import (
     DEFAULT_RULES,
     RuleError,
@@ -325,3 +326,58 @@ def level_history(settings: MemberwiseSettings, member_id: str) -> list[dict[str
             [str(path), member_id],
         ).fetchdf()
     return rows.to_dict("records")
+
+
+# --------------------------------------------------------------------------- member store
+KPI_UNITS = (
+    ("members", "members", "count"), ("arpu", "ARPU", "money"), ("aov", "AOV", "money"),
+    ("repurchase_rate", "repurchase rate", "share"),
+    ("active_30d_share", "active in the last 30 days", "share"),
+    ("retention_7d", "retention after 7 days", "share"),
+    ("retention_30d", "retention after 30 days", "share"),
+    ("retention_90d", "retention after 90 days", "share"),
+    ("mean_clv_12m", "mean expected value, 12 months", "money"),
+)  # fmt: skip
+
+
+def store_kpis(summary: Summary) -> list[Kpi]:
+    """The member store's KPIs as the console lists them."""
+    k = summary.kpis
+    return [Kpi(label, getattr(k, name), unit,
+                None if getattr(k, name) is not None else "no member it is defined over")
+            for name, label, unit in KPI_UNITS]  # fmt: skip
+
+
+def store_breakdowns(summary: Summary) -> dict[str, list[tuple[str, int, float]]]:
+    """The member store's breakdowns as (value, count, share), largest first."""
+    n = max(summary.count, 1)
+    return {col: [(v if v is not None else "none", c, c / n) for v, c in rows]
+            for col, rows in summary.breakdowns.items()}  # fmt: skip
+
+
+def store_features(kinds: Mapping[str, str]) -> list[str]:
+    """Columns the segment builder offers: every number, string, bool and list column but
+    the bookkeeping ones."""
+    skip = {"member_id", "as_of", "tag_reasons", "tag_version"}
+    return sorted(c for c, k in kinds.items() if c not in skip)
+
+
+def store_predicate(conditions: Sequence[Condition], kinds: Mapping[str, str]) -> dict[str, Any] | None:  # fmt: skip
+    """The predicate tree for the builder's rows, values typed from the member store's columns
+    (a list column takes names). None: no condition, every member. Raises RuleError naming
+    the row for an unknown feature, operator or a value of the wrong type."""
+    items: list[dict[str, Any]] = []
+    for i, c in enumerate(conditions, start=1):
+        kind = kinds.get(c.feature)
+        if kind is None:
+            raise RuleError(f"condition {i}: unknown feature {c.feature!r}")
+        if c.op not in OPS:
+            raise RuleError(f"condition {i}: unknown operator {c.op!r}")
+        parts = [p.strip() for p in c.value.split(",")] if c.op.endswith("in") else [c.value]
+        try:
+            typed = [_typed(p, "string" if kind == "list" else kind) for p in parts]
+        except ValueError as exc:
+            raise RuleError(f"condition {i}: {exc}") from None
+        items.append({"feature": c.feature, "op": c.op,
+                      "value": typed if c.op.endswith("in") else typed[0]})  # fmt: skip
+    return {"all": items} if items else None

@@ -20,9 +20,19 @@ def healthz() -> Health:
     "/readyz", response_model=Health, responses={**example_of(Health), 503: {"model": Health}}
 )
 def readyz(state: StateDep):
-    """Ready only when every champion model and the feature store are loaded."""
+    """Ready when every champion model is loaded (503 otherwise). While the online store
+    is not open, failing or slow, the status is ``degraded`` (still 200: member answers
+    come from fallbacks, flagged ``degraded``), with the reason in ``detail``."""
     if state.ready:
-        detail = f"as of {state.as_of}; churn and coupon decisions precomputed: {state.precomputed}"
+        versions = state.champions.versions if state.champions is not None else {}
+        shown = ", ".join(f"{k} {v}" for k, v in versions.items())
+        detail = (
+            f"as of {state.as_of}; churn and coupon decisions precomputed: {state.precomputed}"
+            + (f"; model versions: {shown}" if shown else "")
+        )
+        reason = state.probe_store()
+        if reason is not None:
+            return Health(status=HealthStatus.DEGRADED, detail=f"{reason.value}; {detail}")
         return Health(status=HealthStatus.READY, detail=detail)
     # the error's kind only: its text may name paths or hosts (the server log has it all)
     kind = (state.error or "not loaded yet").split(":", 1)[0]

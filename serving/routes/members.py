@@ -11,6 +11,7 @@ from pydantic import StringConstraints
 
 from models.decision import MemberDecision
 from serving.deps import NowDep, ReadyStateDep, SettingsDep
+from serving.fallback import count_degraded
 from serving.schemas import (
     CATEGORY_MAX_LENGTH,
     CATEGORY_PATTERN,
@@ -27,6 +28,7 @@ from serving.schemas import (
 from serving.vocabulary import (
     Channel,
     DecisionPart,
+    DegradedReason,
     LifecycleStage,
     ProductReason,
     RfmSegment,
@@ -107,17 +109,33 @@ def recommendations(
     channels = settings.send_time.message_channels
     if channel is not None and str(channel) not in channels:
         raise invalid("channel", str(channel), f"unknown channel; one of {list(channels)}")
-    assert state.decider is not None
-    decision = state.decider.decide(
-        member_id,
-        state.member_features(member_id),
-        now,
-        n_products=n,
-        channel=str(channel) if channel is not None else None,
-        category=category,
-        exclude=tuple(exclude or ()),
-    )
-    return public(decision, state.as_of)
+    decider = state.decider  # taken once: a reload swaps in a new one whole
+    assert decider is not None
+    read = state.read_member(member_id)
+    forced = str(channel) if channel is not None else None
+    excluded = tuple(exclude or ())
+    if read.reason is None:
+        decision = decider.decide(
+            member_id, read.features, now, n_products=n, channel=forced, category=category,
+            exclude=excluded,
+        )  # fmt: skip
+    else:
+        count_degraded(read.reason)
+        decision = decider.decide_fallback(
+            member_id, state.fallback_profile(member_id), now, n_products=n, channel=forced,
+            category=category, exclude=excluded, why=DEGRADED_WHY[read.reason],
+        )  # fmt: skip
+    as_of = decider.as_of if decider.as_of is not None else state.as_of
+    return public(decision, as_of, read.reason)
+
+
+# what a degraded answer's reasons say about the online store
+DEGRADED_WHY: dict[DegradedReason, str] = {
+    DegradedReason.STORE_TIMEOUT: "the online store did not answer within the time budget",
+    DegradedReason.STORE_ERROR: "the online store failed the read",
+    DegradedReason.CIRCUIT_OPEN: "the online store is failing; reads resume by themselves",
+    DegradedReason.STORE_NOT_CONNECTED: "the online store is not open yet; retrying",
+}
 
 
 def invalid(name: str, value: object, msg: str) -> RequestValidationError:
@@ -127,8 +145,10 @@ def invalid(name: str, value: object, msg: str) -> RequestValidationError:
     ])  # fmt: skip
 
 
-def public(d: MemberDecision, as_of: str | None) -> MemberDecisionPublic:
-    """The API's view of a decision."""
+def public(
+    d: MemberDecision, as_of: str | None, degraded: DegradedReason | None = None
+) -> MemberDecisionPublic:
+    """The API's view of a decision (``degraded``: why it came from fallbacks)."""
     st, c, rfm = d.send_time, d.coupon, d.rfm_segment
     champions = {k: v for k, v in d.parts().items() if v.role != "rules"}
     return MemberDecisionPublic(
@@ -174,4 +194,6 @@ def public(d: MemberDecision, as_of: str | None) -> MemberDecisionPublic:
         },
         model_versions={k: v.version or "" for k, v in champions.items()},
         model_roles={k: Role(v.role) for k, v in champions.items()},
+        degraded=degraded is not None,
+        degraded_reason=degraded,
     )

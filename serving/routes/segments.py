@@ -1,17 +1,52 @@
-"""Member selection for marketing: filter the latest snapshot's members by tags and scores."""
+"""Member selection for marketing: predicate queries over the member store with figures and
+cursor pages, saved versioned segments, streamed exports and lookalikes; and the older GET
+that filters the latest tag snapshot by tags and scores."""
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
 from typing import Annotated
 
 import duckdb
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
 
 from features import repo
-from serving.deps import ReadyStateDep, SettingsDep
+from features.member_store import (
+    MemberStore,
+    Page,
+    QueryTimeout,
+    SavedSegment,
+    SegmentNotFound,
+    StoreEmpty,
+    rows_for_json,
+)
+from features.predicates import PredicateError
+from features.rules import Expr
+from serving.deps import MemberStoreDep, ReadyStateDep, SettingsDep
 from serving.logs import audit
 from serving.schemas import MemberTagsPublic, SegmentPublic, example_of
 from serving.security import KeyDep
+from serving.segment_schemas import (
+    BreakdownPublic,
+    ExportFormat,
+    ExportRequest,
+    KpisPublic,
+    LookalikeMemberPublic,
+    LookalikePublic,
+    LookalikeRequest,
+    SavedSegmentPublic,
+    SavedSegmentsPublic,
+    SegmentMemberPublic,
+    SegmentQuery,
+    SegmentResultPublic,
+    SegmentSave,
+)
 from serving.vocabulary import LifecycleStage, RfmSegment, Tag, ValueTier
 
 router = APIRouter(prefix="/segments", tags=["segments"])
@@ -81,3 +116,170 @@ def select_members(
     audit("export", key.key_id, settings, route="/v1/segments/members",
           shop=key.shop, members=len(members), filters=filters)  # fmt: skip
     return SegmentPublic(as_of=as_of, count=int(row[0]) if row else 0, members=members)
+
+
+# --------------------------------------------------------------------------- member store
+def store_errors(exc: Exception) -> Exception:
+    """The HTTP error for a member-store failure (re-raises what is not one)."""
+    if isinstance(exc, PredicateError):
+        return RequestValidationError([
+            {"type": "value_error", "loc": ("body", "predicate", exc.node), "msg": exc.message,
+             "input": None}
+        ])  # fmt: skip
+    if isinstance(exc, StoreEmpty):
+        return HTTPException(503, str(exc))
+    if isinstance(exc, QueryTimeout):
+        return HTTPException(503, f"{exc}: narrow the segment or raise segments.query_timeout_s")  # fmt: skip
+    if isinstance(exc, SegmentNotFound):
+        return HTTPException(404, str(exc))
+    if isinstance(exc, ValueError):
+        return RequestValidationError([{"type": "value_error", "loc": ("body",), "msg": str(exc), "input": None}])  # fmt: skip
+    return exc
+
+
+@contextmanager
+def http_errors() -> Iterator[None]:
+    try:
+        yield
+    except (PredicateError, StoreEmpty, QueryTimeout, SegmentNotFound, ValueError) as exc:
+        raise store_errors(exc) from None
+
+
+def result_public(store: MemberStore, expr: Expr | None, cursor: str | None, limit: int) -> SegmentResultPublic:  # fmt: skip
+    s = store.summary(expr)
+    page = store.page(expr, cursor, limit) if limit else Page([], None)
+    return SegmentResultPublic(
+        count=s.count,
+        breakdowns={
+            k: [BreakdownPublic(value=v, count=c) for v, c in vs] for k, vs in s.breakdowns.items()
+        },  # fmt: skip
+        kpis=KpisPublic(**asdict(s.kpis)),
+        members=[
+            SegmentMemberPublic(
+                **{k: v for k, v in m.items() if k in SegmentMemberPublic.model_fields}
+            )  # fmt: skip
+            for m in rows_for_json(page.members)
+        ],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.post("/query", response_model=SegmentResultPublic, responses=example_of(SegmentResultPublic))  # fmt: skip
+def query(body: SegmentQuery, store: MemberStoreDep) -> SegmentResultPublic:
+    """Count, breakdowns (value tier, lifecycle, level, channel), KPIs and a cursor-paged list
+    of the members the predicate holds for. A bad predicate is a 422 naming its node."""
+    with http_errors():
+        return result_public(store, store.parse(body.predicate), body.cursor, body.limit)
+
+
+def saved_public(s: SavedSegment) -> SavedSegmentPublic:
+    return SavedSegmentPublic(**asdict(s))
+
+
+SegmentName = Annotated[str, PathParam(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]*$")]  # fmt: skip
+
+
+@router.get("/saved", response_model=SavedSegmentsPublic, responses=example_of(SavedSegmentsPublic))  # fmt: skip
+def list_saved(store: MemberStoreDep) -> SavedSegmentsPublic:
+    """The latest version of every saved segment."""
+    with http_errors():
+        return SavedSegmentsPublic(segments=[saved_public(s) for s in store.segments()])
+
+
+@router.put("/saved/{name}", response_model=SavedSegmentPublic, responses=example_of(SavedSegmentPublic))  # fmt: skip
+def save(name: SegmentName, body: SegmentSave, store: MemberStoreDep) -> SavedSegmentPublic:
+    """Save the predicate under ``name``; saving a name again adds a version."""
+    with http_errors():
+        return saved_public(store.save_segment(name, body.predicate, body.description))
+
+
+@router.get("/saved/{name}", response_model=SavedSegmentPublic, responses=example_of(SavedSegmentPublic))  # fmt: skip
+def get_saved(name: SegmentName, store: MemberStoreDep,
+              version: Annotated[int | None, Query(ge=1)] = None) -> SavedSegmentPublic:  # fmt: skip
+    """A saved segment, its latest version unless ``version``."""
+    with http_errors():
+        return saved_public(store.segment(name, version))
+
+
+@router.get("/saved/{name}/versions", response_model=SavedSegmentsPublic, responses=example_of(SavedSegmentsPublic))  # fmt: skip
+def saved_versions(name: SegmentName, store: MemberStoreDep) -> SavedSegmentsPublic:
+    """Every version of a saved segment, newest first."""
+    with http_errors():
+        found = store.versions(name)
+        if not found:
+            raise SegmentNotFound(f"no saved segment {name!r}")
+        return SavedSegmentsPublic(segments=[saved_public(s) for s in found])
+
+
+@router.delete("/saved/{name}", status_code=204)
+def delete_saved(name: SegmentName, store: MemberStoreDep) -> Response:
+    """Delete every version of a saved segment."""
+    with http_errors():
+        store.delete_segment(name)
+    return Response(status_code=204)
+
+
+@router.post("/saved/{name}/query", response_model=SegmentResultPublic, responses=example_of(SegmentResultPublic))  # fmt: skip
+def query_saved(name: SegmentName, store: MemberStoreDep,
+                cursor: Annotated[str | None, Query(max_length=400)] = None,
+                limit: Annotated[int, Query(ge=0)] = 100) -> SegmentResultPublic:  # fmt: skip
+    """The saved segment's figures and members today."""
+    with http_errors():
+        return result_public(store, store.parse(store.segment(name).predicate), cursor, limit)
+
+
+MEDIA = {ExportFormat.csv: "text/csv", ExportFormat.parquet: "application/vnd.apache.parquet"}
+
+
+def _stream(store: MemberStore, expr: Expr | None, fmt: ExportFormat, name: str) -> StreamingResponse:  # fmt: skip
+    chunks = store.export(expr, fmt.value)
+    with http_errors():
+        first = next(chunks, b"")  # errors before the first byte are still HTTP errors
+    return StreamingResponse(
+        itertools.chain([first], chunks), media_type=MEDIA[fmt],
+        headers={"Content-Disposition": f'attachment; filename="{name}.{fmt.value}"'},
+    )  # fmt: skip
+
+
+@router.post("/export", response_class=StreamingResponse,
+             responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}})  # fmt: skip
+def export(body: ExportRequest, store: MemberStoreDep, key: KeyDep,
+           settings: SettingsDep) -> StreamingResponse:  # fmt: skip
+    """Every column of the members the predicate holds for, streamed as CSV or Parquet (at
+    most segments.export_max_rows, by member id)."""
+    with http_errors():
+        expr = store.parse(body.predicate)
+    audit("export", key.key_id, settings, route="/v1/segments/export", shop=key.shop,
+          predicate=body.predicate, format=body.format.value)  # fmt: skip
+    return _stream(store, expr, body.format, "segment")
+
+
+@router.get("/saved/{name}/export", response_class=StreamingResponse,
+            responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}})  # fmt: skip
+def export_saved(name: SegmentName, store: MemberStoreDep, key: KeyDep, settings: SettingsDep,
+                 format: ExportFormat = ExportFormat.csv) -> StreamingResponse:  # fmt: skip
+    """A saved segment's members, streamed as CSV or Parquet."""
+    with http_errors():
+        expr = store.parse(store.segment(name).predicate)
+    audit("export", key.key_id, settings, route="/v1/segments/saved/{name}/export",
+          shop=key.shop, segment=name, format=format.value)  # fmt: skip
+    return _stream(store, expr, format, name.replace(" ", "_"))
+
+
+@router.post("/lookalike", response_model=LookalikePublic, responses=example_of(LookalikePublic))  # fmt: skip
+def lookalike(body: LookalikeRequest, store: MemberStoreDep) -> LookalikePublic:
+    """The members most like the seed segment (a predicate or a saved segment), the seed
+    excluded, best first: nearest to the seed's centre in standardized feature space."""
+    if (body.predicate is None) == (body.segment is None):
+        raise RequestValidationError([{"type": "value_error", "loc": ("body",), "input": None,
+                                       "msg": "give exactly one of predicate and segment"}])  # fmt: skip
+    with http_errors():
+        tree = body.predicate if body.segment is None else store.segment(body.segment).predicate
+        seed = store.parse(tree)
+        if seed is None:
+            raise ValueError("the seed is every member: give a predicate that selects some")
+        found = store.lookalike(seed, body.size)
+        return LookalikePublic(
+            seed_count=store.count(seed),
+            members=[LookalikeMemberPublic(member_id=m, score=s) for m, s in found],
+        )

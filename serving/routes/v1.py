@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from serving.errors import known_query_only
-from serving.routes import keys, members, products, segments
+from serving.routes import campaigns, keys, members, products, profile, reload, segments
 from serving.schemas import ERRORS
 from serving.security import ADMIN, MARKETING, STOREFRONT
 
@@ -14,4 +14,7 @@ router = APIRouter(prefix="/v1", responses=ERRORS, dependencies=[Depends(known_q
 router.include_router(members.router, dependencies=STOREFRONT)
 router.include_router(products.router, dependencies=STOREFRONT)
 router.include_router(segments.router, dependencies=MARKETING)
+router.include_router(profile.router, dependencies=MARKETING)
+router.include_router(campaigns.router, dependencies=MARKETING)
+router.include_router(reload.router, dependencies=ADMIN)
 router.include_router(keys.router, dependencies=ADMIN)

@@ -42,12 +42,17 @@ def _orders(days_before_ref: dict[str, list[int]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_a_tag_threshold_set_in_the_environment_changes_the_tags(monkeypatch):
+def test_a_rules_file_set_in_the_environment_changes_the_tags(monkeypatch, tmp_path):
+    from features.rules import live_rules_path, load_rules
+
     ol = _orders({"a": [20, 50], "b": [5, 40]})
     default = compute_tags({"order_lines": ol}, AS_OF, MemberwiseSettings().tags)
     assert not default["dormant"].any()  # 20 days is not the default 60
-    monkeypatch.setenv("MEMBERWISE_TAGS__DORMANT_DAYS", "10")
-    tags = compute_tags({"order_lines": ol}, AS_OF, MemberwiseSettings().tags)
+    rules = tmp_path / "mine.yaml"
+    rules.write_text("tags:\n  - name: dormant\n    rule: recency_days > 10\n")
+    monkeypatch.setenv("MEMBERWISE_TAGS__RULES_FILE", str(rules))
+    s = MemberwiseSettings()
+    tags = compute_tags({"order_lines": ol}, AS_OF, s.tags, load_rules(live_rules_path(s)))
     assert dict(zip(tags["member_id"], tags["dormant"], strict=True)) == {"a": True, "b": False}
 
 
@@ -96,9 +101,9 @@ def test_the_file_in_the_home_sits_below_the_environment_and_arguments(monkeypat
 def test_the_file_of_another_home_is_read_when_the_home_is_given(tmp_path):
     other = tmp_path / "other"
     other.mkdir()
-    (other / "memberwise.toml").write_text("[tags]\ndormant_days = 30\n")
-    assert MemberwiseSettings().tags.dormant_days == 60
-    assert MemberwiseSettings(home=other).tags.dormant_days == 30
+    (other / "memberwise.toml").write_text("[tags]\ntop_categories = 5\n")
+    assert MemberwiseSettings().tags.top_categories == 3
+    assert MemberwiseSettings(home=other).tags.top_categories == 5
 
 
 @pytest.mark.parametrize(
@@ -159,7 +164,7 @@ def test_memberwise_config_lists_every_setting_with_its_source(monkeypatch, tmp_
         "name": "training.horizon_days", "value": 45, "source": "file", "description": ""}  # fmt: skip
     assert (rows["serving.port"]["value"], rows["serving.port"]["source"]) == (9001, "environment")
     assert rows["stores.redis_url"]["source"] == "environment"
-    assert (rows["tags.dormant_days"]["value"], rows["tags.dormant_days"]["source"]) == (60, "default")  # fmt: skip
+    assert (rows["tags.top_categories"]["value"], rows["tags.top_categories"]["source"]) == (3, "default")  # fmt: skip
     assert rows["products.item_cosine.K"]["source"] == "default"
     assert rows["home"]["value"] == str(home.resolve())
 

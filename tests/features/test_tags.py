@@ -37,7 +37,7 @@ def test_rule_tags_use_the_documented_thresholds():
         ("big", 5, "p2", 1, 500), ("big", 300, "p2", 1, 5),
         ("deal", 5, "p1", 2, 10, 10), ("deal", 40, "p1", 1, 10),
     ])  # fmt: skip
-    t = by_member(compute_tags({"order_lines": ol}, AS_OF, TagConfig(high_order_value=100.0)))
+    t = by_member(compute_tags({"order_lines": ol}, AS_OF, TagConfig()))
     assert t.loc["dormant", "dormant"] and not t.loc["recent", "dormant"]
     assert t.loc["freq", "high_frequency"] and not t.loc["two", "high_frequency"]
     assert t.loc["big", "high_order_value"] and t["high_order_value"].sum() == 1

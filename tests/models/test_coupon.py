@@ -394,3 +394,53 @@ def test_fixed_coupon_rule_round_trips(tmp_path):
     back = load_coupon_policy(tmp_path / "f.npz")
     assert back.decide_many(np.zeros((3, 2))) == [rule.decide(np.zeros(2))] * 3
     assert back.feature_names == FEATURES
+
+
+@pytest.mark.parametrize("effect", [0.0, 0.25, 2.0])
+def test_no_planted_heterogeneity_means_everyone_or_nobody(effect):
+    # the same effect for every member: the spread the learner predicts is not confirmed on
+    # held-out offers, so the slope is 0 and every member gets the same decision
+    X, arm, y = _world(effect, effect)
+    pol = CouponPolicy(CouponConfig(learner="ridge")).fit(X, arm, y, FEATURES)
+    assert pol.shrinkage["slope"][0] == 0.0
+    up, lower = pol.uplift_bounds(X)
+    assert np.ptp(up) < 1e-9 and np.ptp(lower) < 1e-9
+    assert len({c for c, _, _ in pol.decide_many(X)}) == 1
+
+
+@pytest.mark.slow
+def test_strong_planted_heterogeneity_personalises_with_the_boosted_learner():
+    X, arm, y = _world(6.0, -2.0, n=6000)
+    pol = CouponPolicy(CouponConfig(gain_outcome="margin")).fit(X, arm, y, FEATURES)
+    assert pol.shrinkage["slope"][0] > 0.5
+    chosen = np.array([c == "A" for c, _, _ in pol.decide_many(X)])
+    ps = X[:, 0] == 1
+    assert chosen[ps].mean() > 0.9 and chosen[~ps].mean() < 0.1
+
+
+def test_evidence_slope_keeps_what_the_held_out_offers_confirm():
+    from models.coupon import _evidence_slope
+
+    assert _evidence_slope(0.2, 0.43) == 0.0  # within noise of zero: no heterogeneity
+    assert _evidence_slope(-0.5, 0.1) == 0.0  # predicted spread runs the wrong way
+    assert _evidence_slope(0.9, 0.03) == pytest.approx(0.9 * (1 - (0.03 / 0.9) ** 2))
+    assert _evidence_slope(1.4, 0.1) == 1.0  # never more spread than the learner predicts
+    assert _evidence_slope(0.5, float("inf")) == 0.0
+
+
+def test_an_offer_needs_its_lower_bound_above_the_threshold():
+    # a small effect (+0.25, se about 0.13): offered on the point estimate, not at 80%
+    X, arm, y = _world(0.25, 0.25)
+    offered = {}
+    for conf in (0.5, 0.8, 0.99):
+        pol = CouponPolicy(CouponConfig(learner="ridge", offer_confidence=conf))
+        pol.fit(X, arm, y, FEATURES)
+        up, lower = pol.uplift_bounds(X[:300])
+        decisions = pol.decide_many(X[:300])
+        # the rule, member by member: offer exactly where the lower bound clears the threshold
+        assert [c is not None for c, _, _ in decisions] == (lower[:, 0] > 0.0).tolist()
+        assert all(f"{conf:.0%}" in why for _, _, why in decisions)
+        offered[conf] = np.mean([c is not None for c, _, _ in decisions])
+    assert offered[0.5] == 1.0 and offered[0.8] == 0.0 and offered[0.99] == 0.0
+    with pytest.raises(ValueError, match="offer_confidence"):
+        CouponConfig(offer_confidence=0.3)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from features import repo
-from features.tags import BOOL_TAGS
+from features.rules import load_rules, tag_names
 from models.coupon import FixedCouponPolicy
 from models.decision import (
     EVIDENCE_COLUMNS,
@@ -260,7 +260,7 @@ def test_the_columns_it_reads_are_served_by_the_feature_services():
               *repo.PROFILE_FEATURES}  # fmt: skip
     assert set(PROFILE_COLUMNS) <= served
     assert set(EVIDENCE_COLUMNS) <= served
-    assert set(TAG_EVIDENCE) == set(BOOL_TAGS)
+    assert set(TAG_EVIDENCE) == set(tag_names(load_rules()))
 
 
 def test_members_at_or_above_the_abuse_threshold_are_kept_out_of_coupon_offers(world):

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from features.rules import load_rules, tag_names
 from features.settings import TagConfig
-from features.tags import BOOL_TAGS, LIFECYCLE_STAGES, RFM_SEGMENTS
+from features.tags import LIFECYCLE_STAGES, RFM_SEGMENTS
 from serving import schemas
 from serving.state import AppState
 
@@ -33,8 +34,8 @@ def resolve(spec, schema):
 def test_every_200_response_has_an_example_valid_against_its_model(spec):
     models = {m.__name__: m for m in (schemas.MemberDecisionPublic, schemas.SegmentPublic,
                                       schemas.SimilarProductsPublic, schemas.Health,
-                                      schemas.KeysPublic, schemas.KeyCreatedPublic,
-                                      schemas.KeyPublic)}  # fmt: skip
+                                      schemas.ReloadPublic, schemas.KeysPublic,
+                                      schemas.KeyCreatedPublic, schemas.KeyPublic)}  # fmt: skip
     seen = 0
     for path, method, op in operations(spec):
         ok = op["responses"].get("200") or op["responses"]["201"]
@@ -43,18 +44,19 @@ def test_every_200_response_has_an_example_valid_against_its_model(spec):
         name = content["schema"]["$ref"].rsplit("/", 1)[-1]
         models[name].model_validate(content["example"])
         seen += 1
-    assert seen == 8  # /healthz, /readyz, the member decision, similar products, segments, keys
+    # /healthz, /readyz, the member decision, similar products, segments, reload, keys (3)
+    assert seen == 9
 
 
 def test_closed_vocabularies_are_enums(spec):
     comp = spec["components"]["schemas"]
-    assert comp["Tag"]["enum"] == list(BOOL_TAGS)
+    assert comp["Tag"]["enum"] == tag_names(load_rules())
     assert comp["LifecycleStage"]["enum"] == list(LIFECYCLE_STAGES)
     assert comp["RfmSegment"]["enum"] == [s for s, _, _ in RFM_SEGMENTS] + ["no_purchase"]
     assert comp["ValueTier"]["enum"] == list(TagConfig().value_tier_names)
     assert comp["Channel"]["enum"] == ["email", "sms", "push"]
     assert comp["Role"]["enum"] == ["model", "baseline", "rules"]
-    assert comp["HealthStatus"]["enum"] == ["ok", "ready", "not ready"]
+    assert comp["HealthStatus"]["enum"] == ["ok", "ready", "not ready", "degraded"]
     decision = comp["MemberDecisionPublic"]["properties"]
     assert decision["tags"]["items"] == {"$ref": "#/components/schemas/Tag"}
     params = {
@@ -74,8 +76,8 @@ def test_every_v1_route_documents_typed_errors(spec):
     v1 = [(path, op) for path, _, op in operations(spec) if path.startswith("/v1/")]
     assert {p for p, _ in v1} == {"/v1/members/{member_id}/recommendations",
                                   "/v1/products/{product_id}/similar",
-                                  "/v1/segments/members", "/v1/admin/keys",
-                                  "/v1/admin/keys/{key_id}"}  # fmt: skip
+                                  "/v1/segments/members", "/v1/admin/reload",
+                                  "/v1/admin/keys", "/v1/admin/keys/{key_id}"}  # fmt: skip
     for path, op in v1:
         for code, model in (("404", "ErrorPublic"), ("422", "ValidationErrorPublic"),
                             ("503", "ErrorPublic")):  # fmt: skip

@@ -44,7 +44,7 @@ def test_no_server_errors_and_every_answer_matches_the_spec(serve, api_keys):
             @given(case=operation.as_strategy(generation_mode=mode))
             @settings(max_examples=EXAMPLES, deadline=None, database=None,
                       suppress_health_check=list(HealthCheck))  # fmt: skip
-            def check(case) -> None:
+            def check(case, mode=mode) -> None:
                 sent = {k.lower(): v for k, v in (case.headers or {}).items()}
                 # a negative case may carry a malformed key of its own: it must be refused
                 own_key = mode is GenerationMode.NEGATIVE and HEADER.lower() in sent

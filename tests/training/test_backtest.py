@@ -200,7 +200,7 @@ def test_member_folds_keep_a_member_in_one_fold():
     fold = coupons.member_folds(members, k=2)
     assert fold[0] == fold[2] and fold[1] == fold[4]
     assert set(fold) == {0, 1}
-    with pytest.raises(ValueError, match="2 to 5 folds"):
+    with pytest.raises(ValueError, match="2 to 4 folds"):
         coupons.member_folds(members, k=6)
 
 

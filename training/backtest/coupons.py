@@ -31,9 +31,9 @@ from training.config import coupon_config
 from training.coupon import (
     Decision,
     campaign_arms,
+    cross_fitted_gate,
     gate_candidates,
-    personalised_decisions,
-    policy_contributions,
+    member_folds,
     policy_scores,
 )
 from training.gate import Candidate, select
@@ -42,7 +42,6 @@ from training.metrics import qini_curve
 PRIMARY = "incremental_margin"
 SHIPPED = "personalised"  # the gate's name of the registered policy
 RANDOM_DRAWS = 30
-CROSS_FIT_FOLDS = 5  # folds by member when the horizon's campaign is the only one (2..5)
 
 
 def randomized(frame: pd.DataFrame) -> bool:
@@ -159,66 +158,41 @@ def section(ctx: Any) -> dict[str, Any] | None:
     }
 
 
-def member_folds(members: pd.Series, k: int = CROSS_FIT_FOLDS, seed: int = 0) -> np.ndarray:
-    """(n,) fold 0..k-1 of each offer, every offer of a member in the same fold."""
-    if not 2 <= k <= 5:
-        raise ValueError(f"cross-fitting needs 2 to 5 folds, not {k}")
-    ids = pd.Index(members.astype(str).unique())
-    fold_of = np.random.default_rng(seed).permutation(len(ids)) % k
-    return np.asarray(fold_of[ids.get_indexer(members.astype(str))])
-
-
 def cross_fitted(
     offers: pd.DataFrame,
     features: list[str],
     ccfg: Any,
-    k: int = CROSS_FIT_FOLDS,
+    k: int,
     seed: int = 0,
 ) -> tuple[list[Candidate], dict[str, Decision], str]:
     """Out-of-fold decisions on a one-off randomized campaign (no offer in the history to
-    learn from): the offers are split into ``k`` folds by member; on each fold the coupon
-    policy (``CouponPolicy(ccfg)``, fitted as ``training.coupon.train_coupon`` fits it) and a
-    T-learner (one ``HistGradientBoostingRegressor`` of net margin per arm, offering the arm
-    whose predicted margin beats control's by the most, if by anything) are fitted on the
-    other folds and decide for the held-out one, so every offer gets a decision from models
-    that never saw it. Returns the gate's candidates (``training.coupon.gate_candidates``
-    with the out-of-fold personalised decisions), every decision (plus "random": a seeded
-    uniform choice among the campaign's arms, control included, and "t_learner") and a note
-    on folds where the policy stayed unfitted ('' when none)."""
+    learn from). The gate's candidates and the personalised policy's out-of-fold decisions
+    come from ``training.coupon.cross_fitted_gate``, the code the promotion gate of
+    `memberwise run` values the policy with (``k`` folds by member). Outside the gate, on
+    the same folds: a T-learner (one ``HistGradientBoostingRegressor`` of net margin per arm,
+    offering the arm whose predicted margin beats control's by the most, if by anything)
+    fitted on the other folds, and "random": a seeded uniform choice among the campaign's
+    arms, control included. Returns the candidates, every decision and a note on folds where
+    the policy stayed unfitted ('' when none)."""
     offers = offers.reset_index(drop=True)
     n = len(offers)
+    cands, decisions, unfitted = cross_fitted_gate(offers, features, ccfg, k, seed)
+    if SHIPPED not in decisions:  # no fold could fit it: it decides no coupon everywhere
+        none = (np.full(n, "").astype(str), np.zeros(n))
+        decisions[SHIPPED] = none
+        cands.append(Candidate(SHIPPED, "model", 2, units=np.zeros(n)))
     fold = member_folds(offers["member_id"], k, seed)
     offered = campaign_arms(offers)
     X = _no_empty_columns(offers[features].astype(float)).to_numpy(float)
     arm = offers["arm"].to_numpy(str)
     y = offers["net_margin"].to_numpy(float)
-    cost = offers["cost"].to_numpy(float) if "cost" in offers else None
-    camp = offers["campaign_id"].to_numpy(str)
-    pers_a, pers_s = np.full(n, "", dtype=object), np.zeros(n)
     tl_a, tl_s = np.full(n, "", dtype=object), np.zeros(n)
-    unfitted: list[str] = []
     for f in range(k):
         te, tr = fold == f, fold != f
-        policy = CouponPolicy(ccfg).fit(
-            X[tr], arm[tr], y[tr], feature_names=features,
-            cost=None if cost is None else cost[tr], campaign=camp[tr],
-        )  # fmt: skip
-        held = offers[te]
-        if policy.fitted:
-            a, sc = personalised_decisions(
-                policy, held, features, [offered[i] for i in np.flatnonzero(te)]
-            )
-            pers_a[te], pers_s[te] = a, sc
-        else:
-            unfitted.append(f"fold {f + 1}: {policy.reason_unfitted}")
         a, sc = _t_learner(
             X[tr], arm[tr], y[tr], X[te], [offered[i] for i in np.flatnonzero(te)], seed
         )
         tl_a[te], tl_s[te] = a, sc
-    cands, decisions = gate_candidates(offers, features, None)
-    pers = (pers_a.astype(str), pers_s)
-    decisions[SHIPPED] = pers
-    cands.append(Candidate(SHIPPED, "model", 2, units=policy_contributions(arm, y, pers[0], camp)))
     decisions["t_learner"] = (tl_a.astype(str), tl_s)
     rng = np.random.default_rng(seed)
     choice = [sorted(arms | {""})[rng.integers(len(arms) + 1)] for arms in offered]
@@ -255,7 +229,8 @@ def cross_fitted_section(ctx: Any, fut: pd.DataFrame) -> dict[str, Any]:
     date, so every policy is valued on out-of-fold decisions (:func:`cross_fitted`)."""
     ccfg = coupon_config(ctx.settings.coupon, ctx.cfg)
     fut = fut.reset_index(drop=True)
-    cands, decisions, unfitted = cross_fitted(fut, repo.COUPON_FEATURES, ccfg, CROSS_FIT_FOLDS,
+    folds = ctx.settings.gate.cross_fit_folds
+    cands, decisions, unfitted = cross_fitted(fut, repo.COUPON_FEATURES, ccfg, folds,
                                               ctx.cfg.seed)  # fmt: skip
     selection = select(cands, z=ctx.settings.gate.z)
     planted = _planted_effects(ctx.truth_dir, fut, _campaign_coupon(fut))
@@ -264,8 +239,8 @@ def cross_fitted_section(ctx: Any, fut: pd.DataFrame) -> dict[str, Any]:
     y = fut["net_margin"].to_numpy(float)
     curves = {k: qini_curve(treated, y, decisions[k][1]) for k in (SHIPPED, "t_learner")}
     ctx.notes["coupons"] = (
-        f"no offer before the as-of date: every policy is fitted on {CROSS_FIT_FOLDS - 1} of "
-        f"{CROSS_FIT_FOLDS} folds of the horizon's members and decides for the held-out fold "
+        f"no offer before the as-of date: every policy is fitted on {folds - 1} of "
+        f"{folds} folds of the horizon's members and decides for the held-out fold "
         "(cross-fitting), the shipped coupon policy refitted that way"
         + (f"; unfitted on {unfitted}" if unfitted else "")
     )
@@ -277,7 +252,7 @@ def cross_fitted_section(ctx: Any, fut: pd.DataFrame) -> dict[str, Any]:
         "outside_gate": ["random", "t_learner"],
         "offers": int(len(fut)),
         "campaigns": sorted(set(fut["campaign_id"].astype(str))),
-        "cross_fit_folds": CROSS_FIT_FOLDS,
+        "cross_fit_folds": folds,
         "qini_curves": {
             ("shipped" if k == SHIPPED else k): [v[0].tolist(), v[1].tolist()]
             for k, v in curves.items()

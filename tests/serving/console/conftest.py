@@ -1,5 +1,6 @@
 """The console over the in-memory shop world: a home holding its tag snapshot and a
-latest-run pointer, and a key check that knows one key of each scope."""
+latest-run pointer and a member store loaded with a member table derived from its tags, and a
+key check that knows one key of each scope."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
+from features.member_store import MemberStore
 from serving.console.auth import ConsoleUser
 from serving.deps import get_state
+from tests.member_fixtures import members_from_tags
 from tests.serving.conftest import in_memory_state
 from tests.serving.world import AS_OF
 
@@ -22,8 +25,11 @@ KEYS = {
 
 
 @pytest.fixture(scope="session")
-def console_settings(settings):
+def console_settings(settings, world):
+    """The shared home, with a member table derived from the world's tags in its member store
+    (the console reads the store; before a run has loaded it, the tag snapshot)."""
     (settings.home_dir / "latest_run.json").write_text(json.dumps({"as_of": AS_OF.isoformat()}))
+    MemberStore(settings).load(members_from_tags(world.tags))
     return settings
 
 

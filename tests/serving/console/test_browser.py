@@ -122,7 +122,7 @@ def test_sign_in_find_a_member_and_read_a_reason(page, world):
     _shot(page, "member")
 
 
-def test_build_a_segment_and_watch_the_count_change(page, world):
+def test_build_a_segment_watch_the_count_change_and_save_it(page, world):
     _sign_in(page)
     page.get_by_role("link", name="Segments").click()
     count = page.get_by_test_id("segment-count")
@@ -136,6 +136,11 @@ def test_build_a_segment_and_watch_the_count_change(page, world):
         " return el !== null && el.innerText.replace(/,/g, '') == n; }",
         arg=str(expected),
     )
+    page.get_by_label("Save as").fill("lapsed")
+    page.get_by_role("button", name="Save segment").click()
+    saved = page.get_by_test_id("saved-segment")
+    saved.wait_for()
+    assert "version 1" in saved.inner_text() and f"{expected:,}" in saved.inner_text()
     _shot(page, "segments")
 
 

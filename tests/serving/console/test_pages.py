@@ -37,7 +37,9 @@ def test_overview_shows_members_and_figures(console, world):
     assert f"{n:,} members" in r.text
     for figure in ("ARPU", "AOV", "repurchase rate", "active in the last 30 days"):
         assert figure in r.text
-    assert "Members by lifecycle stage" in r.text
+    assert "Members by lifecycle" in r.text and "retention after 30 days" in r.text
+    dormant = int(world.tags["tags"].str.contains("dormant").sum())
+    assert f'<th scope="row">dormant</th><td class="n">{dormant:,}</td>' in r.text
 
 
 def test_member_search_and_a_reason(console, world):
@@ -89,3 +91,24 @@ def test_models_page_and_plot_paths(console):
     r = console.get("/console/models")
     assert r.status_code == 200 and "Champions serving now" in r.text
     assert console.get("/console/plots/../../etc/passwd.png").status_code == 404
+
+
+def test_builder_saves_and_exports_a_segment(console, world):
+    sign_in(console)
+    form = {"feature": ["recency_days", "tags"], "op": [">", "=="], "value": ["60", "dormant"]}
+    tags = world.tags
+    expected = int(((tags["recency_days"] > 60) & tags["tags"].str.contains("dormant")).sum())
+    r = console.post("/console/segments/preview", data=form)
+    assert f'data-testid="segment-count">{expected:,}<' in r.text
+    saved = console.post("/console/segments/save", data={**form, "name": "lapsed dormant"})
+    assert f"as version 1 ({expected:,} members)" in saved.text
+    again = console.post("/console/segments/save", data={**form, "name": "lapsed dormant"})
+    assert "as version 2" in again.text
+    assert "lapsed dormant" in console.get("/console/segments").text
+    bad = console.post("/console/segments/save", data={**form, "name": "../etc"})
+    assert "Not saved" in bad.text
+    csv = console.get("/console/segments/export", params={**form, "format": "csv"})
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    assert len(csv.text.strip().splitlines()) == expected + 1  # a header and each member
+    assert console.get("/console/segments/export", params={"feature": ["nope"], "op": ["=="],
+                                                           "value": ["1"]}).status_code == 422  # fmt: skip
