@@ -48,9 +48,8 @@ NowDep = Annotated[datetime, Depends(get_now)]
 _member_stores: dict[int, MemberStore] = {}
 
 
-def get_member_store(state: Annotated[AppState, Depends(get_state)]) -> MemberStore:
-    """The member store of the caller's shop (one per shop's settings object)."""
-    settings = state.settings
+def get_member_store(settings: Annotated[MemberwiseSettings, Depends(get_settings)]) -> MemberStore:  # fmt: skip
+    """The member store the settings point to (one per settings object)."""
     store = _member_stores.get(id(settings))
     if store is None or store.settings is not settings:
         store = _member_stores[id(settings)] = MemberStore(settings)

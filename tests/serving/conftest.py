@@ -30,7 +30,8 @@ def world(tmp_path_factory) -> ShopWorld:
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory, world) -> MemberwiseSettings:
     """A home holding only the tag snapshot (read by the segments route)."""
-    s = MemberwiseSettings(home=tmp_path_factory.mktemp("home"))
+    unlimited = {f"rate_limit_{scope}": "1000000/minute" for scope in SCOPES}  # tests burst
+    s = MemberwiseSettings(home=tmp_path_factory.mktemp("home"), security=unlimited)
     path = repo.snapshot_path(s, AS_OF)
     path.parent.mkdir(parents=True)
     world.tags.to_parquet(path, index=False)
