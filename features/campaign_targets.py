@@ -3,14 +3,16 @@
 :func:`target_members` is the one place campaigns ask "who is in this segment"; it reads
 the member table (``features.member_table``, written by a run) and evaluates an inline
 predicate in the tag-rule language (``features.rules``: parsed and type-checked, never run
-as code). A saved segment's name is resolved by :func:`saved_segment`, which answers from
-the member store once one is configured; until then it says so.
+as code). A saved segment's name is resolved through the member store
+(``features.member_store.MemberStore.segment``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -39,20 +41,21 @@ def member_frame(settings: MemberwiseSettings) -> pd.DataFrame:
     return frame
 
 
-def saved_segment(settings: MemberwiseSettings, name: str) -> str:
-    """The predicate of the saved segment ``name``. Raises LookupError when it is unknown."""
-    path = settings.state_dir / "segments" / f"{name}.json"
-    if path.is_file():
-        return str(json.loads(path.read_text())["predicate"])
-    raise LookupError(f"no saved segment named {name!r}")
+def saved_segment(settings: MemberwiseSettings, name: str) -> Any:
+    """The predicate of the saved segment ``name`` in the member store (a rule tree, as
+    ``features.rules.parse_rule`` reads it). Raises LookupError when it is unknown."""
+    from features.member_store import MemberStore
+
+    return MemberStore(settings).segment(name).predicate
 
 
-def select(frame: pd.DataFrame, predicate: str | None) -> pd.DataFrame:
-    """Rows of ``frame`` where ``predicate`` holds (None or blank: every row).
+def select(frame: pd.DataFrame, predicate: str | Mapping[str, Any] | None) -> pd.DataFrame:
+    """Rows of ``frame`` where ``predicate`` (compact text or a rule tree) holds (None or
+    blank: every row).
     Raises RuleError for a predicate that does not parse or names an unknown feature."""
-    if predicate is None or not predicate.strip():
+    if predicate is None or (isinstance(predicate, str) and not predicate.strip()):
         return frame
-    expr = parse_rule(predicate)
+    expr = parse_rule(dict(predicate) if isinstance(predicate, Mapping) else predicate)
     problems = check_types(expr, feature_kinds(frame))
     if problems:
         raise problems[0]

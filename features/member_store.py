@@ -28,6 +28,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -51,6 +52,9 @@ TABLE = "members"
 SEGMENTS = "segments"
 DUCKDB_FILE = "members.duckdb"
 SEGMENTS_FILE = "segments.sqlite"
+KINDS_TTL_S = 10.0
+"""How long a PostgreSQL store trusts the member table's columns it read (a load elsewhere
+that adds a column is seen after this)."""
 BREAKDOWNS = ("value_tier", "lifecycle", "level", "preferred_channel")
 """Columns a summary breaks members down by."""
 PAGE_COLUMNS = ("member_id", "level", "value_tier", "lifecycle", "rfm_segment", "churn_risk",
@@ -287,6 +291,9 @@ class MemberStore:
             kinds = kinds_of([(str(a), str(b)) for a, b in rows])
             self._kinds = (stamp, kinds)
             return kinds
+        now = time.monotonic()  # PostgreSQL: columns cached briefly (another replica may load)
+        if self._kinds is not None and now - self._kinds[0] < KINDS_TTL_S:
+            return self._kinds[1]
         rows = self._rows(
             "SELECT column_name, CASE WHEN data_type = 'ARRAY' THEN udt_name ELSE data_type END "
             "FROM information_schema.columns WHERE table_name = %s "
@@ -294,7 +301,9 @@ class MemberStore:
         )  # fmt: skip
         if not rows:
             raise StoreEmpty("no member table loaded: run `memberwise run`")
-        return kinds_of([(str(a), str(b)) for a, b in rows])
+        kinds = kinds_of([(str(a), str(b)) for a, b in rows])
+        self._kinds = (now, kinds)
+        return kinds
 
     def parse(self, tree: Any) -> Expr | None:
         """A JSON predicate tree -> expression (None: every member). Raises PredicateError."""

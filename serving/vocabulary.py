@@ -32,7 +32,7 @@ def rule_tag_names() -> list[str]:
     """The tags members can carry: the default rules' and those of the rules file in force
     for the configured home (``memberwise run --tags FILE``), custom names included."""
     names = tag_names(load_rules(DEFAULT_RULES))
-    with contextlib.suppress(OSError, RulesInvalid):  # a broken live file: refused by the run
+    with contextlib.suppress(OSError, RulesInvalid):  # a broken live file: the run refused it
         names += tag_names(load_rules(live_rules_path(get_settings())))
     return list(dict.fromkeys(names))
 
