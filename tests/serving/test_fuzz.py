@@ -48,7 +48,7 @@ def test_no_server_errors_and_every_answer_matches_the_spec(serve, api_keys, set
         negative = mode is GenerationMode.NEGATIVE
 
         @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=EXAMPLES, deadline=None, database=None,
+        @generation(max_examples=EXAMPLES, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))  # fmt: skip
         def check(case) -> None:
             sent = {k.lower() for k in (case.headers or {})}
