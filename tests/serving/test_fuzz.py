@@ -10,6 +10,7 @@ from collections import Counter
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given
+from hypothesis import settings as generation
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode, checks
 
