@@ -27,14 +27,19 @@ demo: env ## generate a shop, build tags into Feast, train + register models, se
 		.venv/bin/memberwise generate --out $(DEMO_DATA) --members $(DEMO_MEMBERS) --seed 7; fi
 	.venv/bin/memberwise run --data $(DEMO_DATA) --as-of $(DEMO_AS_OF) --home $(DEMO_HOME)
 	.venv/bin/memberwise score --home $(DEMO_HOME) --out $(DEMO_HOME)/scores.parquet
-	@$(PY) -c "import pandas as pd; s=pd.read_parquet('$(DEMO_HOME)/scores.parquet'); m=s.sort_values('churn_risk').member_id.iloc[len(s)//2]; \
-	p=s.products.explode().mode().iloc[0]; \
+	@SF=$$(.venv/bin/memberwise keys create --scope storefront --label demo-storefront --home $(DEMO_HOME) 2>/dev/null) && \
+	MK=$$(.venv/bin/memberwise keys create --scope marketing --label demo-console --home $(DEMO_HOME) 2>/dev/null) && \
+	SF="$$SF" MK="$$MK" $(PY) -c "import os, pandas as pd; s=pd.read_parquet('$(DEMO_HOME)/scores.parquet'); m=s.sort_values('churn_risk').member_id.iloc[len(s)//2]; \
+	p=s.products.explode().mode().iloc[0]; sf, mk = os.environ['SF'], os.environ['MK']; \
+	print('\nAPI keys made for this demo (memberwise keys list / keys revoke ID):'); \
+	print(f'  storefront: {sf}'); print(f'  marketing:  {mk}'); \
+	print(f'\nConsole: http://127.0.0.1:$(PORT)/console  (sign in with the marketing key above)'); \
 	print('\nTry, once the server below says it is ready:'); \
-	print(f'  curl -s \"http://127.0.0.1:$(PORT)/v1/members/{m}/recommendations?n=5\" | python3 -m json.tool'); \
-	print(f'  curl -s \"http://127.0.0.1:$(PORT)/v1/members/{m}/recommendations?n=5&category=books&exclude={p}\" | python3 -m json.tool'); \
-	print(f'  curl -s \"http://127.0.0.1:$(PORT)/v1/products/{p}/similar?n=5\" | python3 -m json.tool'); \
-	print('  curl -s \"http://127.0.0.1:$(PORT)/v1/members/someone-new/recommendations\" | python3 -m json.tool'); \
-	print('  curl -s \"http://127.0.0.1:$(PORT)/v1/segments/members?tag=dormant&value_tier=gold&limit=5\" | python3 -m json.tool'); \
+	print(f'  curl -s -H \"X-API-Key: {sf}\" \"http://127.0.0.1:$(PORT)/v1/members/{m}/recommendations?n=5\" | python3 -m json.tool'); \
+	print(f'  curl -s -H \"X-API-Key: {sf}\" \"http://127.0.0.1:$(PORT)/v1/members/{m}/recommendations?n=5&category=books&exclude={p}\" | python3 -m json.tool'); \
+	print(f'  curl -s -H \"X-API-Key: {sf}\" \"http://127.0.0.1:$(PORT)/v1/products/{p}/similar?n=5\" | python3 -m json.tool'); \
+	print(f'  curl -s -H \"X-API-Key: {sf}\" \"http://127.0.0.1:$(PORT)/v1/members/someone-new/recommendations\" | python3 -m json.tool'); \
+	print(f'  curl -s -H \"X-API-Key: {mk}\" \"http://127.0.0.1:$(PORT)/v1/segments/members?tag=dormant&value_tier=gold&limit=5\" | python3 -m json.tool'); \
 	print('  open http://127.0.0.1:$(PORT)/docs ; MLflow UI: make mlflow-ui\n')"
 	.venv/bin/memberwise serve --home $(DEMO_HOME) --port $(PORT)
 

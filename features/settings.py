@@ -334,6 +334,18 @@ class InsightSettings(Section):
         return self
 
 
+class SecuritySettings(Section):
+    """Who may call the API and how much (serving/security.py): API keys by scope, rate
+    limits per key, request sizes, CORS, the pseudonyms logs show instead of member ids."""
+
+    rate_limit_storefront: str = Field("6000/minute", description="requests one storefront key may make (limits syntax: N/second|minute|hour, several joined by ;)")  # fmt: skip
+    rate_limit_marketing: str = Field("300/minute", description="requests one marketing key may make")  # fmt: skip
+    rate_limit_admin: str = Field("300/minute", description="requests one admin key may make")
+    rate_limit_storage: str = Field("memory://", description="where rate-limit counters live: memory:// (one process) or redis://HOST:PORT so every replica shares them")  # fmt: skip
+    max_request_bytes: int = Field(1_048_576, ge=1, description="largest request body accepted (bytes); larger -> 413")  # fmt: skip
+    cors_origins: tuple[str, ...] = Field((), description="origins browsers may call the API from (empty: no CORS headers)")  # fmt: skip
+
+
 class LevelSettings(Section):
     """Growth value and member levels (features/levels.py; the programme's two models)."""
 
@@ -512,6 +524,12 @@ class MemberwiseSettings(BaseSettings):
     events: EventSettings = EventSettings()
     # the generation folder a run builds into (pipelines.home); None: the committed one
     _generation: Path | None = PrivateAttr(None)
+    security: SecuritySettings = SecuritySettings()
+    shops: dict[str, Path] = Field(
+        default_factory=dict,
+        description="several shops in one deployment: shop name -> its home; a key made with "
+        "--shop NAME reads only that shop's home (keys without a shop read this home)",
+    )
     levels: LevelSettings = LevelSettings()
     segments: SegmentSettings = SegmentSettings()
     campaigns: CampaignSettings = CampaignSettings()

@@ -304,7 +304,8 @@ def serve(
         os.environ["MEMBERWISE_HOME"] = str(home)
     api = _settings(home).serving
     uvicorn.run("serving.main:app", host=host or api.host, port=port or api.port,
-                workers=workers or api.workers, log_level="info")  # fmt: skip
+                workers=workers or api.workers, log_level="info",
+                log_config=None, access_log=False)  # fmt: skip  # serving logs JSON lines
 
 
 @app.command()
@@ -482,6 +483,84 @@ def tags_validate(
     )
     for g in rules.groups:
         console.print(f"  {g.name}: {', '.join(g.names)}")
+
+
+keys_app = typer.Typer(help="API keys: who may call the API, and for what.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+class KeyScope(StrEnum):
+    storefront = "storefront"
+    marketing = "marketing"
+    admin = "admin"
+
+
+@keys_app.command("create")
+def keys_create(
+    scope: Annotated[
+        KeyScope,
+        typer.Option(
+            help="storefront: per-member decisions and "
+            "products; marketing: segments, profiles, campaigns, exports, the console; "
+            "admin: everything"
+        ),
+    ],  # fmt: skip
+    shop: Annotated[
+        str | None,
+        typer.Option(
+            help="the shop (a name in the shops setting) the key reads; default: this home"
+        ),
+    ] = None,  # fmt: skip
+    label: Annotated[str, typer.Option(help="who or what the key is for")] = "",
+    home: HomeOpt = None,
+) -> None:
+    """Make a key and print its token once (only its hash is kept)."""
+    from serving.logs import audit
+    from serving.security import KeyStore
+
+    settings = _settings(home)
+    if shop is not None and shop not in settings.shops:
+        known = ", ".join(sorted(settings.shops)) or "none configured"
+        raise typer.BadParameter(f"no shop {shop!r} (shops: {known})", param_hint="--shop")
+    key, token = KeyStore.of(settings).create(str(scope), shop=shop, label=label)
+    audit("key.create", None, settings, subject=key.key_id, scope=key.scope, shop=shop,
+          label=label)  # fmt: skip
+    console.print(f"key {key.key_id} ({key.scope}{f', shop {shop}' if shop else ''}); "
+                  "the token is shown only now:", highlight=False)  # fmt: skip
+    typer.echo(token)
+
+
+@keys_app.command("list")
+def keys_list(home: HomeOpt = None) -> None:
+    """Every key: id, scope, shop, label, made, revoked (never the token)."""
+    from serving.security import KeyStore
+
+    keys = KeyStore.of(_settings(home)).list()
+    if not keys:
+        console.print("no keys yet: `memberwise keys create --scope ...`")
+    for k in keys:
+        state = f"revoked {k.revoked_at}" if k.revoked_at else "active"
+        typer.echo(f"{k.key_id}  {k.scope:<10}  {k.shop or '-':<10}  {k.created_at}  "
+                   f"{state:<30}  {k.label}")  # fmt: skip
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="the key's id, as `keys list` shows it")],
+    home: HomeOpt = None,
+) -> None:
+    """Revoke a key: every request with it is refused from now on."""
+    from serving.logs import audit
+    from serving.security import KeyStore
+
+    settings = _settings(home)
+    try:
+        key = KeyStore.of(settings).revoke(key_id)
+    except KeyError:
+        console.print(f"[red]no key {key_id!r}: `memberwise keys list` shows them[/red]")
+        raise typer.Exit(code=2) from None
+    audit("key.revoke", None, settings, subject=key.key_id, scope=key.scope, shop=key.shop)
+    console.print(f"key {key.key_id} revoked ({key.revoked_at})")
 
 
 def _respond(shop: Path, plan: Path, seed: int) -> None:

@@ -9,17 +9,27 @@ from fastapi import Depends, HTTPException, Request
 
 from features.member_store import MemberStore
 from features.settings import MemberwiseSettings, get_settings
+from serving.security import shop_of
 from serving.state import AppState
 
 
 def get_state(request: Request) -> AppState:
-    return request.app.state.memberwise
+    """The state of the shop the caller's key belongs to (the deployment's own home for a
+    key without a shop, and for routes that need no key)."""
+    shop = shop_of(request)
+    if shop is None:
+        return request.app.state.memberwise
+    shops = getattr(request.app.state, "shops", {})
+    if shop not in shops:
+        raise HTTPException(403, f"the key's shop {shop!r} is not served here")
+    return shops[shop]
 
 
 def get_ready_state(state: Annotated[AppState, Depends(get_state)]) -> AppState:
     if not state.ready:
         raise HTTPException(
-            status_code=503, detail=f"models or feature store not loaded: {state.error}"
+            status_code=503,
+            detail="models or feature store not loaded (the server log says why; see /readyz)",
         )
     return state
 

@@ -14,6 +14,7 @@ from serving.vocabulary import (
     DecisionPart,
     DegradedReason,
     HealthStatus,
+    KeyScope,
     LifecycleStage,
     ProductReason,
     RfmSegment,
@@ -347,18 +348,6 @@ class Health(BaseModel):
     detail: str | None = None
 
 
-class ErrorPublic(BaseModel):
-    """The body of a 404 or 503."""
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [{"detail": "models or feature store not loaded: ModelsNotReady: ..."}]
-        }
-    )
-
-    detail: str
-
-
 class ValidationIssue(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -367,10 +356,28 @@ class ValidationIssue(BaseModel):
     type: str
 
 
-class ValidationErrorPublic(BaseModel):
-    """The body of a 422: every problem with the request."""
+class ErrorPublic(BaseModel):
+    """The body of every error answer (401, 403, 404, 413, 429, 500, 503): FastAPI's
+    validation-error shape, and the request id to find the request in the logs."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "detail": [{"loc": [], "msg": "the API key is not valid or has been "
+                                "revoked", "type": "unauthorized"}],
+                    "request_id": "3f2c9a1be4d04b5e",
+                }
+            ]
+        }
+    )  # fmt: skip
 
     detail: list[ValidationIssue]
+    request_id: str = Field(description="the request's id, as in the X-Request-ID header and the logs")  # fmt: skip
+
+
+class ValidationErrorPublic(ErrorPublic):
+    """The body of a 422: every problem with the request."""
 
 
 def example_of(model: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
@@ -390,7 +397,61 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "model": ErrorPublic,
         "description": "models or the feature store are not loaded yet (see /readyz)",
     },
+    401: {"model": ErrorPublic, "description": "no API key, or one not valid or revoked"},
+    403: {"model": ErrorPublic, "description": "the API key's scope does not reach this route"},
+    413: {"model": ErrorPublic, "description": "the request body is larger than allowed"},
+    429: {"model": ErrorPublic, "description": "the key's rate limit is used up (see Retry-After)"},
+    500: {"model": ErrorPublic, "description": "an internal error, logged with the request id"},
 }
+
+
+KEY_EXAMPLE: dict[str, Any] = {
+    "key_id": "k3f9a0c21d7",
+    "scope": "storefront",
+    "shop": None,
+    "label": "web shop",
+    "created_at": "2026-11-30T09:12:44+00:00",
+    "revoked_at": None,
+}
+
+
+class KeyPublic(BaseModel):
+    """An API key as the store holds it (never the token)."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [KEY_EXAMPLE]})
+
+    key_id: str
+    scope: KeyScope
+    shop: str | None = Field(None, description="the shop it reads; null: the deployment's own home")
+    label: str
+    created_at: str = Field(description="ISO 8601, UTC")
+    revoked_at: str | None = Field(None, description="ISO 8601, UTC; null while the key is active")
+
+
+class KeysPublic(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"keys": [KEY_EXAMPLE]}]})
+
+    keys: list[KeyPublic]
+
+
+class KeyCreatedPublic(KeyPublic):
+    """A new key and its token, shown this once (only its hash is kept)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{**KEY_EXAMPLE, "token": "mw_k3f9a0c21d7_" + "x" * 43}]}
+    )
+
+    token: str
+
+
+class KeyCreate(BaseModel):
+    """What a new key reaches, and for which shop."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scope: KeyScope
+    shop: str | None = Field(None, max_length=64, description="a shop of the shops setting")
+    label: str = Field("", max_length=200, description="who or what the key is for")
 
 
 class ReloadPublic(BaseModel):

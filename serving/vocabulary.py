@@ -88,3 +88,11 @@ class DegradedReason(StrEnum):
     STORE_ERROR = "store_error"  # the online store refused or failed the read
     CIRCUIT_OPEN = "circuit_open"  # recent reads failed: no read is tried until the breaker resets
     STORE_NOT_CONNECTED = "store_not_connected"  # the store could not be opened yet (retrying)
+
+
+class KeyScope(StrEnum):
+    """What an API key reaches (serving/security.py)."""
+
+    STOREFRONT = "storefront"
+    MARKETING = "marketing"
+    ADMIN = "admin"

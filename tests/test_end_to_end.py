@@ -12,6 +12,7 @@ from pipelines.score import score_members
 from pipelines.synthetic import generate
 from serving.app import create_app
 from serving.deps import get_now
+from serving.security import HEADER, KeyStore
 
 pytestmark = pytest.mark.slow
 FAST = {"hybrid": {"iterations": 5, "factors": 16}}
@@ -60,11 +61,17 @@ def test_score_writes_one_row_per_member(home):
     assert (scores["send_at"] > pd.Timestamp.now(tz="UTC")).all()
 
 
+def key(home, scope: str) -> str:
+    """A new API key of ``scope`` in the home's key store."""
+    return KeyStore.of(MemberwiseSettings(home=home)).create(scope)[1]
+
+
 def test_api_answers_known_and_unknown_members(home):
     path, _ = home
     scores = score_members(MemberwiseSettings(home=path), progress=lambda _: None)
     member = scores.sort_values("member_id")["member_id"].iloc[0]
     with TestClient(create_app(MemberwiseSettings(home=path))) as client:
+        client.headers[HEADER] = key(path, "admin")
         assert client.get("/healthz").json()["status"] == "ok"
         assert client.get("/readyz").status_code == 200
         body = client.get(f"/v1/members/{member}/recommendations", params={"n": 5}).json()
@@ -109,7 +116,7 @@ def test_api_and_score_decide_the_same_for_every_member(home):
     assert len(scores) == report["members"]
     app = create_app(MemberwiseSettings(home=path))
     app.dependency_overrides[get_now] = lambda: now
-    with TestClient(app) as client:
+    with TestClient(app, headers={HEADER: key(path, "storefront")}) as client:
         for row in scores.itertuples():
             body = client.get(f"/v1/members/{row.member_id}/recommendations").json()
             assert body["known_member"], row.member_id
@@ -141,7 +148,7 @@ def test_the_api_takes_its_product_list_lengths_from_the_settings(home, monkeypa
     monkeypatch.setenv("MEMBERWISE_SERVING__MAX_PRODUCTS", "4")
     get_settings.cache_clear()
     try:
-        with TestClient(create_app()) as client:
+        with TestClient(create_app(), headers={HEADER: key(path, "storefront")}) as client:
             url = "/v1/members/nobody-here/recommendations"
             assert len(client.get(url).json()["products"]) == 3
             assert len(client.get(url, params={"n": 4}).json()["products"]) == 4

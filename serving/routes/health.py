@@ -34,6 +34,8 @@ def readyz(state: StateDep):
         if reason is not None:
             return Health(status=HealthStatus.DEGRADED, detail=f"{reason.value}; {detail}")
         return Health(status=HealthStatus.READY, detail=detail)
+    # the error's kind only: its text may name paths or hosts (the server log has it all)
+    kind = (state.error or "not loaded yet").split(":", 1)[0]
     return JSONResponse(
-        status_code=503, content={"status": HealthStatus.NOT_READY.value, "detail": state.error}
+        status_code=503, content={"status": HealthStatus.NOT_READY.value, "detail": kind}
     )

@@ -28,8 +28,10 @@ from features.member_store import (
 )
 from features.predicates import PredicateError
 from features.rules import Expr
-from serving.deps import MemberStoreDep, ReadyStateDep
+from serving.deps import MemberStoreDep, ReadyStateDep, SettingsDep
+from serving.logs import audit
 from serving.schemas import MemberTagsPublic, SegmentPublic, example_of
+from serving.security import KeyDep
 from serving.segment_schemas import (
     BreakdownPublic,
     ExportFormat,
@@ -50,11 +52,14 @@ from serving.vocabulary import LifecycleStage, RfmSegment, Tag, ValueTier
 router = APIRouter(prefix="/segments", tags=["segments"])
 
 Score = Annotated[int, Query(ge=1, le=5)]
+MAX_OFFSET = 2**62  # past any member count; DuckDB's OFFSET is a signed 64-bit integer
 
 
 @router.get("/members", response_model=SegmentPublic, responses=example_of(SegmentPublic))
 def select_members(
     state: ReadyStateDep,
+    key: KeyDep,
+    settings: SettingsDep,
     tag: Annotated[list[Tag] | None, Query(description="rule tags, all must hold")] = None,
     lifecycle_stage: Annotated[LifecycleStage | None, Query()] = None,
     rfm_segment: Annotated[RfmSegment | None, Query()] = None,
@@ -63,7 +68,7 @@ def select_members(
     min_f: Score = 1,
     min_m: Score = 1,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> SegmentPublic:
     """Members of the latest snapshot matching every filter given (tags are ANDed; a
     minimum score above 1 leaves out members without a purchase)."""
@@ -105,6 +110,11 @@ def select_members(
         )
         for r in rows
     ]
+    filters = {"tag": [str(t) for t in tag or []], "lifecycle_stage": lifecycle_stage,
+               "rfm_segment": rfm_segment, "value_tier": value_tier, "min_r": min_r,
+               "min_f": min_f, "min_m": min_m, "limit": limit, "offset": offset}  # fmt: skip
+    audit("export", key.key_id, settings, route="/v1/segments/members",
+          shop=key.shop, members=len(members), filters=filters)  # fmt: skip
     return SegmentPublic(as_of=as_of, count=int(row[0]) if row else 0, members=members)
 
 
@@ -233,21 +243,26 @@ def _stream(store: MemberStore, expr: Expr | None, fmt: ExportFormat, name: str)
 
 @router.post("/export", response_class=StreamingResponse,
              responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}})  # fmt: skip
-def export(body: ExportRequest, store: MemberStoreDep) -> StreamingResponse:
+def export(body: ExportRequest, store: MemberStoreDep, key: KeyDep,
+           settings: SettingsDep) -> StreamingResponse:  # fmt: skip
     """Every column of the members the predicate holds for, streamed as CSV or Parquet (at
     most segments.export_max_rows, by member id)."""
     with http_errors():
         expr = store.parse(body.predicate)
+    audit("export", key.key_id, settings, route="/v1/segments/export", shop=key.shop,
+          predicate=body.predicate, format=body.format.value)  # fmt: skip
     return _stream(store, expr, body.format, "segment")
 
 
 @router.get("/saved/{name}/export", response_class=StreamingResponse,
             responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}})  # fmt: skip
-def export_saved(name: SegmentName, store: MemberStoreDep,
+def export_saved(name: SegmentName, store: MemberStoreDep, key: KeyDep, settings: SettingsDep,
                  format: ExportFormat = ExportFormat.csv) -> StreamingResponse:  # fmt: skip
     """A saved segment's members, streamed as CSV or Parquet."""
     with http_errors():
         expr = store.parse(store.segment(name).predicate)
+    audit("export", key.key_id, settings, route="/v1/segments/saved/{name}/export",
+          shop=key.shop, segment=name, format=format.value)  # fmt: skip
     return _stream(store, expr, format, name.replace(" ", "_"))
 
 

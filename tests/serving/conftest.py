@@ -15,6 +15,7 @@ from features import repo
 from features.settings import MemberwiseSettings
 from serving.app import create_app
 from serving.deps import get_now, get_state
+from serving.security import SCOPES, KeyStore
 from serving.state import AppState
 from tests.serving.world import AS_OF, FrameFeatures, ShopWorld, shop_world
 
@@ -29,7 +30,8 @@ def world(tmp_path_factory) -> ShopWorld:
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory, world) -> MemberwiseSettings:
     """A home holding only the tag snapshot (read by the segments route)."""
-    s = MemberwiseSettings(home=tmp_path_factory.mktemp("home"))
+    unlimited = {f"rate_limit_{scope}": "1000000/minute" for scope in SCOPES}  # tests burst
+    s = MemberwiseSettings(home=tmp_path_factory.mktemp("home"), security=unlimited)
     path = repo.snapshot_path(s, AS_OF)
     path.parent.mkdir(parents=True)
     world.tags.to_parquet(path, index=False)
@@ -50,17 +52,28 @@ def app(settings) -> FastAPI:
     return create_app(settings)
 
 
-@pytest.fixture
-def serve(app, settings, world) -> Iterator[Callable[..., TestClient]]:
-    """``serve(state=None, baseline=False)``: a client of the app over ``state`` (default:
-    the in-memory world) at the fixed instant NOW. The lifespan is not run, so nothing is
-    loaded from a registry or a feature store."""
+@pytest.fixture(scope="session")
+def api_keys(settings) -> dict[str, str]:
+    """One API key of each scope in the test home's key store: scope -> token."""
+    store = KeyStore.of(settings)
+    return {scope: store.create(scope, label=f"tests {scope}")[1] for scope in SCOPES}
 
-    def make(state: AppState | None = None, baseline: bool = False) -> TestClient:
+
+@pytest.fixture
+def serve(app, settings, world, api_keys) -> Iterator[Callable[..., TestClient]]:
+    """``serve(state=None, baseline=False, key="admin")``: a client of the app over ``state``
+    (default: the in-memory world) at the fixed instant NOW, sending the API key of scope
+    ``key`` (an admin key reaches every route; None: no key). The lifespan is not run, so
+    nothing is loaded from a registry or a feature store."""
+
+    def make(
+        state: AppState | None = None, baseline: bool = False, key: str | None = "admin"
+    ) -> TestClient:
         chosen = state or in_memory_state(settings, world, baseline)
         app.dependency_overrides[get_state] = lambda: chosen
         app.dependency_overrides[get_now] = lambda: NOW
-        return TestClient(app)
+        headers = {"X-API-Key": api_keys[key]} if key else {}
+        return TestClient(app, headers=headers)
 
     yield make
     # the settings override create_app registered stays

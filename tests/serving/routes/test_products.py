@@ -97,10 +97,10 @@ def test_without_a_similar_model_it_is_a_503_saying_so(serve, settings, world, b
                             state.decider.coupon_features, state.as_of)  # fmt: skip
     r = serve(state).get(url(bought))
     assert r.status_code == 503
-    assert r.json() == {"detail": "no similar-products model loaded: run `memberwise run`"}
+    assert r.json()["detail"][0]["msg"] == "no similar-products model loaded: run `memberwise run`"
 
 
 def test_not_ready_is_a_503_with_the_reason(serve, settings):
     state = AppState(settings=settings, error="ModelsNotReady: no 'champion' version")
     r = serve(state).get(url("P0001"))
-    assert r.status_code == 503 and r.json()["detail"].startswith("models or feature store")
+    assert r.status_code == 503 and r.json()["detail"][0]["msg"].startswith("models or feature")

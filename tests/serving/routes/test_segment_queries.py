@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from features.member_store import MemberStore
 from features.settings import MemberwiseSettings, get_settings
 from serving.app import create_app
+from serving.security import HEADER, KeyStore
 from tests.member_fixtures import handmade_members, members_from_tags
 
 pytestmark = pytest.mark.filterwarnings("ignore:OpenBLAS is configured:RuntimeWarning")
@@ -30,7 +31,7 @@ def client(tmp_path_factory, table) -> Iterator[TestClient]:
     MemberStore(settings).load(table)
     app = create_app(settings)
     app.dependency_overrides[get_settings] = lambda: settings
-    yield TestClient(app)
+    yield TestClient(app, headers={HEADER: KeyStore.of(settings).create("marketing")[1]})
 
 
 def q(client: TestClient, predicate=None, **kw):
@@ -143,9 +144,9 @@ def test_routes_say_when_no_member_table_is_loaded(tmp_path):
     settings = MemberwiseSettings(home=tmp_path)
     app = create_app(settings)
     app.dependency_overrides[get_settings] = lambda: settings
-    c = TestClient(app)
+    c = TestClient(app, headers={HEADER: KeyStore.of(settings).create("marketing")[1]})
     r = c.post("/v1/segments/query", json={})
-    assert r.status_code == 503 and "memberwise run" in r.json()["detail"]
+    assert r.status_code == 503 and "memberwise run" in r.json()["detail"][0]["msg"]
     assert c.get("/v1/members/M1/profile").status_code == 503
     MemberStore(settings).load(handmade_members())
     assert c.post("/v1/segments/query", json={}).json()["count"] == 5

@@ -58,4 +58,4 @@ def test_no_snapshot_is_a_503(serve, settings, world):
     state = AppState(settings=settings, decider=world.decider(), features=object(),  # type: ignore[arg-type]
                      as_of="1999-01-01")  # fmt: skip
     r = serve(state).get(URL)
-    assert r.status_code == 503 and "run `memberwise run` first" in r.json()["detail"]
+    assert r.status_code == 503 and "run `memberwise run` first" in r.json()["detail"][0]["msg"]
