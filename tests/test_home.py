@@ -23,6 +23,7 @@ from pipelines.score import score_members
 from pipelines.synthetic import generate
 from serving.app import create_app
 from serving.events import read_row
+from serving.security import HEADER, KeyStore
 
 pytestmark = pytest.mark.slow
 AS_OF = date(2025, 12, 31)
@@ -31,6 +32,13 @@ FAST = {"hybrid": {"iterations": 3, "factors": 8}}
 
 def _settings(path, **kw) -> MemberwiseSettings:
     return MemberwiseSettings(home=path, products=FAST, events={"broker": "none"}, **kw)
+
+
+def _client(s: MemberwiseSettings) -> TestClient:
+    """A client of the app on ``s``'s home with a new admin API key of its key store."""
+    client = TestClient(create_app(s))
+    client.headers[HEADER] = KeyStore.of(s).create("admin", label="tests")[1]
+    return client
 
 
 def _champions(s: MemberwiseSettings) -> dict[str, str]:
@@ -78,7 +86,7 @@ def test_a_purchase_makes_a_dormant_member_active_in_the_next_call(home):
     s = _settings(home)
     tags = _tags(s)
     member = tags.loc[tags["dormant"] & (tags["frequency"] > 0), "member_id"].iloc[0]
-    with TestClient(create_app(s)) as client:
+    with _client(s) as client:
         before = client.get(f"/v1/members/{member}/recommendations").json()
         assert "dormant" in before["tags"]
         r = client.post("/v1/events", json={"member_id": member, "type": "purchase",
@@ -102,7 +110,7 @@ def erased(home):
     s = _settings(home)
     tags = _tags(s)
     member = str(tags.loc[tags["frequency"] > 1, "member_id"].iloc[-1])
-    with TestClient(create_app(s)) as client:
+    with _client(s) as client:
         assert client.get(f"/v1/members/{member}/recommendations").json()["known_member"]
         r = client.delete(f"/v1/members/{member}")
         after = client.get(f"/v1/members/{member}/recommendations").json()
@@ -141,7 +149,7 @@ def test_a_run_failing_late_leaves_the_previous_run_serving(erased, home, shop, 
     assert _champions(s) == before_champions  # versions were added, aliases did not move
     pd.testing.assert_frame_equal(_tags(s), before_snapshot)
     assert sorted(p.name for p in (home / "generations").iterdir()) == [before_gen.name]
-    with TestClient(create_app(s)) as client:
+    with _client(s) as client:
         assert client.get("/readyz").status_code == 200
 
 
@@ -156,7 +164,7 @@ def test_the_next_run_leaves_the_erased_member_out_everywhere(erased, home, shop
         assert member not in set(pd.read_parquet(p)["member_id"]), p.name
     scores = score_members(s, progress=lambda _: None)
     assert member not in set(scores["member_id"]) and len(scores) > 0
-    with TestClient(create_app(s)) as client:
+    with _client(s) as client:
         got = client.get(f"/v1/members/{member}/recommendations").json()
         assert got["known_member"] is False
 
@@ -170,7 +178,7 @@ def test_a_copied_home_serves_and_runs_on_its_own(home, shop, tmp_path):
     original = tmp_path / "gone"
     shutil.move(str(home), original)  # the original is no longer where MLflow recorded it
     try:
-        with TestClient(create_app(s)) as client:
+        with _client(s) as client:
             assert client.get("/readyz").status_code == 200
         scores = score_members(s, progress=lambda _: None)
         assert len(scores) > 0
