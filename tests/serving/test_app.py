@@ -32,9 +32,9 @@ def resolve(spec, schema):
 
 
 def test_every_200_response_has_an_example_valid_against_its_model(spec):
-    from pydantic import BaseModel
-
     import sys
+
+    from pydantic import BaseModel
 
     modules = [m for n, m in list(sys.modules.items()) if n.startswith("serving")]
     models = {name: m for module in modules for name, m in vars(module).items()
