@@ -81,7 +81,13 @@ class FeedbackKind(StrEnum):
 
 class FeedbackEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    decision_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    decision_id: str = Field(
+        min_length=1,
+        max_length=2_000,
+        pattern=r"^([0-9a-f]{32}|api1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$",
+        description="a campaign send list's decision id, or the decision_id of a member "
+        "decision the API answered",
+    )
     kind: FeedbackKind
     ts: datetime
 
