@@ -132,8 +132,7 @@ def plan_campaign(body: CampaignPlanRequest, state: StateDep) -> CampaignPlanPub
 
 
 @router.get("/campaigns", response_model=list[CampaignSummaryPublic],
-            responses={200: {"content": {"application/json": {"example": [
-                CampaignPlanPublic.model_config["json_schema_extra"]["examples"][0]["summary"]]}}}})  # type: ignore[index]  # fmt: skip
+            responses={200: {"content": {"application/json": {"example": [_SUMMARY_EXAMPLE]}}}})  # fmt: skip
 def list_campaigns(state: StateDep) -> list[CampaignSummaryPublic]:
     """Every saved campaign's summary."""
     return [CampaignSummaryPublic(**{k: v for k, v in c.items() if k != "measured"})
