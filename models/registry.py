@@ -102,8 +102,13 @@ def home_location(client: Any, tracking_uri: str, mv: Any) -> str | None:
     return str(local) if local.exists() else local_file_uri_to_path(stored)
 
 
-def load_champions(tracking_uri: str, alias: str = CHAMPION) -> Champions:
-    """Every model's ``alias`` version; :class:`ModelsNotReady` when one is missing."""
+def load_champions(
+    tracking_uri: str, alias: str = CHAMPION, pinned: dict[str, str] | None = None
+) -> Champions:
+    """Every model's ``alias`` version; :class:`ModelsNotReady` when one is missing.
+
+    ``pinned`` maps registered model names to the version to load instead of the alias
+    (a run that has staged its alias moves but not committed them yet)."""
     from mlflow.exceptions import MlflowException
 
     if tracking_uri.startswith("sqlite:///"):
@@ -124,12 +129,16 @@ def load_champions(tracking_uri: str, alias: str = CHAMPION) -> Champions:
     for name in MODEL_NAMES:
         reg = registered_name(name)
         try:
-            mv = client.get_model_version_by_alias(reg, alias)
+            if pinned and reg in pinned:
+                mv = client.get_model_version(reg, pinned[reg])
+            else:
+                mv = client.get_model_version_by_alias(reg, alias)
         except MlflowException as exc:
             raise ModelsNotReady(
                 f"no '{alias}' version of {reg}: run `memberwise run --data DIR --as-of DATE` first"
             ) from exc
-        loaded[name] = load_model(name, alias, location=home_location(client, tracking_uri, mv))
+        location = home_location(client, tracking_uri, mv) or f"models:/{reg}/{mv.version}"
+        loaded[name] = load_model(name, alias, location=location)
         versions[name] = str(mv.version)
         roles[name] = mv.tags.get("role", "model")
         policies[name] = mv.tags.get("policy", roles[name])

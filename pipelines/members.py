@@ -29,15 +29,22 @@ RETENTION_DAYS = (7, 30, 90)
 ACTIVE_DAYS = 30
 
 
-def decide_all(settings: MemberwiseSettings, tags: pd.DataFrame, as_of: date) -> pd.DataFrame:
+def decide_all(
+    settings: MemberwiseSettings,
+    tags: pd.DataFrame,
+    as_of: date,
+    pinned: dict[str, str] | None = None,
+) -> pd.DataFrame:
     """``models.decision.decisions_frame`` for every member of the tag frame, by the
-    registered champions (one product each: the table needs the churn and coupon parts)."""
+    registered champions (one product each: the table needs the churn and coupon parts);
+    ``pinned``: registered model name to the champion version a run has staged but not
+    committed yet (models.registry.load_champions)."""
     from datetime import UTC
 
     from models.decision import Decider, decisions_frame
     from models.registry import load_champions
 
-    champions = load_champions(settings.tracking_uri)
+    champions = load_champions(settings.tracking_uri, pinned=pinned)
     decider = Decider(champions, repo.CHURN_FEATURES, repo.COUPON_FEATURES,
                       as_of=as_of.isoformat(), abuse_threshold=settings.insight.abuse_threshold)  # fmt: skip
     now = datetime.combine(as_of, time.min, tzinfo=UTC)
@@ -187,10 +194,12 @@ def members_step(
     tags: pd.DataFrame,
     as_of: date,
     progress: Reporter = silent,
+    pinned: dict[str, str] | None = None,
 ) -> Path:
-    """Decide for every member with the champions and write the member table."""
+    """Decide for every member with the champions (``pinned``: see :func:`decide_all`) and
+    write the member table."""
     progress(f"deciding churn and coupon for {len(tags):,} members")
-    decisions = decide_all(settings, tags, as_of)
+    decisions = decide_all(settings, tags, as_of, pinned)
     progress("composing member insight, model-score tags and levels")
     path = write_member_table(settings, shop, tags, decisions, as_of)
     progress(f"member table: {path}")

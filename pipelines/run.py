@@ -21,6 +21,7 @@ from features.levels import write_levels
 from features.rules import LIVE_RULES, live_rules_path, load_rules
 from features.settings import MemberwiseSettings
 from features.tags import reference_instant
+from models.registry import CHAMPION
 from pipelines import erasure, steps
 from pipelines.contract import TABLES
 from pipelines.events import merge_event_log
@@ -179,7 +180,9 @@ def build(
     progress("writing the member table")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"The ``noload`` loader strategy is deprecated")
-        member_path = members_step(settings, shop, tags_now, as_of, progress)
+        # the champions this run staged: the aliases only move when the generation commits
+        staged = {name: version for name, alias, version in gen.aliases if alias == CHAMPION}
+        member_path = members_step(settings, shop, tags_now, as_of, progress, staged)
 
     progress("materializing the tags to the online store")
     with contextlib.redirect_stdout(io.StringIO()):
