@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from features import decision_ids
 from features.settings import MemberwiseSettings
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -102,12 +103,21 @@ def known_decisions(settings: MemberwiseSettings) -> set[str]:
 
 def record_feedback(settings: MemberwiseSettings, events: Iterable[Mapping[str, Any]]) -> int:
     """Append feedback events ({decision_id, kind, ts}) to ``feedback.jsonl`` under a file
-    lock. Raises LookupError naming the first unknown decision id (nothing is written)."""
+    lock. A decision id is a campaign send list's or one the member decision API signed
+    (features.decision_ids; the member, coupon and model versions it names are kept with the
+    event). Raises LookupError naming the first unknown decision id (nothing is written)."""
     rows = [dict(e) for e in events]
-    known = known_decisions(settings)
+    known: set[str] | None = None
     for e in rows:
+        api = decision_ids.verify(settings, str(e["decision_id"]))
+        if api is not None:  # an answer of the member decision API: what it decided, kept
+            e.update(source="api", member_id=api["member_id"], coupon_id=api["coupon_id"],
+                     decided_at=api["at"], versions=api["versions"])  # fmt: skip
+            continue
+        known = known_decisions(settings) if known is None else known
         if str(e["decision_id"]) not in known:
             raise LookupError(f"unknown decision_id {e['decision_id']!r}")
+        e["source"] = "campaign"
     path = campaigns_dir(settings) / "feedback.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC).isoformat()

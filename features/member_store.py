@@ -255,6 +255,38 @@ class MemberStore:
         self._kinds = None
         return arrow.num_rows
 
+    def forget(self, member_ids: Sequence[str]) -> int:
+        """Remove members at once (erasure; features.erasure keeps them out of later runs).
+        PostgreSQL deletes the rows; DuckDB writes the table without them as a new file and
+        swaps it in, as a load does. Returns the rows removed (0 when no table is loaded)."""
+        ids = [str(m) for m in member_ids]
+        if not ids:
+            return 0
+        if self.dialect == "postgres":
+            with self._connect(write=True) as con:
+                try:
+                    cur = con.execute(f"DELETE FROM {TABLE} WHERE member_id = ANY(%s)", [ids])
+                except Exception as exc:
+                    if _missing_table(exc):
+                        return 0
+                    raise
+                con.commit()
+                return int(cur.rowcount or 0)
+        if not self.path.exists():
+            return 0
+        marks = ", ".join("?" for _ in ids)
+        with self._connect() as con:
+            hit = con.execute(
+                f"SELECT count(*) FROM {TABLE} WHERE member_id IN ({marks})", ids
+            ).fetchone()[0]
+            if not hit:
+                return 0
+            kept = con.execute(
+                f"SELECT * FROM {TABLE} WHERE member_id NOT IN ({marks})", ids
+            ).to_arrow_table()
+        self.load(kept)
+        return int(hit)
+
     def _load_postgres(self, arrow: pa.Table, new: str) -> None:
         cols = ", ".join(f'"{f.name}" {_pg_type(f.type)}' for f in arrow.schema)
         with self._connect(write=True) as con:

@@ -59,7 +59,9 @@ SEND_COLUMNS = (
 )  # fmt: skip
 
 
-class Channel(StrEnum):
+class CampaignChannel(StrEnum):
+    """A channel a campaign sends through."""
+
     email = "email"
     sms = "sms"
     push = "push"
@@ -95,7 +97,9 @@ class CampaignSpec(BaseModel):
     offers: list[Offer] = Field(default_factory=list, description="empty: messages only")
     budget: float = Field(0.0, ge=0, description="total expected coupon cost, currency")
     eligibility: Eligibility = Field(default_factory=lambda: Eligibility.model_validate({}))
-    channels: list[Channel] = Field(default_factory=lambda: [Channel.email], min_length=1)
+    channels: list[CampaignChannel] = Field(
+        default_factory=lambda: [CampaignChannel.email], min_length=1
+    )
     start: date = Field(description="first day of the send window")
     send_days: int = Field(1, ge=1, le=31, description="days the sends are spread over")
     frequency_cap: int | None = Field(None, ge=1, description="messages per member per 7 days")

@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from features import erasure, repo
+from features.member_store import MemberStore
 from features.settings import MemberwiseSettings
 from pipelines.ingest import ShopData
+from serving.logs import audit
 
 
 def drop_erased(shop: ShopData, settings: MemberwiseSettings) -> dict[str, Any]:
@@ -52,23 +54,6 @@ def scrub_online(settings: MemberwiseSettings, store: Any) -> int:
     return erasure.scrub_sqlite_online(settings, store)
 
 
-def audit(action: str, **fields: Any) -> str:
-    """Record an audit entry through ``serving.logs.audit`` when the app has one, else as a
-    structured log line; returns which ("audit" or "log")."""
-    import json
-    import logging
-
-    try:
-        from serving.logs import audit as audit_hook  # type: ignore[import-not-found]
-    except ImportError:
-        logging.getLogger("memberwise.audit").info(
-            json.dumps({"audit": action, **fields}, default=str)
-        )
-        return "log"
-    audit_hook(action, **fields)
-    return "audit"
-
-
 def erase(settings: MemberwiseSettings, member_ids: Sequence[str]) -> dict[str, Any]:
     """Erase ``member_ids``: record their suppressions, delete them from the committed
     online store at once and scrub the committed tag snapshots and member table. Returns
@@ -80,5 +65,6 @@ def erase(settings: MemberwiseSettings, member_ids: Sequence[str]) -> dict[str, 
         with contextlib.redirect_stdout(io.StringIO()):
             online = erasure.delete_online(repo.feature_store(settings), ids)
     rows = scrub_snapshots(settings) if settings.feast_dir.exists() else 0
-    audit("erasure", members=len(ids), digests=digests, source="cli")
-    return {"erased": len(ids), "online": online, "snapshot_rows": rows}
+    store_rows = MemberStore(settings).forget(ids)  # segments, exports, the console: at once
+    audit("erasure", None, settings, members=len(ids), digests=digests, source="cli")
+    return {"erased": len(ids), "online": online, "snapshot_rows": rows, "member_store": store_rows}

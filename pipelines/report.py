@@ -2,7 +2,7 @@
 cohorts, from the member table, as JSON and PNG in ``HOME/reports/members/AS_OF`` and logged
 to MLflow.
 
-KPIs (PROGRAMME.md's definitions, over the member table's KPI inputs): members, share of all
+KPIs (the programme's usual definitions, over the member table's KPI inputs): members, share of all
 members (the tag's prevalence), ARPU (spend / members), AOV (spend / orders), repurchase rate
 (members with 2+ orders / members with 1+), share active in the last 30 days, 7/30/90-day
 retention of new members (among members whose first order is old enough), mean expected

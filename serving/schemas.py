@@ -269,6 +269,11 @@ class MemberDecisionPublic(BaseModel):
         description="the registered version of every model that made this answer"
     )
     model_roles: dict[str, Role] = Field(description="model or baseline, per model")
+    decision_id: str | None = Field(
+        default=None,
+        description="names this answer in POST /v1/feedback (impressions, clicks, "
+        "redemptions); signed by the deployment, so it needs no lookup",
+    )
     degraded: bool = Field(
         default=False,
         description="true: the member's online features could not be read in time; the "

@@ -86,7 +86,7 @@ class SegmentResultPublic(BaseModel):
     breakdowns: dict[str, list[BreakdownPublic]]
     kpis: KpisPublic
     members: list[SegmentMemberPublic]
-    next_cursor: str | None = Field(description="pass as cursor for the next page; null: last page")  # fmt: skip
+    next_cursor: str | None = Field(None, description="pass as cursor for the next page; null: last page")  # fmt: skip
 
 
 class SegmentSave(BaseModel):

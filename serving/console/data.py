@@ -254,11 +254,13 @@ def data_health(report: Mapping[str, Any] | None) -> list[tuple[str, int, int, i
     """(table, kept, quarantined, erased) per input table of the latest run."""
     if not report:
         return []
+    ingest = report.get("ingest") or {}
+    erased = (ingest.get("erased") or {}).get("rows") or {}  # rows of erased members, by table
     out = []
-    for name, rep in (report.get("ingest") or {}).items():
-        if isinstance(rep, Mapping):
+    for name, rep in ingest.items():
+        if isinstance(rep, Mapping) and "kept" in rep:  # a table (not the erasure summary)
             out.append((name, int(rep.get("kept", 0)), int(rep.get("quarantined", 0)),
-                        int(rep.get("erased", 0))))  # fmt: skip
+                        int(erased.get(name, 0))))  # fmt: skip
     return out
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Annotated, Any
 
@@ -11,8 +10,11 @@ from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from features import erasure
-from serving.deps import SettingsDep, StateDep
+from features.member_store import MemberStore
+from serving.deps import StateDep
+from serving.logs import audit
 from serving.schemas import ID_MAX_LENGTH, ID_PATTERN, example_of
+from serving.security import KeyDep
 
 router = APIRouter(tags=["admin"])
 log = logging.getLogger("memberwise.audit")
@@ -35,31 +37,22 @@ class ErasurePublic(BaseModel):
     online_removed: bool
 
 
-def audit(action: str, **fields: Any) -> None:
-    """An audit entry through ``serving.logs.audit`` when present, else a JSON log line."""
-    try:
-        from serving.logs import audit as hook  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        log.info(json.dumps({"audit": action, **fields}, default=str))
-        return
-    hook(action, **fields)
-
-
 def _erase(settings: Any, store: Any, member_id: str) -> tuple[str, bool]:
     digest = erasure.suppress(settings, [member_id])[0]
     removed = bool(store is not None and erasure.delete_online(store, [member_id]))
+    MemberStore(settings).forget([member_id])  # segments, exports, the console: at once
     return digest, removed
 
 
 @router.delete(
     "/members/{member_id}", response_model=ErasurePublic, responses=example_of(ErasurePublic)
 )
-async def erase_member(
-    member_id: MemberId, state: StateDep, settings: SettingsDep
-) -> ErasurePublic:
+async def erase_member(member_id: MemberId, state: StateDep, key: KeyDep) -> ErasurePublic:
     """Forget a member: removed from the online store now, and left out of every later
     run's tags, training data, scores, segments and exports. Idempotent."""
+    settings = state.settings  # the caller's shop
     store = getattr(state.features, "store", None)
     digest, removed = await run_in_threadpool(_erase, settings, store, member_id)
-    audit("erasure", digest=digest, online_removed=removed, source="api")
+    state.forget(member_id)  # no fallback profile or cached answer keeps them
+    audit("erasure", key.key_id, settings, digest=digest, online_removed=removed, source="api")
     return ErasurePublic(erased=True, online_removed=removed)

@@ -81,7 +81,13 @@ class FeedbackKind(StrEnum):
 
 class FeedbackEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    decision_id: str = Field(pattern=r"^[0-9a-f]{32}$")
+    decision_id: str = Field(
+        min_length=1,
+        max_length=2_000,
+        pattern=r"^([0-9a-f]{32}|api1\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+)$",
+        description="a campaign send list's decision id, or the decision_id of a member "
+        "decision the API answered",
+    )
     kind: FeedbackKind
     ts: datetime
 
@@ -125,14 +131,17 @@ def plan_campaign(body: CampaignPlanRequest, state: StateDep) -> CampaignPlanPub
     return CampaignPlanPublic(summary=CampaignSummaryPublic(**info), sends=_sends(sends, 20))
 
 
-@router.get("/campaigns", response_model=list[CampaignSummaryPublic])
+@router.get("/campaigns", response_model=list[CampaignSummaryPublic],
+            responses={200: {"content": {"application/json": {"example": [_SUMMARY_EXAMPLE]}}}})  # fmt: skip
 def list_campaigns(state: StateDep) -> list[CampaignSummaryPublic]:
     """Every saved campaign's summary."""
     return [CampaignSummaryPublic(**{k: v for k, v in c.items() if k != "measured"})
             for c in store.list_campaigns(state.settings)]  # fmt: skip
 
 
-@router.get("/campaigns/{name}", response_model=CampaignPlanPublic)
+@router.get("/campaigns/{name}", response_model=CampaignPlanPublic,
+            responses={200: {"content": {"application/json": {"example":
+                       CampaignPlanPublic.model_config["json_schema_extra"]["examples"][0]}}}})  # type: ignore[index]  # fmt: skip
 def get_campaign(
     name: str, state: StateDep,
     limit: Annotated[int, Query(ge=0, le=10_000)] = 100,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import StringConstraints
 
+from features import decision_ids
 from models.decision import MemberDecision
 from serving.deps import NowDep, ReadyStateDep, SettingsDep
 from serving.fallback import count_degraded
@@ -126,7 +127,11 @@ def recommendations(
             category=category, exclude=excluded, why=DEGRADED_WHY[read.reason],
         )  # fmt: skip
     as_of = decider.as_of if decider.as_of is not None else state.as_of
-    return public(decision, as_of, read.reason)
+    answer = public(decision, as_of, read.reason)
+    answer.decision_id = decision_ids.mint(
+        state.settings, member_id, now, decision.coupon.coupon_id, answer.model_versions
+    )
+    return answer
 
 
 # what a degraded answer's reasons say about the online store

@@ -217,3 +217,13 @@ def test_publish_members_loads_the_run_table(tmp_path):
     assert MemberStore(settings).count() == 5
     assert (settings.state_dir / "members.duckdb").exists()
     assert json.loads(MemberStore(settings).member("M2")["tag_reasons"])["vip"]
+
+
+def test_forget_removes_members_at_once_and_keeps_the_rest(store):
+    before = store.count()
+    assert store.forget(["M2", "nobody"]) == 1
+    assert store.member("M2") is None
+    assert store.count() == before - 1
+    assert "M2" not in ids(store, None)
+    assert store.forget(["M2"]) == 0  # idempotent
+    assert store.member("M1") is not None

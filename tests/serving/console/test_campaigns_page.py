@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from features import member_table
 from features.settings import MemberwiseSettings
 from serving.deps import get_state
 from tests.serving.conftest import in_memory_state
@@ -28,7 +29,8 @@ def campaign_home(root, world) -> MemberwiseSettings:
         coupon_id=rng.choice(["PCT10", "AMT5"], len(world.tags)),
         expected_incremental_margin=rng.normal(2.0, 1.0, len(world.tags)),
     )  # fmt: skip
-    table.to_parquet(s.home_dir / "members.parquet", index=False)
+    s.members_dir.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(member_table.path(s.members_dir), index=False)
     (s.home_dir / "latest_run.json").write_text(json.dumps({"as_of": AS_OF.isoformat()}))
     return s
 

@@ -112,3 +112,16 @@ def test_builder_saves_and_exports_a_segment(console, world):
     assert len(csv.text.strip().splitlines()) == expected + 1  # a header and each member
     assert console.get("/console/segments/export", params={"feature": ["nope"], "op": ["=="],
                                                            "value": ["1"]}).status_code == 422  # fmt: skip
+
+
+def test_data_health_reads_the_run_report_with_erasures():
+    from serving.console.data import data_health
+
+    report = {"ingest": {
+        "order_lines": {"read": 12, "kept": 10, "quarantined": 2, "after_as_of": 0},
+        "members": {"read": 5, "kept": 4, "quarantined": 0, "after_as_of": 0},
+        "erased": {"members": 1, "rows": {"order_lines": 3, "members": 1}},
+        "event_log": {"events": 0},
+    }}  # fmt: skip
+    assert data_health(report) == [("order_lines", 10, 2, 3), ("members", 4, 0, 1)]
+    assert data_health(None) == []

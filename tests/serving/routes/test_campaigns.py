@@ -90,3 +90,24 @@ def test_report_is_404_until_measured_and_unknown_names_404(client, home):
     assert client.get("/v1/campaigns/api-1/report").json() == {"campaign": "api-1"}
     assert client.get("/v1/campaigns/nope").status_code == 404
     assert client.get("/v1/campaigns/..%2F..%2Fx").status_code == 404
+
+
+def test_every_member_answer_carries_a_decision_id_that_feedback_accepts(client, home, world):
+    member = str(world.tags["member_id"].iloc[0])
+    answer = client.get(f"/v1/members/{member}/recommendations").json()
+    did = answer["decision_id"]
+    assert did.startswith("api1.")
+    r = client.post("/v1/feedback", json={"events": [
+        {"decision_id": did, "kind": "impression", "ts": "2026-03-11T10:00:00Z"}]})  # fmt: skip
+    assert r.status_code == 201, r.text
+    row = json.loads((home.state_dir / "campaigns" / "feedback.jsonl").read_text().splitlines()[-1])
+    assert row["member_id"] == member and row["source"] == "api"
+    assert row["versions"] == answer["model_versions"]
+    coupon = answer["coupon"]["coupon_id"] if answer["coupon"] else None
+    assert row["coupon_id"] == coupon
+    # an id the deployment did not sign (one character of the payload changed) is refused
+    head, body, sig = did.split(".")
+    forged = f"{head}.{body[:-1]}{'A' if body[-1] != 'A' else 'B'}.{sig}"
+    r = client.post("/v1/feedback", json={"events": [
+        {"decision_id": forged, "kind": "click", "ts": "2026-03-11T10:00:00Z"}]})  # fmt: skip
+    assert r.status_code == 404 and "unknown decision_id" in r.text
