@@ -20,7 +20,6 @@ cancels it; either raises :class:`QueryTimeout`).
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import math
@@ -610,16 +609,22 @@ def _duckdb_reader(path: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
+# a cursor is the hex of the last member id's UTF-8 bytes: every string of this pattern
+# names a place in the member id order, so the API schema can state the whole contract
+CURSOR_PATTERN = r"^(?:[0-9a-f]{2})*$"
+
+
 def encode_cursor(member_id: str) -> str:
-    return base64.urlsafe_b64encode(member_id.encode()).decode().rstrip("=")
+    return member_id.encode().hex()
 
 
 def decode_cursor(cursor: str) -> str:
-    """The member id a cursor points after. Raises ValueError for a cursor not ours."""
-    try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError(f"cursor {cursor!r} is not one this API gave") from None
+    """The member id a cursor points after (bytes that are not UTF-8 decode to U+FFFD, a
+    place in the order like any other). Raises ValueError for text outside
+    :data:`CURSOR_PATTERN`."""
+    if not re.fullmatch(CURSOR_PATTERN, cursor):
+        raise ValueError(f"cursor {cursor!r} is not one this API gave")
+    return bytes.fromhex(cursor).decode(errors="replace")
 
 
 def _num(v: Any) -> float | None:

@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.member_store import CURSOR_PATTERN
+
 PREDICATE_EXAMPLE: dict[str, Any] = {
     "all": [
         {"feature": "value_tier", "op": "in", "value": ["high"]},
@@ -33,7 +35,7 @@ class SegmentQuery(BaseModel):
         {"predicate": PREDICATE_EXAMPLE, "limit": 100}]})  # fmt: skip
 
     predicate: dict[str, Any] | str | None = Field(None, description=PREDICATE_DOC)
-    cursor: str | None = Field(None, max_length=400, description="next_cursor of the previous page")  # fmt: skip
+    cursor: str | None = Field(None, max_length=400, pattern=CURSOR_PATTERN, description="next_cursor of the previous page")  # fmt: skip
     limit: int = Field(100, ge=0, description="members in the page (0: figures only; capped by segments.max_page_size)")  # fmt: skip
 
 

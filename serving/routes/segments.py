@@ -18,6 +18,7 @@ from fastapi.responses import StreamingResponse
 
 from features import repo
 from features.member_store import (
+    CURSOR_PATTERN,
     MemberStore,
     Page,
     QueryTimeout,
@@ -221,7 +222,7 @@ def delete_saved(name: SegmentName, store: MemberStoreDep) -> Response:
 
 @router.post("/saved/{name}/query", response_model=SegmentResultPublic, responses=example_of(SegmentResultPublic))  # fmt: skip
 def query_saved(name: SegmentName, store: MemberStoreDep,
-                cursor: Annotated[str | None, Query(max_length=400)] = None,
+                cursor: Annotated[str | None, Query(max_length=400, pattern=CURSOR_PATTERN)] = None,
                 limit: Annotated[int, Query(ge=0)] = 100) -> SegmentResultPublic:  # fmt: skip
     """The saved segment's figures and members today."""
     with http_errors():
