@@ -196,7 +196,7 @@ def save(name: SegmentName, body: SegmentSave, store: MemberStoreDep) -> SavedSe
 
 @router.get("/saved/{name}", response_model=SavedSegmentPublic, responses=example_of(SavedSegmentPublic))  # fmt: skip
 def get_saved(name: SegmentName, store: MemberStoreDep,
-              version: Annotated[int | None, Query(ge=1)] = None) -> SavedSegmentPublic:  # fmt: skip
+              version: Annotated[int | None, Query(ge=1, le=2**63 - 1)] = None) -> SavedSegmentPublic:  # fmt: skip
     """A saved segment, its latest version unless ``version``."""
     with http_errors():
         return saved_public(store.segment(name, version))
