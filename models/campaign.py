@@ -42,6 +42,7 @@ import zlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -57,6 +58,9 @@ SEND_COLUMNS = (
     "champion", "channel", "send_at_utc", "window_days", "expected_cost",
     "expected_incremental_margin", "segment",
 )  # fmt: skip
+
+
+Hour = Annotated[int, Field(ge=0, le=23)]
 
 
 class CampaignChannel(StrEnum):
@@ -103,7 +107,7 @@ class CampaignSpec(BaseModel):
     start: date = Field(description="first day of the send window")
     send_days: int = Field(1, ge=1, le=31, description="days the sends are spread over")
     frequency_cap: int | None = Field(None, ge=1, description="messages per member per 7 days")
-    quiet_hours: tuple[int, int] | None = Field(
+    quiet_hours: tuple[Hour, Hour] | None = Field(
         None, description="[start, end) local hours with no message, e.g. [21, 8]"
     )
     holdout_share: float | None = Field(None, ge=0, lt=1)

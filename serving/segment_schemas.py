@@ -129,8 +129,15 @@ class ExportRequest(BaseModel):
 
 
 class LookalikeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"predicate": PREDICATE_EXAMPLE, "size": 100}]})  # fmt: skip
+    """The seed is either an inline predicate or a saved segment's name: exactly one."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [{"predicate": PREDICATE_EXAMPLE, "size": 100}],
+        "oneOf": [
+            {"required": ["predicate"], "properties": {"predicate": {"not": {"type": "null"}}}},
+            {"required": ["segment"], "properties": {"segment": {"type": "string"}}},
+        ],
+    })  # fmt: skip
 
     predicate: dict[str, Any] | str | None = Field(None, description="the seed segment; " + PREDICATE_DOC)  # fmt: skip
     segment: str | None = Field(None, max_length=80, description="or a saved segment's name as the seed")  # fmt: skip

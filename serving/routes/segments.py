@@ -278,7 +278,10 @@ def lookalike(body: LookalikeRequest, store: MemberStoreDep) -> LookalikePublic:
         tree = body.predicate if body.segment is None else store.segment(body.segment).predicate
         seed = store.parse(tree)
         if seed is None:
-            raise ValueError("the seed is every member: give a predicate that selects some")
+            raise RequestValidationError([{"type": "value_error", "input": body.predicate,
+                                           "loc": ("body", "predicate"),
+                                           "msg": "the seed is every member: give a predicate "
+                                           "that selects some"}])  # fmt: skip
         found = store.lookalike(seed, body.size)
         return LookalikePublic(
             seed_count=store.count(seed),
