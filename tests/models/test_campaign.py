@@ -128,7 +128,7 @@ def test_messages_only_campaign_sends_everyone_but_the_holdout():
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [("holdout_share", 1.2, "less than 1"), ("offers", [{"coupon_id": "none", "cost": 1}],
-      "reserved"), ("channels", ["fax"], "email"), ("quiet_hours", [25, 3], "0..23"),
+      "reserved"), ("channels", ["fax"], "email"), ("quiet_hours", [25, 3], "less than or equal to 23"),
      ("name", "../x", "pattern")],
 )  # fmt: skip
 def test_bad_specs_are_refused_with_the_reason(field, value, message):
