@@ -123,7 +123,9 @@ def test_feast_cli_in_the_home_sees_no_changes_and_apply_keeps_everything(tmp_pa
 
     store = repo.feature_store(settings)
     assert [e.name for e in store.list_entities()] == [repo.ENTITY]
-    assert [v.name for v in store.list_feature_views()] == [repo.TAGS_VIEW]
+    assert sorted(v.name for v in store.list_feature_views()) == sorted(
+        [repo.TAGS_VIEW, repo.LEVELS_VIEW]
+    )
     assert {s.name for s in store.list_feature_services()} == {
         repo.CHURN_SERVICE, repo.COUPON_SERVICE, repo.SEND_TIME_SERVICE, repo.PROFILE_SERVICE,
     }  # fmt: skip
