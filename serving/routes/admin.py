@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
@@ -13,17 +13,12 @@ from features import erasure
 from features.member_store import MemberStore
 from serving.deps import StateDep
 from serving.logs import audit
-from serving.schemas import ID_MAX_LENGTH, ID_PATTERN, example_of
+from serving.routes.members import MemberId  # one definition of the path parameter
+from serving.schemas import example_of
 from serving.security import KeyDep
 
 router = APIRouter(tags=["admin"])
 log = logging.getLogger("memberwise.audit")
-
-MemberId = Annotated[
-    str,
-    Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN,
-         description="the shop's member id", examples=["M00651"]),
-]  # fmt: skip
 
 
 class ErasurePublic(BaseModel):

@@ -6,15 +6,16 @@ from __future__ import annotations
 import json
 import math
 from datetime import date, timedelta
-from typing import Annotated, Any
+from typing import Any
 
 import duckdb
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import APIRouter, HTTPException
 
 from features.member_store import StoreEmpty
 from features.settings import MemberwiseSettings
 from serving.deps import MemberStoreDep, SettingsDep
-from serving.schemas import ID_MAX_LENGTH, ID_PATTERN, example_of
+from serving.routes.members import MemberId  # one definition of the path parameter
+from serving.schemas import example_of
 from serving.segment_schemas import (
     ChurnPublic,
     LevelPointPublic,
@@ -26,11 +27,6 @@ from serving.segment_schemas import (
 
 router = APIRouter(prefix="/members", tags=["members"])
 
-MemberId = Annotated[
-    str,
-    Path(min_length=1, max_length=ID_MAX_LENGTH, pattern=ID_PATTERN,
-         description="the shop's member id", examples=["M00651"]),
-]  # fmt: skip
 PERSONAL = ("email", "phone", "name", "first_name", "last_name", "address", "postcode", "birthday")  # fmt: skip
 """Member-table columns holding personal data: shown masked, never in clear."""
 
