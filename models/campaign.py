@@ -104,7 +104,9 @@ class CampaignSpec(BaseModel):
     channels: list[CampaignChannel] = Field(
         default_factory=lambda: [CampaignChannel.email], min_length=1
     )
-    start: date = Field(description="first day of the send window")
+    start: date = Field(
+        ge=date(1970, 1, 1), le=date(2200, 12, 31), description="first day of the send window"
+    )
     send_days: int = Field(1, ge=1, le=31, description="days the sends are spread over")
     frequency_cap: int | None = Field(None, ge=1, description="messages per member per 7 days")
     quiet_hours: tuple[Hour, Hour] | None = Field(
