@@ -185,7 +185,9 @@ def build(
         member_path = members_step(settings, shop, tags_now, as_of, progress, staged)
 
     progress("materializing the tags to the online store")
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        # Feast's offline read goes through dask, which warns of a pandas change of its own
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"dask\.")
         steps.materialize(store, as_of)
     erased["online_members"] = erasure.scrub_online(settings, store)
     report = {
