@@ -24,6 +24,7 @@ from features import repo
 from features.settings import MemberwiseSettings
 from models.registry import MODEL_NAMES
 from serving.app import create_app
+from serving.security import HEADER, KeyStore
 from tests.serving.world import AS_OF, shop_world
 from training.registry import log_and_register, setup_tracking
 from training.result import TrainResult
@@ -129,7 +130,13 @@ def home(tmp_path_factory, redis_server) -> MemberwiseSettings:
 
 def serving_settings(home: MemberwiseSettings, **serving) -> MemberwiseSettings:
     update = {"breaker_reset_seconds": 0.3, "store_retry_seconds": 0.3, **serving}
-    return home.model_copy(update={"serving": home.serving.model_copy(update=update)}, deep=True)
+    security = home.security.model_copy(update={"rate_limit_admin": "1000000/minute"})  # load
+    return home.model_copy(
+        update={"serving": home.serving.model_copy(update=update), "security": security}, deep=True
+    )
+
+
+HEADERS: dict[str, str] = {}
 
 
 @contextmanager
@@ -137,6 +144,8 @@ def running(settings: MemberwiseSettings) -> Iterator[str]:
     """uvicorn serving the app for ``settings`` on a free port; yields its base URL."""
     import uvicorn
 
+    # the clients below send an admin key of the home's own key store (keys are required)
+    HEADERS[HEADER] = KeyStore.of(settings).create("admin", label="tests")[1]
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
@@ -169,7 +178,7 @@ def steady_load(url: str, members: list[str], clients: int = 2) -> Iterator[list
     stop = threading.Event()
 
     def loop(offset: int) -> None:
-        with httpx.Client(base_url=url, timeout=10) as client:
+        with httpx.Client(base_url=url, timeout=10, headers=HEADERS) as client:
             i = offset
             while not stop.is_set():
                 m = members[i % len(members)]
@@ -259,7 +268,10 @@ def test_redis_killed_under_load_degrades_then_recovers(home, redis_server):
 def test_a_server_started_while_redis_is_down_becomes_ready_when_it_returns(home, redis_server):
     redis_server.kill()
     try:
-        with running(serving_settings(home)) as url, httpx.Client(base_url=url) as client:
+        with (
+            running(serving_settings(home)) as url,
+            httpx.Client(base_url=url, headers=HEADERS) as client,
+        ):
             ready = client.get("/readyz")
             assert ready.status_code == 200 and ready.json()["status"] == "degraded"
             r = client.get(f"/v1/members/{members_of(home)[0]}/recommendations")
@@ -301,7 +313,7 @@ def test_champion_moved_under_load_zero_failures_and_answers_name_it(home, redis
         wait_for(lambda: len(answers) > 20)
         old = answers[-1].body["model_versions"]
         churn = move_champion(home, "churn")
-        with httpx.Client(base_url=url, timeout=60) as admin:
+        with httpx.Client(base_url=url, timeout=60, headers=HEADERS) as admin:
             r = admin.post("/v1/admin/reload")
         assert r.status_code == 200, r.text
         # the poller may have swapped it in first; either way the churn champion is new
