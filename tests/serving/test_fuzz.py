@@ -82,8 +82,14 @@ def _fuzz(serve, api_keys) -> None:
                 json=kwargs.get("json"),
             )  # fmt: skip
             ran[response.status_code] += 1
-            assert response.status_code < 500, (case.method, case.formatted_path, response.text)
-            checks_here = CHECKS
+            # the test app has no model registry, so a reload rightly answers 503 "unchanged"
+            unavailable = response.status_code == 503 and case.path == "/v1/admin/reload"
+            assert response.status_code < 500 or unavailable, (
+                case.method, case.formatted_path, response.text,
+            )  # fmt: skip
+            checks_here = (
+                [c for c in CHECKS if c is not checks.not_a_server_error] if unavailable else CHECKS
+            )
             if case.path.startswith(ONLY_NO_SERVER_ERROR):
                 checks_here = [checks.not_a_server_error]
             if not negative and response.status_code == 422 and isinstance(case.body, dict):
@@ -108,4 +114,4 @@ def _fuzz(serve, api_keys) -> None:
         for mode in GenerationMode:
             fuzz(operation, mode)
     assert sum(ran.values()) >= MIN_CASES, ran
-    assert 500 not in ran
+    assert not {c for c in ran if c >= 500} - {503}, ran
